@@ -1,0 +1,1 @@
+//! Streaming gzip + tar walk with the hostile-entry policy and limits.

@@ -1,0 +1,26 @@
+//! byom-core: the one validator behind the browser, the CLI and the server.
+//!
+//! It is pure on purpose: bytes go in (pushed in chunks of any size), a [`report::Report`]
+//! comes out. No file system, no threads, no clock, so the very same code runs natively
+//! and in `wasm32-unknown-unknown`, and every face reaches the same verdict for the same bytes.
+//!
+//! Data flows one way: bytes → [`archive`] (gzip + tar walk) → files → [`rules`] → [`report`].
+//! The `.pt` model file is streamed through [`torch`] in the same pass.
+
+pub mod archive;
+pub mod limits;
+pub mod package;
+pub mod pack;
+pub mod report;
+pub mod rules;
+pub mod settings;
+pub mod torch;
+pub mod validate;
+
+pub use limits::Limits;
+pub use report::{Event, Issue, Report, Severity, Summary};
+pub use settings::Settings;
+pub use validate::Validator;
+
+/// The crate version, carried in every report so a verdict can be traced to the code that made it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

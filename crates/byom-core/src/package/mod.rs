@@ -1,0 +1,1 @@
+//! The three metadata files (`config.yaml`, `mochi.json`, `manifest.json`) as parsed values.

@@ -1,0 +1,1 @@
+//! wasm-bindgen face of byom-core.

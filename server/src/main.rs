@@ -1,0 +1,2 @@
+//! byom-server.
+fn main() {}
