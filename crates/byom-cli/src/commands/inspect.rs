@@ -1,0 +1,11 @@
+//! `byom inspect`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> ExitCode {
+    eprintln!("byom inspect: not implemented yet");
+    ExitCode::from(2)
+}

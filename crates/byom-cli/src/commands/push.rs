@@ -1,0 +1,11 @@
+//! `byom push`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> ExitCode {
+    eprintln!("byom push: not implemented yet");
+    ExitCode::from(2)
+}
