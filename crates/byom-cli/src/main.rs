@@ -10,13 +10,19 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "byom", version, about = "Check, inspect and pack BYOM model packages")]
+#[command(
+    name = "byom",
+    version,
+    about = "Check, inspect and pack BYOM model packages"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
+// Parsed once per process; boxing the larger argument structs would only add noise.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Validate one or more model.tar.gz packages.
     Validate(commands::validate::Args),

@@ -9,8 +9,8 @@
 
 pub mod archive;
 pub mod limits;
-pub mod package;
 pub mod pack;
+pub mod package;
 pub mod report;
 pub mod rules;
 pub mod settings;

@@ -1,42 +1,308 @@
 //! The push-based validator: feed chunks of any size, get events as they are found, then a report.
+//!
+//! One pass: bytes → [`GzipDecoder`] → [`TarWalker`] → per-member sinks (metadata buffered up to
+//! `max_metadata_bytes`, the `.pt` streamed into [`PtInspector`], everything else skipped).
+//! Memory is bounded by the limits, never by the package size.
+//!
+//! The report is a pure function of the bytes: archive issues appear in stream order, then rule
+//! issues in code order, whatever the chunking.
 
-use crate::report::{Event, Report, Summary};
+use crate::archive::tar::MemberKind;
+use crate::archive::{GzipDecoder, TarSink, TarWalker};
+use crate::package::contents::{is_export_pt, CONFIG, MANIFEST, MOCHI};
+use crate::package::{json, yaml, Contents, MetaFile};
+use crate::report::{Event, Issue, Report, Severity, Summary};
+use crate::rules::archive::{METADATA_TOO_LARGE, NESTED_TOP_FOLDER};
+use crate::rules::{config, cross_file, layout, manifest, mochi};
 use crate::settings::Settings;
+use crate::torch::{self, PtInspector};
 
 /// One validation of one package.
 #[derive(Debug)]
 pub struct Validator {
     settings: Settings,
     fed: u64,
+    gzip: GzipDecoder,
+    tar: TarWalker,
+    sink: Collector,
+    fatal: bool,
+}
+
+/// Where the current member's bytes go.
+#[derive(Debug)]
+enum Target {
+    Skip,
+    Meta(usize, Vec<u8>),
+    Pt,
+}
+
+/// Receives the walk: builds [`Contents`], streams the `.pt`, records events.
+#[derive(Debug)]
+struct Collector {
+    settings: Settings,
     events: Vec<Event>,
+    archive_issues: Vec<Issue>,
+    entries: Vec<String>,
+    contents: Contents,
+    target: Target,
+    pt: Option<PtInspector>,
+}
+
+const META_FILES: [&str; 3] = [CONFIG, MOCHI, MANIFEST];
+
+impl Collector {
+    fn meta_slot(&mut self, slot: usize) -> &mut MetaFile {
+        match slot {
+            0 => &mut self.contents.config,
+            1 => &mut self.contents.mochi,
+            _ => &mut self.contents.manifest,
+        }
+    }
+
+    fn emit(&mut self, issue: Issue) {
+        self.events.push(Event::Issue(issue.clone()));
+        self.archive_issues.push(issue);
+    }
+}
+
+impl TarSink for Collector {
+    fn entry(&mut self, path: &str, size: u64, _kind: MemberKind) {
+        self.entries.push(path.to_string());
+        self.events.push(Event::Entry {
+            path: path.to_string(),
+            size,
+        });
+    }
+
+    fn file_start(&mut self, path: &str, size: u64) {
+        self.contents.files.push((path.to_string(), size));
+        self.target = Target::Skip;
+        if let Some(slot) = META_FILES.iter().position(|m| *m == path) {
+            if size > self.settings.limits.max_metadata_bytes {
+                *self.meta_slot(slot) = MetaFile::TooLarge;
+                self.emit(METADATA_TOO_LARGE.issue(
+                    Some(path),
+                    format!(
+                        "{path} is {size} bytes, over the {} byte limit for metadata files (max_metadata_bytes).",
+                        self.settings.limits.max_metadata_bytes
+                    ),
+                ));
+            } else {
+                // Bounded by max_metadata_bytes, checked above.
+                self.target =
+                    Target::Meta(slot, Vec::with_capacity(usize::try_from(size).unwrap_or(0)));
+            }
+        } else if is_export_pt(path) {
+            self.contents.pt_files.push(path.to_string());
+            if self.pt.is_none() {
+                self.pt = Some(PtInspector::new(&self.settings, path));
+                self.target = Target::Pt;
+            }
+        }
+    }
+
+    fn file_data(&mut self, data: &[u8]) {
+        match &mut self.target {
+            Target::Skip => {}
+            Target::Meta(_, buf) => buf.extend_from_slice(data),
+            Target::Pt => {
+                if let Some(pt) = &mut self.pt {
+                    pt.feed(data);
+                }
+            }
+        }
+    }
+
+    fn file_end(&mut self) {
+        if let Target::Meta(slot, buf) = std::mem::replace(&mut self.target, Target::Skip) {
+            let limits = &self.settings.limits;
+            let parsed = if slot == 0 {
+                yaml::parse(&buf, limits)
+            } else {
+                json::parse(&buf, limits)
+            };
+            let meta = MetaFile::Parsed(parsed);
+            // Report what this file alone gets wrong as soon as it is known.
+            let mut found: Vec<Issue> = layout::check_metadata(META_FILES[slot], &meta)
+                .into_iter()
+                .collect();
+            found.extend(match slot {
+                0 => config::check(&meta),
+                1 => mochi::check(&meta),
+                _ => manifest::check(&meta),
+            });
+            self.events.extend(found.into_iter().map(Event::Issue));
+            *self.meta_slot(slot) = meta;
+        }
+    }
+
+    fn issue(&mut self, issue: Issue) {
+        self.emit(issue);
+    }
 }
 
 impl Validator {
     pub fn new(settings: &Settings) -> Self {
-        Validator { settings: settings.clone(), fed: 0, events: Vec::new() }
+        Validator {
+            settings: settings.clone(),
+            fed: 0,
+            gzip: GzipDecoder::new(&settings.limits),
+            tar: TarWalker::new(&settings.limits),
+            sink: Collector {
+                settings: settings.clone(),
+                events: Vec::new(),
+                archive_issues: Vec::new(),
+                entries: Vec::new(),
+                contents: Contents::default(),
+                target: Target::Skip,
+                pt: None,
+            },
+            fatal: false,
+        }
     }
 
-    /// Feed the next chunk of the `.tar.gz`.
+    /// Feed the next chunk of the `.tar.gz` (any size, including 0 or 1 byte).
     pub fn feed(&mut self, chunk: &[u8]) {
         self.fed += chunk.len() as u64;
+        if self.fatal {
+            return;
+        }
+        let tar = &mut self.tar;
+        let sink = &mut self.sink;
+        let result = self.gzip.push(chunk, &mut |bytes| tar.push(bytes, sink));
+        if let Err(issue) = result {
+            self.fail(issue);
+        }
+    }
+
+    /// True once a fatal error was found: the verdict is settled and further bytes are ignored.
+    pub fn is_finished(&self) -> bool {
+        self.fatal
     }
 
     /// Events found since the last call.
     pub fn drain_events(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.events)
+        std::mem::take(&mut self.sink.events)
+    }
+
+    fn fail(&mut self, issue: Issue) {
+        self.fatal = true;
+        self.sink.emit(issue);
     }
 
     /// The final report.
-    pub fn finish(self) -> Report {
+    pub fn finish(mut self) -> Report {
+        if !self.fatal {
+            if let Err(issue) = self.gzip.finish().and_then(|()| self.tar.finish()) {
+                self.fail(issue);
+            }
+        }
+        let declared_bytes = self.tar.declared_bytes();
+        let Collector {
+            archive_issues,
+            entries,
+            mut contents,
+            pt,
+            ..
+        } = self.sink;
+        let mut rule_issues: Vec<Issue> = Vec::new();
+        let mut model = None;
+        let mut summary = Summary {
+            compressed_bytes: self.fed,
+            uncompressed_bytes: declared_bytes,
+            entries,
+            ..Summary::default()
+        };
+
+        if !self.fatal {
+            if let Some(pt) = pt {
+                let (inspection, issues) = pt.finish();
+                contents.inspection = Some(inspection);
+                contents.inspection_issues = issues;
+            }
+            if let Some(folder) = contents.single_top_folder() {
+                let folder = folder.to_string();
+                rule_issues.push(NESTED_TOP_FOLDER.issue_with_hint(
+                    Some(&format!("{folder}/")),
+                    format!("All files are inside the folder '{folder}/' instead of at the archive root."),
+                    format!("Create the archive from inside the folder: `tar czf model.tar.gz -C {folder} .`."),
+                ));
+            } else {
+                rule_issues.extend(layout::check(&contents));
+                for (name, meta) in [
+                    (CONFIG, &contents.config),
+                    (MOCHI, &contents.mochi),
+                    (MANIFEST, &contents.manifest),
+                ] {
+                    rule_issues.extend(layout::check_metadata(name, meta));
+                }
+                rule_issues.extend(config::check(&contents.config));
+                rule_issues.extend(mochi::check(&contents.mochi));
+                rule_issues.extend(manifest::check(&contents.manifest));
+                rule_issues.extend(manifest::check_files(&contents));
+                rule_issues.extend(cross_file::check(&contents));
+            }
+            let declared = cross_file::Declared::from(&contents);
+            summary.model_type = declared.stage_type().map(str::to_string);
+            summary.input_shape = declared.input_shape().map(<[i64]>::to_vec);
+            summary.output_shape = declared.output_shape();
+            summary.num_classes = declared.num_classes();
+            summary.class_names = declared.class_names.clone();
+            if let (Some(path), Some(inspection)) = (contents.pt_path(), &contents.inspection) {
+                summary.model_file = Some(path.to_string());
+                summary.model_file_bytes = contents.size_of(path);
+                rule_issues.extend(contents.inspection_issues.iter().cloned());
+                rule_issues.extend(torch::cross_check(
+                    inspection,
+                    path,
+                    declared.input_shape(),
+                    declared.num_classes(),
+                ));
+            }
+            rule_issues.sort_by(|a, b| a.code.cmp(&b.code));
+            model = contents.inspection.take();
+        }
+
+        let (errors, warnings): (Vec<Issue>, Vec<Issue>) = archive_issues
+            .into_iter()
+            .chain(rule_issues)
+            .partition(|i| i.severity == Severity::Error);
         Report {
-            valid: false,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-            summary: Summary { compressed_bytes: self.fed, ..Summary::default() },
-            model: None,
+            valid: errors.is_empty(),
+            errors,
+            warnings,
+            summary,
+            model,
             settings_hash: self.settings.hash(),
             sha256: None,
             byom_version: crate::VERSION.to_string(),
         }
     }
+}
+
+/// Validate a package held in memory.
+pub fn validate_bytes(bytes: &[u8], settings: &Settings) -> Report {
+    let mut v = Validator::new(settings);
+    v.feed(bytes);
+    v.finish()
+}
+
+/// Validate a package from a reader, in 1 MiB chunks (read to the end, so `compressed_bytes` is
+/// the file size; bytes after a fatal error cost only the read).
+pub fn validate_reader<R: std::io::Read>(
+    mut reader: R,
+    settings: &Settings,
+) -> std::io::Result<Report> {
+    let mut v = Validator::new(settings);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        v.feed(&buf[..n]);
+    }
+    Ok(v.finish())
 }

@@ -1,11 +1,255 @@
-//! `byom validate`.
+//! `byom validate PATH...`: validate packages, print text (cargo/ruff style) or JSON.
+//!
+//! Exit codes: 0 every package valid, 1 any invalid (a broken or hostile file is an invalid
+//! package with a report), 2 could not run (missing file, unreadable settings, bad flag).
+//! The package sha256 is computed on a second thread from the same chunks, so hashing never
+//! slows the single validation pass.
 
+use std::fs::File;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use byom_core::{Report, Settings, Validator};
+use sha2::{Digest, Sha256};
+
+/// Read size: large enough for full inflate speed, small enough to keep memory flat.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight to the hashing thread (bounds memory at a few MiB).
+const HASH_QUEUE: usize = 4;
+/// Files above this size get a progress bar (on a terminal).
+const PROGRESS_MIN_BYTES: u64 = 64 << 20;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Package files (.tar.gz) to validate.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Output format: text for people, json for machines (one object, or an array for several paths).
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Settings (limits, required torch) as JSON, e.g. from a server's /api/v1/format-spec.
+    #[arg(long, value_name = "FILE.json")]
+    settings: Option<PathBuf>,
+    /// Oldest torch that must load the model, "major.minor" (default: the server's 2.11).
+    #[arg(long, value_name = "X.Y")]
+    required_torch: Option<String>,
+    /// Never show a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
 
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("byom validate: not implemented yet");
-    ExitCode::from(2)
+pub fn run(args: Args) -> ExitCode {
+    let settings = match load_settings(&args) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("byom validate: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let stdout_tty = std::io::stdout().is_terminal();
+    let color = stdout_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let progress = !args.no_progress && std::io::stderr().is_terminal();
+
+    let mut reports = Vec::new();
+    let mut any_invalid = false;
+    for path in &args.paths {
+        match validate_file(path, &settings, progress) {
+            Ok(report) => {
+                any_invalid |= !report.valid;
+                reports.push((path, report));
+            }
+            Err(e) => {
+                eprintln!("byom validate: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+
+    let mut out = std::io::stdout().lock();
+    let written = match args.format {
+        Format::Json => {
+            let json = if reports.len() == 1 {
+                serde_json::to_string_pretty(&reports[0].1)
+            } else {
+                serde_json::to_string_pretty(&reports.iter().map(|(_, r)| r).collect::<Vec<_>>())
+            };
+            json.map_err(std::io::Error::other)
+                .and_then(|j| writeln!(out, "{j}"))
+        }
+        Format::Text => reports
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, (path, report))| {
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                let title = format!("{}", path.display());
+                let title = if color {
+                    format!("\x1b[1m{title}\x1b[0m")
+                } else {
+                    title
+                };
+                writeln!(out, "{title}")?;
+                write!(out, "{}", report.to_text(color))
+            }),
+    };
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("byom validate: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if any_invalid {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn load_settings(args: &Args) -> Result<Settings, String> {
+    let mut settings = match &args.settings {
+        None => Settings::default(),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            // Accept the bare Settings object or the server's format-spec envelope.
+            let inner = value.get("settings").cloned().unwrap_or(value);
+            serde_json::from_value(inner)
+                .map_err(|e| format!("{}: invalid settings: {e}", path.display()))?
+        }
+    };
+    if let Some(v) = &args.required_torch {
+        let ok = v.split_once('.').is_some_and(|(a, b)| {
+            !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+        });
+        if !ok {
+            return Err(format!(
+                "--required-torch must look like 1.8 or 2.11, not '{v}'"
+            ));
+        }
+        settings.required_torch = v.clone();
+    }
+    Ok(settings)
+}
+
+/// Validate one file in 1 MiB chunks, hashing the same chunks on a second thread.
+fn validate_file(path: &Path, settings: &Settings, progress: bool) -> std::io::Result<Report> {
+    let mut file = File::open(path)?;
+    let total = file.metadata()?.len();
+    let mut bar = (progress && total > PROGRESS_MIN_BYTES).then(|| Progress::new(total));
+
+    let (tx, rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
+    let hasher = thread::spawn(move || {
+        let mut h = Sha256::new();
+        for chunk in rx {
+            h.update(chunk.as_slice());
+        }
+        hex::encode(h.finalize())
+    });
+
+    let mut validator = Validator::new(settings);
+    let mut read = 0u64;
+    let result = loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = match read_full(&mut file, &mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        buf.truncate(n);
+        let chunk = Arc::new(buf);
+        if tx.send(Arc::clone(&chunk)).is_err() {
+            break Err(std::io::Error::other("hashing thread stopped"));
+        }
+        validator.feed(&chunk);
+        read += n as u64;
+        if let Some(bar) = &mut bar {
+            bar.update(read);
+        }
+    };
+    drop(tx);
+    let sha = hasher
+        .join()
+        .map_err(|_| std::io::Error::other("hashing thread panicked"))?;
+    if let Some(bar) = bar {
+        bar.clear();
+    }
+    result?;
+    let mut report = validator.finish();
+    report.sha256 = Some(sha);
+    Ok(report)
+}
+
+/// Fill `buf` unless the file ends first (so chunks are whole MiB, except the last).
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// A one-line progress bar on stderr, redrawn at most every 100 ms.
+struct Progress {
+    total: u64,
+    start: Instant,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        Progress {
+            total,
+            start: Instant::now(),
+            last: None,
+        }
+    }
+
+    fn update(&mut self, done: u64) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l).as_millis() < 100)
+            && done < self.total
+        {
+            return;
+        }
+        self.last = Some(now);
+        const WIDTH: u64 = 30;
+        let filled = (done.min(self.total) * WIDTH)
+            .checked_div(self.total)
+            .unwrap_or(WIDTH);
+        let secs = self.start.elapsed().as_secs_f64().max(1e-6);
+        let mib = done as f64 / (1024.0 * 1024.0);
+        eprint!(
+            "\r  validating [{}{}] {:>5.1}% {:>7.0} MiB  {:>5.0} MiB/s",
+            "#".repeat(filled as usize),
+            " ".repeat((WIDTH - filled) as usize),
+            done as f64 * 100.0 / self.total.max(1) as f64,
+            mib,
+            mib / secs
+        );
+    }
+
+    fn clear(self) {
+        eprint!("\r{}\r", " ".repeat(72));
+    }
 }

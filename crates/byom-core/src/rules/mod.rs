@@ -11,6 +11,13 @@
 //! - `BYOM6xx` the `.pt`: kind, safety, inventory
 //! - `BYOM7xx` the `.pt`: torch version compatibility, architecture
 
+pub mod archive;
+pub mod config;
+pub mod cross_file;
+pub mod layout;
+pub mod manifest;
+pub mod mochi;
+
 use serde::Serialize;
 
 use crate::report::{Issue, Severity};
@@ -61,6 +68,12 @@ impl Rule {
 /// is up to date.
 pub fn all() -> Vec<&'static Rule> {
     let mut rules: Vec<&'static Rule> = Vec::new();
+    rules.extend_from_slice(archive::ALL);
+    rules.extend_from_slice(layout::ALL);
+    rules.extend_from_slice(config::ALL);
+    rules.extend_from_slice(mochi::ALL);
+    rules.extend_from_slice(manifest::ALL);
+    rules.extend_from_slice(cross_file::ALL);
     rules.extend_from_slice(crate::torch::rules::ALL);
     rules.sort_by_key(|r| r.code);
     rules
@@ -84,7 +97,11 @@ pub fn markdown() -> String {
         };
         out.push_str(&format!(
             "## {} `{}` ({sev})\n\n{}\n\n{}\n\n**Fix:** {}\n\n",
-            r.code, r.name, r.summary, r.doc.trim(), r.hint
+            r.code,
+            r.name,
+            r.summary,
+            r.doc.trim(),
+            r.hint
         ));
     }
     out

@@ -1,0 +1,47 @@
+"""Write a >= 300 MB BYOM package holding a real fp32 state dict (torchvision vgg11, random
+weights, ~507 MiB) to target/bench/vgg11.tar.gz. Never committed; regenerate at will.
+
+    /work/main/.venv/bin/python bench/make_package.py [OUT_DIR]
+"""
+import io
+import json
+import pathlib
+import sys
+import tarfile
+
+import torch
+import torchvision
+
+out_dir = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/bench")
+out_dir.mkdir(parents=True, exist_ok=True)
+pkg = out_dir / "vgg11.tar.gz"
+pt = out_dir / "vgg11.pt"
+
+torch.manual_seed(0)
+model = torchvision.models.vgg11(weights=None, num_classes=2).eval()
+torch.save(model.state_dict(), pt)
+
+shape = [1, 3, 224, 224]
+stage = {"type": "classification", "input_shape": shape, "output_shape": [1, 2], "num_classes": 2}
+config = "dataset:\n  image_width: 224\n  image_height: 224\n  num_classes: 2\n  class_names: [good, defect]\n"
+mochi = {"stages": [stage], "model_info": {"name": "vgg11", "framework": "pytorch", "architecture": "vgg11"}}
+manifest = {
+    "model_graph": {"stages": [stage]},
+    "input_shape": shape,
+    "compilable_models": [{"filename": "vgg11.pt", "data_input_config": {"input": shape}, "framework": "PYTORCH"}],
+}
+
+
+def add_bytes(tar, name, data):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+with tarfile.open(pkg, "w:gz", compresslevel=6) as tar:
+    add_bytes(tar, "config.yaml", config.encode())
+    add_bytes(tar, "mochi.json", json.dumps(mochi, indent=2).encode())
+    add_bytes(tar, "export_artifacts/manifest.json", json.dumps(manifest, indent=2).encode())
+    tar.add(pt, arcname="export_artifacts/vgg11.pt")
+pt.unlink()
+print(pkg, pkg.stat().st_size)
