@@ -1,11 +1,267 @@
-//! `byom inspect`.
+//! `byom inspect`: what a `.pt` is (kind, tensors, safety, minimum torch, architecture).
+//!
+//! Accepts a bare `.pt` (streamed through `PtInspector`, never loaded whole) or a package
+//! (`.tar.gz`, validated in full; the model part of the report is shown).
 
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+use byom_core::report::{Issue, Severity};
+use byom_core::torch::{PtInspection, PtInspector};
+use byom_core::Settings;
+use serde::Serialize;
 
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("byom inspect: not implemented yet");
-    ExitCode::from(2)
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A .pt file, or a model package (.tar.gz).
+    pub file: PathBuf,
+    /// List every tensor (default: the largest --top).
+    #[arg(long)]
+    pub all: bool,
+    /// How many of the largest tensors to list.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Oldest PyTorch the file must load in (default: the server's libtorch, 2.11).
+    #[arg(long)]
+    pub required_torch: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    file: String,
+    valid: bool,
+    model: Option<&'a PtInspection>,
+    errors: Vec<&'a Issue>,
+    warnings: Vec<&'a Issue>,
+}
+
+const CHUNK: usize = 1 << 20;
+
+pub fn run(args: Args) -> ExitCode {
+    let mut settings = Settings::default();
+    if let Some(r) = &args.required_torch {
+        settings.required_torch = r.clone();
+    }
+    let mut f = match File::open(&args.file) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("byom inspect: cannot open {}: {e}", args.file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut head = [0u8; 2];
+    let n = f.read(&mut head).unwrap_or(0);
+    let is_package = n == 2 && head == [0x1f, 0x8b];
+    let name = args.file.file_name().map_or_else(
+        || "model.pt".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+
+    let (inspection, issues) = if is_package {
+        let mut v = byom_core::Validator::new(&settings);
+        v.feed(&head[..n]);
+        if let Err(e) = pump(&mut f, |c| v.feed(c)) {
+            eprintln!("byom inspect: cannot read {}: {e}", args.file.display());
+            return ExitCode::from(2);
+        }
+        let report = v.finish();
+        let issues: Vec<Issue> = report
+            .errors
+            .iter()
+            .chain(report.warnings.iter())
+            .cloned()
+            .collect();
+        (report.model, issues)
+    } else {
+        let mut insp = PtInspector::new(&settings, &name);
+        insp.feed(&head[..n]);
+        if let Err(e) = pump(&mut f, |c| insp.feed(c)) {
+            eprintln!("byom inspect: cannot read {}: {e}", args.file.display());
+            return ExitCode::from(2);
+        }
+        let (i, issues) = insp.finish();
+        (Some(i), issues)
+    };
+    let errors: Vec<&Issue> = issues
+        .iter()
+        .filter(|i| i.severity == Severity::Error)
+        .collect();
+    let warnings: Vec<&Issue> = issues
+        .iter()
+        .filter(|i| i.severity == Severity::Warning)
+        .collect();
+    let valid = errors.is_empty() && inspection.is_some();
+    match args.format {
+        Format::Json => {
+            let out = Output {
+                file: args.file.display().to_string(),
+                valid,
+                model: inspection.as_ref(),
+                errors,
+                warnings,
+            };
+            match serde_json::to_string_pretty(&out) {
+                Ok(s) => println!("{s}"),
+                Err(e) => {
+                    eprintln!("byom inspect: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        Format::Text => print!("{}", text(&args, inspection.as_ref(), &errors, &warnings)),
+    }
+    if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn pump(f: &mut File, mut sink: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        sink(&buf[..n]);
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+fn human_count(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=9_999_999 => format!("{:.1} K", n as f64 / 1e3),
+        _ => format!("{:.1} M", n as f64 / 1e6),
+    }
+}
+
+fn text(args: &Args, m: Option<&PtInspection>, errors: &[&Issue], warnings: &[&Issue]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", args.file.display());
+    if let Some(m) = m {
+        let _ = writeln!(s, "  kind:          {}", m.kind.describe());
+        let _ = writeln!(s, "  verdict:       {}", m.verdict);
+        let _ = writeln!(
+            s,
+            "  safety:        {}",
+            match m.safety {
+                byom_core::torch::Safety::Safe =>
+                    "safe (only allowlisted globals; nothing executed)",
+                byom_core::torch::Safety::NeedsSource =>
+                    "needs the model's Python source (whole pickled module)",
+                byom_core::torch::Safety::Unsafe =>
+                    "UNSAFE: refers to globals outside the allowlist",
+                byom_core::torch::Safety::Unknown => "unknown (not read)",
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  tensors:       {} ({} parameters, {})",
+            m.tensor_count,
+            human_count(m.parameter_count),
+            human_bytes(m.tensor_bytes)
+        );
+        if !m.dtypes.is_empty() {
+            let d: Vec<String> = m.dtypes.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+            let _ = writeln!(s, "  dtypes:        {}", d.join(", "));
+        }
+        if let Some(v) = &m.min_torch {
+            let _ = writeln!(s, "  min PyTorch:   {v}");
+            for r in m.min_torch_reasons.iter().take(5) {
+                let _ = writeln!(s, "                 - {r}");
+            }
+        }
+        if let Some(v) = m.archive_version {
+            let _ = writeln!(
+                s,
+                "  archive:       version {v}, top folder {:?}",
+                m.archive_prefix.clone().unwrap_or_default()
+            );
+        }
+        match &m.arch {
+            Some(a) => {
+                let _ = writeln!(
+                    s,
+                    "  architecture:  {} ({} classes, {} input channels); compilable on the server: {}",
+                    a.name,
+                    a.num_classes,
+                    a.in_channels,
+                    if m.server_compilable { format!("yes ({})", a.name) } else { "no".into() }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "  compilable on the server: {}",
+                    if m.server_compilable { "yes" } else { "no" }
+                );
+            }
+        }
+        if let Some(k) = &m.checkpoint_key {
+            let _ = writeln!(s, "  checkpoint:    state dict under key {k:?}");
+        }
+        if !m.tensors.is_empty() {
+            let mut ts: Vec<_> = m.tensors.iter().collect();
+            if !args.all {
+                ts.sort_by_key(|t| std::cmp::Reverse(t.bytes));
+                ts.truncate(args.top);
+            }
+            let title = if args.all {
+                "all tensors".to_string()
+            } else {
+                format!("largest {} tensors", ts.len())
+            };
+            let _ = writeln!(s, "  {title}:");
+            let w = ts.iter().map(|t| t.name.len()).max().unwrap_or(0).min(60);
+            for t in ts {
+                let _ = writeln!(
+                    s,
+                    "    {:<w$}  {:<9} {:<20} {}",
+                    t.name,
+                    t.dtype,
+                    format!("{:?}", t.shape),
+                    human_bytes(t.bytes)
+                );
+            }
+        }
+        if !m.globals.is_empty() && m.safety != byom_core::torch::Safety::Safe {
+            let _ = writeln!(s, "  globals:       {}", m.globals.join(", "));
+        }
+    } else {
+        let _ = writeln!(s, "  no .pt file was inspected");
+    }
+    for i in errors {
+        let _ = writeln!(s, "error[{}]: {}\n  hint: {}", i.code, i.message, i.hint);
+    }
+    for i in warnings {
+        let _ = writeln!(s, "warning[{}]: {}\n  hint: {}", i.code, i.message, i.hint);
+    }
+    s
 }

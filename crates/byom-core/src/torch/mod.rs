@@ -1,14 +1,30 @@
 //! The `.pt` model file: what it is, what it holds, whether it is safe, which torch loads it.
 //!
 //! Fed in the same streaming pass as the archive, keeping only what it needs (pickles, version
-//! records, TorchScript code, the zip tail), never the tensor bytes.
+//! records, TorchScript code, the zip tail), never the tensor bytes. The pieces:
+//! [`zip`] (streaming zip view), [`legacy`] (pre-1.6 format), [`pickle`] (non-executing
+//! walker), [`inventory`] (tensors from the walked pickle), [`safety`] (global allowlist),
+//! [`version`] (minimum torch), [`arch`] (architectures the server builds), [`rules`] (codes).
 
+pub mod arch;
+pub mod inventory;
+pub mod legacy;
+pub mod pickle;
 pub mod rules;
+pub mod safety;
+pub mod version;
+pub mod zip;
+
+mod analyze;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::report::Issue;
 use crate::settings::Settings;
+
+pub use arch::ArchMatch;
 
 /// What kind of file the `.pt` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,13 +39,55 @@ pub enum PtKind {
     NotPytorch,
 }
 
-/// One tensor of the inventory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl PtKind {
+    /// How a user would name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PtKind::StateDict => "state dict (weights only)",
+            PtKind::Checkpoint => "training checkpoint wrapping a state dict",
+            PtKind::TorchscriptTraced => "TorchScript (traced)",
+            PtKind::TorchscriptScripted => "TorchScript (scripted)",
+            PtKind::PickledModule => "whole pickled nn.Module (torch.save(model))",
+            PtKind::Legacy => "legacy torch.save format (pre-1.6, not a zip)",
+            PtKind::NotPytorch => "not a PyTorch file",
+        }
+    }
+}
+
+/// One tensor of the inventory, with what the compile server needs to rebuild it from the
+/// `<prefix>/data/<storage_key>` record of the zip.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorInfo {
     pub name: String,
     pub dtype: String,
     pub shape: Vec<u64>,
+    /// Bytes the tensor's elements take (numel × element size).
     pub bytes: u64,
+    /// Key of its storage (`data/<key>` in the zip; the legacy format's key).
+    #[serde(default)]
+    pub storage_key: Option<String>,
+    /// Offset into the storage, in elements.
+    #[serde(default)]
+    pub storage_offset: u64,
+    /// Strides in elements.
+    #[serde(default)]
+    pub strides: Vec<u64>,
+    #[serde(default)]
+    pub numel: u64,
+}
+
+/// Whether loading the file could run code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Safety {
+    /// Only allowlisted globals (or TorchScript's own).
+    Safe,
+    /// Needs classes from the user's source (whole pickled module); not an attack.
+    NeedsSource,
+    /// Names a global outside the allowlist, or a known-dangerous one.
+    Unsafe,
+    /// Could not be judged (not read, broken).
+    Unknown,
 }
 
 /// What the inspection learned.
@@ -37,41 +95,177 @@ pub struct TensorInfo {
 pub struct PtInspection {
     pub kind: PtKind,
     pub file_bytes: u64,
+    /// Tensors in file order (at most `Limits::max_tensors`; see `tensor_count`).
     pub tensors: Vec<TensorInfo>,
     pub parameter_count: u64,
     pub tensor_bytes: u64,
+    /// Oldest torch that loads it (`"major.minor"`).
     pub min_torch: Option<String>,
+    /// Recognised architecture name (`resnet50`).
     pub architecture: Option<String>,
+    /// All tensors found, also those beyond `max_tensors`.
+    #[serde(default)]
+    pub tensor_count: u64,
+    /// Tensor count per dtype.
+    #[serde(default)]
+    pub dtypes: BTreeMap<String, u64>,
+    /// Why `min_torch` is what it is, highest first ("gelu(approximate=...) needs PyTorch ≥ 1.12").
+    #[serde(default)]
+    pub min_torch_reasons: Vec<String>,
+    /// The recognised architecture with its classifier width and input channels.
+    #[serde(default)]
+    pub arch: Option<ArchMatch>,
+    /// The compile server can compile this file (TorchScript, or a state dict of a table architecture).
+    #[serde(default)]
+    pub server_compilable: bool,
+    pub safety: Safety,
+    /// Every pickle global referenced, `module.name`, in order of appearance.
+    #[serde(default)]
+    pub globals: Vec<String>,
+    /// The zip's `version` / `.data/version` record.
+    #[serde(default)]
+    pub archive_version: Option<u64>,
+    /// Top folder of the zip records (`archive`, the file stem).
+    #[serde(default)]
+    pub archive_prefix: Option<String>,
+    #[serde(default)]
+    pub byteorder: Option<String>,
+    /// For a checkpoint: the key holding the state dict.
+    #[serde(default)]
+    pub checkpoint_key: Option<String>,
+    /// One line a user can act on.
+    #[serde(default)]
+    pub verdict: String,
 }
 
-/// Streaming inspector of one `.pt` file.
+impl PtInspection {
+    fn empty(kind: PtKind, file_bytes: u64) -> Self {
+        PtInspection {
+            kind,
+            file_bytes,
+            tensors: Vec::new(),
+            parameter_count: 0,
+            tensor_bytes: 0,
+            min_torch: None,
+            architecture: None,
+            tensor_count: 0,
+            dtypes: BTreeMap::new(),
+            min_torch_reasons: Vec::new(),
+            arch: None,
+            server_compilable: false,
+            safety: Safety::Unknown,
+            globals: Vec::new(),
+            archive_version: None,
+            archive_prefix: None,
+            byteorder: None,
+            checkpoint_key: None,
+            verdict: String::new(),
+        }
+    }
+}
+
+/// Bytes looked at before deciding what the file is (zip, legacy pickle, other).
+const SNIFF_BYTES: usize = 32;
+
+#[derive(Debug)]
+enum Mode {
+    Sniff(Vec<u8>),
+    Zip(Box<zip::ZipScanner>),
+    Legacy(Box<legacy::LegacyReader>),
+    /// Not a `.pt`: the first `max_pickle_bytes` are kept to name any globals a pickle holds.
+    Other(Vec<u8>),
+}
+
+/// Streaming inspector of one `.pt` file. Feed chunks of any size; the result is the same.
 #[derive(Debug)]
 pub struct PtInspector {
+    settings: Settings,
+    file: String,
     bytes: u64,
+    mode: Mode,
 }
 
 impl PtInspector {
-    pub fn new(_settings: &Settings, _file: &str) -> Self {
-        PtInspector { bytes: 0 }
+    pub fn new(settings: &Settings, file: &str) -> Self {
+        PtInspector {
+            settings: settings.clone(),
+            file: file.to_string(),
+            bytes: 0,
+            mode: Mode::Sniff(Vec::new()),
+        }
     }
 
     pub fn feed(&mut self, chunk: &[u8]) {
         self.bytes += chunk.len() as u64;
+        let mut chunk = chunk;
+        if let Mode::Sniff(head) = &mut self.mode {
+            let take = chunk.len().min(SNIFF_BYTES - head.len());
+            head.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if head.len() < SNIFF_BYTES {
+                return;
+            }
+            let head = std::mem::take(head);
+            self.decide(&head);
+        }
+        self.feed_mode(chunk);
     }
 
-    pub fn finish(self) -> (PtInspection, Vec<Issue>) {
-        (
-            PtInspection {
-                kind: PtKind::NotPytorch,
-                file_bytes: self.bytes,
-                tensors: Vec::new(),
-                parameter_count: 0,
-                tensor_bytes: 0,
-                min_torch: None,
-                architecture: None,
-            },
-            Vec::new(),
-        )
+    fn decide(&mut self, head: &[u8]) {
+        let l = &self.settings.limits;
+        self.mode = if head.starts_with(b"PK\x03\x04") {
+            Mode::Zip(Box::new(zip::ZipScanner::new(zip::ZipLimits {
+                max_pickle_bytes: l.max_pickle_bytes,
+                max_code_bytes: l.max_code_bytes,
+                max_directory_bytes: l.max_zip_directory_bytes,
+                max_records: l.max_zip_records,
+            })))
+        } else if legacy::looks_legacy(head) {
+            Mode::Legacy(Box::new(legacy::LegacyReader::new(
+                analyze::walk_limits(&self.settings),
+                l.max_pickle_bytes,
+            )))
+        } else {
+            Mode::Other(Vec::new())
+        };
+        self.feed_mode(head);
+    }
+
+    fn feed_mode(&mut self, chunk: &[u8]) {
+        if chunk.is_empty() {
+            return;
+        }
+        match &mut self.mode {
+            Mode::Sniff(_) => {}
+            Mode::Zip(z) => z.feed(chunk),
+            Mode::Legacy(r) => r.feed(chunk),
+            Mode::Other(buf) => {
+                let cap =
+                    usize::try_from(self.settings.limits.max_pickle_bytes).unwrap_or(usize::MAX);
+                let take = chunk.len().min(cap.saturating_sub(buf.len()));
+                buf.extend_from_slice(&chunk[..take]);
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> (PtInspection, Vec<Issue>) {
+        if let Mode::Sniff(head) = &mut self.mode {
+            let head = std::mem::take(head);
+            self.decide(&head);
+        }
+        let ctx = analyze::Ctx {
+            settings: &self.settings,
+            file: &self.file,
+            file_bytes: self.bytes,
+        };
+        match self.mode {
+            Mode::Zip(z) => analyze::zip_file(&ctx, z.finish()),
+            Mode::Legacy(mut r) => {
+                r.finish();
+                analyze::legacy_file(&ctx, &r)
+            }
+            Mode::Other(buf) | Mode::Sniff(buf) => analyze::other_file(&ctx, &buf),
+        }
     }
 }
 
@@ -84,11 +278,64 @@ pub fn inspect_bytes(bytes: &[u8], settings: &Settings, file: &str) -> (PtInspec
 
 /// Cross-checks between what the `.pt` holds and what the metadata declares
 /// (first convolution's input channels vs `input_shape[1]`, classifier width vs `num_classes`).
+/// For a recognised architecture the numbers are exact; otherwise they are guessed from the
+/// first 4-D weight and the last 2-D weight, and the message says so.
 pub fn cross_check(
-    _inspection: &PtInspection,
-    _file: &str,
-    _input_shape: Option<&[i64]>,
-    _num_classes: Option<u64>,
+    inspection: &PtInspection,
+    file: &str,
+    input_shape: Option<&[i64]>,
+    num_classes: Option<u64>,
 ) -> Vec<Issue> {
-    Vec::new()
+    let mut out = Vec::new();
+    if !matches!(
+        inspection.kind,
+        PtKind::StateDict | PtKind::Checkpoint | PtKind::Legacy
+    ) {
+        return out;
+    }
+    let (in_ch, classes, how) = match &inspection.arch {
+        Some(a) => (
+            Some((a.in_channels, "the first convolution".to_string())),
+            Some((a.num_classes, "the classifier".to_string())),
+            format!("({})", a.name),
+        ),
+        None => {
+            let first_conv = inspection
+                .tensors
+                .iter()
+                .find(|t| t.shape.len() == 4 && t.name.ends_with("weight"));
+            let last_fc = inspection
+                .tensors
+                .iter()
+                .rev()
+                .find(|t| t.shape.len() == 2 && t.name.ends_with("weight"));
+            (
+                first_conv.map(|t| (t.shape[1], format!("the first convolution {:?}", t.name))),
+                last_fc.map(|t| (t.shape[0], format!("the last linear layer {:?}", t.name))),
+                "(a guess: the architecture is not recognised)".to_string(),
+            )
+        }
+    };
+    if let (Some((c, what)), Some(shape)) = (in_ch, input_shape) {
+        if let Some(&declared) = shape.get(1) {
+            if declared >= 0 && declared as u64 != c {
+                out.push(rules::INPUT_CHANNELS.issue(
+                    Some(file),
+                    format!("input_shape[1] is {declared}, but {what} takes {c} channels {how}"),
+                ));
+            }
+        }
+    }
+    if let (Some((c, what)), Some(n)) = (classes, num_classes) {
+        if n != c {
+            out.push(rules::CLASSIFIER.issue(
+                Some(file),
+                format!("num_classes is {n}, but {what} has {c} outputs {how}"),
+            ));
+        }
+    }
+    out
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,8 @@
 //! Rules about the `.pt` file (`BYOM6xx`, `BYOM7xx`).
+//!
+//! Two rules change severity with the policy: BYOM607 is a warning (the file is readable by
+//! PyTorch, the server just cannot compile it), BYOM702 becomes an error when
+//! `required_torch` is 1.8 or older. Their constants carry the default severity.
 
 use crate::report::Severity;
 use crate::rules::Rule;
@@ -9,7 +13,180 @@ pub const NOT_PYTORCH: Rule = Rule {
     severity: Severity::Error,
     summary: "The `.pt` file is not a PyTorch file at all.",
     hint: "Save the model with torch.jit.trace(model, example).save(\"model.pt\") or torch.save(model.state_dict(), \"model.pt\").",
-    doc: "Neither a zip archive (`PK\\x03\\x04`) nor a legacy PyTorch pickle.",
+    doc: "Neither a zip archive (`PK\\x03\\x04`) holding `data.pkl`, nor a legacy PyTorch pickle \
+(which starts with the pickled magic number 0x1950a86a20f9469cfc6c). A bare pickle, an image, \
+an ONNX file or random bytes renamed to `.pt` end here. When the bytes are a pickle that names \
+dangerous or unknown globals, BYOM602/BYOM603 name them instead.",
 };
 
-pub const ALL: &[&Rule] = &[&NOT_PYTORCH];
+pub const PICKLED_MODULE: Rule = Rule {
+    code: "BYOM601",
+    name: "pickled-module",
+    severity: Severity::Error,
+    summary: "A whole `nn.Module` saved with torch.save(model): not loadable without its source.",
+    hint: "Saved with torch.save(model): export with torch.jit.trace(model, example).save(\"model.pt\") (or save model.state_dict()).",
+    doc: "The pickle references the model's own classes (e.g. `__main__.Net`) and `torch.nn` \
+module classes. Loading it needs the Python source of those classes, which the compile server \
+does not have, and unpickling arbitrary classes is unsafe. This is not reported as an attack \
+unless a known-dangerous call appears too (then BYOM602).",
+};
+
+pub const DANGEROUS_GLOBAL: Rule = Rule {
+    code: "BYOM602",
+    name: "dangerous-global",
+    severity: Severity::Error,
+    summary: "The pickle would call a dangerous function when loaded (os.system, eval, subprocess, ...).",
+    hint: "Do not use this file. Re-export the model from its source with torch.jit.trace or torch.save(model.state_dict()).",
+    doc: "Unpickling runs whatever GLOBAL/STACK_GLOBAL/INST/REDUCE opcodes name. byom never \
+executes the pickle; it reads every opcode as data (including globals hidden behind memo \
+tricks and globals placed before a deliberate parse error) and refuses files that name \
+functions that run commands, evaluate code, open files or sockets, or are call gadgets.",
+};
+
+pub const DISALLOWED_GLOBAL: Rule = Rule {
+    code: "BYOM603",
+    name: "disallowed-global",
+    severity: Severity::Error,
+    summary: "The pickle references a global outside the weights-only allowlist.",
+    hint: "Save only tensors: torch.save(model.state_dict(), path), or export TorchScript with torch.jit.trace.",
+    doc: "Like PyTorch's `weights_only=True` loader, byom allows in weight pickles only what \
+rebuilding tensors needs (OrderedDict, torch._utils._rebuild_*, storage and dtype classes, \
+torch.Size, torch.device, Parameter). TorchScript archives may also name their own \
+`__torch__.*` classes and `torch.jit._pickle.*` helpers. Anything else is refused and named.",
+};
+
+pub const CORRUPT: Rule = Rule {
+    code: "BYOM604",
+    name: "corrupt-model-file",
+    severity: Severity::Error,
+    summary: "The `.pt` zip or pickle structure is broken.",
+    hint: "Re-save the model; check the upload was not truncated.",
+    doc: "A truncated file, a missing or malformed central directory, record sizes that differ \
+between the data and the directory, or a pickle that ends early or uses an unknown opcode.",
+};
+
+pub const STORAGE_SIZE: Rule = Rule {
+    code: "BYOM605",
+    name: "storage-size-mismatch",
+    severity: Severity::Error,
+    summary: "A tensor storage's declared size disagrees with its `data/*` record.",
+    hint: "Re-save the model; the file was altered or damaged after saving.",
+    doc: "Each storage the pickle declares (`('storage', torch.FloatStorage, key, location, numel)`) \
+must have a record `data/<key>` of exactly numel × element size bytes (for the legacy format: \
+the size written before the raw bytes). A mismatch means a damaged or crafted file.",
+};
+
+pub const NAME_MISMATCH: Rule = Rule {
+    code: "BYOM606",
+    name: "zip-name-mismatch",
+    severity: Severity::Error,
+    summary: "The zip's local headers and central directory disagree.",
+    hint: "Re-save the model with torch.save or torch.jit.save; do not post-process the zip.",
+    doc: "PyTorch reads records through the central directory; stream scanners read local \
+headers. When the names (or the set of records) differ, a scanner and PyTorch see different \
+files — a known way to smuggle a malicious pickle past scanners.",
+};
+
+pub const LEGACY: Rule = Rule {
+    code: "BYOM607",
+    name: "legacy-format",
+    severity: Severity::Warning,
+    summary: "Legacy (pre-1.6, non-zip) torch.save format: PyTorch can load it, the server cannot compile it.",
+    hint: "Re-save with a current torch: torch.save(obj, path) (zip format), or better export TorchScript with torch.jit.trace.",
+    doc: "Written by `torch.save(..., _use_new_zipfile_serialization=False)` or torch < 1.6: a \
+pickled magic number, stacked pickles, then raw storages. byom inventories it from its \
+pickles, but libtorch's C++ loader (used by the compile server) does not read this format.",
+};
+
+pub const CHECKPOINT: Rule = Rule {
+    code: "BYOM608",
+    name: "checkpoint-wrapper",
+    severity: Severity::Warning,
+    summary: "A training checkpoint dict wrapping the state dict.",
+    hint: "Save only the weights: torch.save(checkpoint[\"model\"], \"model.pt\"), or export TorchScript.",
+    doc: "Files like `{\"model\": state_dict, \"epoch\": 3, \"optimizer\": ...}` carry optimizer \
+state and training metadata the deployment does not need. byom reads the state dict through \
+the wrapper, but the file is larger than needed and the server expects a bare state dict.",
+};
+
+pub const UNKNOWN_ARCH: Rule = Rule {
+    code: "BYOM609",
+    name: "unknown-architecture",
+    severity: Severity::Warning,
+    summary: "A state dict of an architecture the server cannot build: it cannot be compiled.",
+    hint: "The server cannot compile this state dict — export TorchScript instead: torch.jit.trace(model, example).save(\"model.pt\").",
+    doc: "A state dict holds weights only; the server can compile it only for architectures it \
+can build itself (see `byom_core::torch::arch::ARCHITECTURES`). The guide's own exporter writes \
+state dicts, so this is a warning, not an error.",
+};
+
+pub const MODEL_LIMIT: Rule = Rule {
+    code: "BYOM610",
+    name: "model-limit-exceeded",
+    severity: Severity::Error,
+    summary: "A `.pt` record is larger, or a pickle longer, than the limits allow.",
+    hint: "Raise the limit in the server settings if the file is genuine (max_pickle_bytes, max_code_bytes, max_zip_directory_bytes, max_pickle_ops).",
+    doc: "Inspection keeps pickles, TorchScript code and the zip directory in memory, each \
+bounded by a limit, and walks pickles under an opcode budget, so a hostile file can never \
+exhaust memory or time. A file over a limit cannot be checked and is refused.",
+};
+
+pub const INPUT_CHANNELS: Rule = Rule {
+    code: "BYOM611",
+    name: "input-channels-mismatch",
+    severity: Severity::Warning,
+    summary: "The first convolution's input channels differ from input_shape[1].",
+    hint:
+        "Set input_shape[1] to the channels the model was trained on (3 for RGB, 1 for grayscale).",
+    doc: "For a recognised state dict the first convolution's weight is `[out, in, kh, kw]`; \
+`in` must equal the channels of the declared input.",
+};
+
+pub const CLASSIFIER: Rule = Rule {
+    code: "BYOM612",
+    name: "classifier-mismatch",
+    severity: Severity::Warning,
+    summary: "The final classifier's output features differ from num_classes.",
+    hint: "Make num_classes (config.yaml, mochi.json) match the model's classifier, or replace the classifier head and retrain.",
+    doc: "For a recognised state dict the final linear layer's weight is `[classes, features]`.",
+};
+
+pub const TORCH_TOO_NEW: Rule = Rule {
+    code: "BYOM701",
+    name: "torch-too-new",
+    severity: Severity::Error,
+    summary: "The file needs a newer PyTorch than the server requires.",
+    hint: "Re-export with the required PyTorch version, or avoid the feature named.",
+    doc: "`required_torch` (default: the server's libtorch 2.11) is the oldest torch the file \
+must load in. The minimum version is judged from the archive version record, the globals and \
+dtypes used, and TorchScript debug records.",
+};
+
+pub const NOT_TORCH_18: Rule = Rule {
+    code: "BYOM702",
+    name: "not-pytorch-1.8",
+    severity: Severity::Warning,
+    summary: "PyTorch 1.8 cannot load this file (the guide asks for 1.8 compatibility).",
+    hint: "Export with torch 1.8, or avoid the feature named; operators deploying to 1.8 runtimes set required_torch = \"1.8\" to make this an error.",
+    doc: "The BYOM guide promises PyTorch 1.8 compatibility. The message names the feature and \
+the version it needs, e.g. \"gelu(approximate=...) needs PyTorch ≥ 1.12\". An error instead of a \
+warning when `required_torch` is 1.8 or older.",
+};
+
+pub const ALL: &[&Rule] = &[
+    &NOT_PYTORCH,
+    &PICKLED_MODULE,
+    &DANGEROUS_GLOBAL,
+    &DISALLOWED_GLOBAL,
+    &CORRUPT,
+    &STORAGE_SIZE,
+    &NAME_MISMATCH,
+    &LEGACY,
+    &CHECKPOINT,
+    &UNKNOWN_ARCH,
+    &MODEL_LIMIT,
+    &INPUT_CHANNELS,
+    &CLASSIFIER,
+    &TORCH_TOO_NEW,
+    &NOT_TORCH_18,
+];

@@ -1,0 +1,273 @@
+"""`byom inspect` agrees with real PyTorch, and refuses every hostile file of the corpus.
+
+Files are generated at test time by tests/fixtures/make_pt.py with the installed torch; for
+each, the inventory byom reports (names, shapes, dtypes, element counts) is compared with what
+torch itself loads. The picklescan corpus (../shared/corpus/picklescan) is inspected file by
+file: hostile files must be refused, the benign PyTorch files must raise no safety alarm.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+
+import make_pt  # noqa: E402
+
+SAFETY_CODES = {"BYOM601", "BYOM602", "BYOM603"}
+
+
+def _byom() -> Path:
+    import os
+
+    p = Path(os.environ.get("BYOM_BIN", REPO / "target" / "debug" / "byom"))
+    if not p.is_file():
+        pytest.fail(f"{p} not found: build it with `cargo build -p byom-cli`", pytrace=False)
+    return p
+
+
+def inspect(path: Path, *extra: str) -> tuple[int, dict]:
+    r = subprocess.run([str(_byom()), "inspect", "--format", "json", *extra, str(path)],
+                       capture_output=True, timeout=300)
+    assert r.returncode in (0, 1), f"byom inspect could not run on {path}: {r.stderr.decode()}"
+    return r.returncode, json.loads(r.stdout)
+
+
+@pytest.fixture(scope="session")
+def pt_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("pt")
+
+
+@pytest.fixture(scope="session")
+def made(pt_dir) -> dict:
+    return {}
+
+
+def _make(pt_dir: Path, made: dict, kind: str) -> tuple[Path, dict]:
+    if kind not in made:
+        path = pt_dir / f"{kind}.pt"
+        made[kind] = (path, make_pt.make(kind, path))
+    return made[kind]
+
+
+def _dtype(t) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def torch_tensors(path: Path, info: dict) -> dict[str, tuple[list[int], str, int]]:
+    """What torch itself reads: name -> (shape, dtype, numel)."""
+    kind = info["kind"]
+    if kind in ("torchscript_traced", "torchscript_scripted"):
+        sd = torch.jit.load(str(path)).state_dict()
+    elif kind == "pickled_module":
+        sd = torch.load(str(path), weights_only=False).state_dict()
+    else:
+        obj = torch.load(str(path), weights_only=True)
+        sd = obj[info["checkpoint_key"]] if kind == "checkpoint" else obj
+    return {k: (list(v.shape), _dtype(v), v.numel()) for k, v in sd.items()}
+
+
+@pytest.mark.parametrize("kind", make_pt.KINDS)
+def test_inspect_matches_torch(kind, pt_dir, made):
+    path, info = _make(pt_dir, made, kind)
+    rc, out = inspect(path)
+    model = out["model"]
+    assert model["kind"] == info["kind"], out
+    codes = {i["code"] for i in out["errors"] + out["warnings"]}
+    if info["kind"] == "not_pytorch":
+        assert rc == 1 and "BYOM600" in codes
+        return
+    if info["kind"] == "pickled_module":
+        assert rc == 1 and "BYOM601" in codes and "BYOM602" not in codes
+    else:
+        assert not (codes & SAFETY_CODES), out["errors"]
+        assert model["safety"] == "safe"
+        assert rc == 0, out["errors"]
+    assert model["architecture"] == info["architecture"]
+    if info["architecture"]:
+        assert model["arch"]["num_classes"] == info["num_classes"]
+        assert model["arch"]["in_channels"] == info["in_channels"]
+    if info["kind"] == "legacy":
+        assert "BYOM607" in codes
+    if info["kind"] == "checkpoint":
+        assert "BYOM608" in codes and model["checkpoint_key"] == info["checkpoint_key"]
+    if info["kind"] == "state_dict" and not info["architecture"]:
+        assert "BYOM609" in codes
+    if info["kind"] in ("state_dict", "checkpoint") and info["architecture"]:
+        assert model["server_compilable"] and "BYOM609" not in codes
+    # PyTorch 1.8 verdict.
+    assert ("BYOM702" in codes) == info["needs_newer_than_1_8"], (codes, model["min_torch_reasons"])
+    if info["why"]:
+        assert any(info["why"] in r for r in model["min_torch_reasons"]), model["min_torch_reasons"]
+
+    theirs = torch_tensors(path, info)
+    ours = {t["name"]: (t["shape"], t["dtype"], t["numel"]) for t in model["tensors"]}
+    assert set(ours) == set(theirs)
+    for name, (shape, dtype, numel) in theirs.items():
+        assert ours[name] == (shape, dtype, numel), name
+    assert model["parameter_count"] == sum(n for _, _, n in theirs.values())
+
+
+def test_required_torch_18_turns_warning_into_error(pt_dir, made):
+    path, _ = _make(pt_dir, made, "traced_gelu_tanh")
+    rc, out = inspect(path, "--required-torch", "1.8")
+    assert rc == 1
+    [err] = [e for e in out["errors"] if e["code"] == "BYOM702"]
+    assert "PyTorch 1.8" in err["message"] and "gelu(approximate=...) needs PyTorch ≥ 1.12" in err["message"]
+    rc, out = inspect(path)
+    assert rc == 0
+    assert any("gelu(approximate=...) needs PyTorch ≥ 1.12" in w["message"] for w in out["warnings"])
+
+
+def test_storage_offsets_and_strides(pt_dir, made):
+    path, _ = _make(pt_dir, made, "sd_shared_storage")
+    _, out = inspect(path)
+    sd = torch.load(str(path), weights_only=True)
+    by_name = {t["name"]: t for t in out["model"]["tensors"]}
+    for name, t in sd.items():
+        assert by_name[name]["storage_offset"] == t.storage_offset(), name
+        assert by_name[name]["strides"] == list(t.stride()), name
+
+
+def test_chunking_does_not_change_the_verdict(pt_dir, made):
+    """The same bytes through a package-less stream: `inspect` reads 1 MiB chunks; compare
+    a resnet (multi-chunk) with its TorchScript twin's structure sanity."""
+    path, _ = _make(pt_dir, made, "sd_resnet50")
+    _, a = inspect(path)
+    assert a["model"]["tensor_count"] == 320
+    assert a["model"]["file_bytes"] == path.stat().st_size
+
+
+# ---- the picklescan corpus ------------------------------------------------------------------
+
+BENIGN_PYTORCH = {"pytorch_model.bin", "new_pytorch_model.bin"}
+HOSTILE_MARKERS = ("malicious", "GHSA-", "exploit", "sploit", "bypass", "FileIO", "FileHandler",
+                   "urlopen", "CodeType", "cloudpickle", "dns_exfiltration")
+
+
+def _corpus_files(corpus_dir: Path) -> list[Path]:
+    return sorted(p for sub in ("data", "data2") for p in (corpus_dir / sub).iterdir() if p.is_file())
+
+
+def test_corpus_every_file(corpus_dir):
+    files = _corpus_files(corpus_dir)
+    assert len(files) > 50
+    failures = []
+    for f in files:
+        rc, out = inspect(f)
+        codes = {i["code"] for i in out["errors"]}
+        hostile = any(m in f.name for m in HOSTILE_MARKERS)
+        if f.name in BENIGN_PYTORCH:
+            if codes & SAFETY_CODES or out["model"]["safety"] != "safe":
+                failures.append(f"{f.name}: false alarm {codes}")
+        elif hostile:
+            if rc != 1 or not out["errors"]:
+                failures.append(f"{f.name}: hostile file accepted")
+            if out["model"]["safety"] == "safe" and not codes & {"BYOM600", "BYOM604", "BYOM606"}:
+                failures.append(f"{f.name}: hostile file called safe")
+        elif rc != 1:
+            failures.append(f"{f.name}: a non-model file was accepted")
+    assert not failures, "\n".join(failures)
+
+
+def test_corpus_names_the_dangerous_call(corpus_dir):
+    expect = {
+        "data/malicious1_v4.pkl": "builtins.eval",
+        "data/malicious2_v0.pkl": "posix.system",
+        "data/malicious14.pkl": "runpy._run_code",
+        "data/pytorch_magic_bypass.pt": "__builtin__.eval",
+        "data/malicious1.zip": "builtins.eval",
+        "data/malicious6.pkl": "requests.api.get",
+        "data2/GHSA-vqmv-47xg-9wpr.pkl": "pty.spawn",
+    }
+    for rel, call in expect.items():
+        _, out = inspect(corpus_dir / rel)
+        msgs = [e["message"] for e in out["errors"] if e["code"] == "BYOM602"]
+        assert msgs and call in msgs[0], (rel, out["errors"])
+
+
+def test_corpus_zip_name_mismatch(corpus_dir):
+    _, out = inspect(corpus_dir / "data" / "malicious1_central_directory.zip")
+    assert "BYOM606" in {e["code"] for e in out["errors"]}
+
+
+def test_corpus_benign_legacy_matches_torch(corpus_dir):
+    path = corpus_dir / "data" / "pytorch_model.bin"
+    _, out = inspect(path)
+    assert out["model"]["kind"] == "legacy"
+    sd = torch.load(str(path), weights_only=True)
+    ours = {t["name"]: (t["shape"], t["dtype"]) for t in out["model"]["tensors"]}
+    assert ours == {k: (list(v.shape), _dtype(v)) for k, v in sd.items()}
+
+
+# ---- byom pack ------------------------------------------------------------------------------
+
+
+def _pack(pt: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(_byom()), "pack", str(pt), *args, "-o", str(out)], capture_output=True,
+                          timeout=300, text=True)
+
+
+@pytest.mark.parametrize("kind,args", [
+    ("sd_resnet18", ["--input", "1,3,224,224", "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225",
+                     "--postprocessing", "softmax", "--threshold", "0.5"]),
+    ("traced_tiny", ["--input", "1,3,16,16", "--classes", "good,defect", "--resize", "16,16",
+                     "--channel-order", "BGR", "--postprocessing", "argmax", "--name", "Tiny", "--version", "2.0.0"]),
+    ("sd_resnet18_gray_10", ["--input", "1,1,128,96", "--type", "multi_class_classification"]),
+])
+def test_pack_passes_both_validators(kind, args, pt_dir, made, tmp_path):
+    import guide_validator
+    import tarfile
+
+    pt, info = _make(pt_dir, made, kind)
+    out = tmp_path / "model.tar.gz"
+    r = _pack(pt, out, *args)
+    assert r.returncode == 0, r.stderr
+    assert guide_validator.validate_dda_package(str(out)) is True
+    v = subprocess.run([str(_byom()), "validate", str(out)], capture_output=True, text=True, timeout=300)
+    assert v.returncode == 0, v.stdout + v.stderr
+    with tarfile.open(out) as t:
+        names = t.getnames()
+        mochi = json.load(t.extractfile("mochi.json"))
+        manifest = json.load(t.extractfile("export_artifacts/manifest.json"))
+    assert names == ["config.yaml", "mochi.json", "export_artifacts/manifest.json", f"export_artifacts/{kind}.pt"]
+    assert manifest["compilable_models"][0]["filename"] == f"{kind}.pt"
+    shape = [int(x) for x in args[args.index("--input") + 1].split(",")]
+    assert mochi["stages"][0]["input_shape"] == shape == manifest["input_shape"]
+    if info["architecture"]:
+        # Inferred from the classifier head when no classes are given.
+        assert mochi["stages"][0]["num_classes"] == info["num_classes"]
+        assert mochi["model_info"]["architecture"] == info["architecture"]
+    # Deterministic: packing twice gives the same bytes.
+    out2 = tmp_path / "again.tar.gz"
+    assert _pack(pt, out2, *args).returncode == 0
+    assert out.read_bytes() == out2.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["whole_module", "not_pytorch"])
+def test_pack_refuses_unusable_files(kind, pt_dir, made, tmp_path):
+    pt, _ = _make(pt_dir, made, kind)
+    r = _pack(pt, tmp_path / "x.tar.gz", "--input", "1,3,16,16")
+    assert r.returncode == 1 and "refusing" in r.stderr
+    assert not (tmp_path / "x.tar.gz").exists()
+
+
+def test_pack_refuses_hostile_corpus_file(corpus_dir, tmp_path):
+    r = _pack(corpus_dir / "data" / "malicious1_v4.pkl", tmp_path / "x.tar.gz", "--input", "1,3,16,16")
+    assert r.returncode == 1 and "BYOM602" in r.stderr
+
+
+def test_inspect_accepts_a_package(pt_dir, made, tmp_path):
+    pt, _ = _make(pt_dir, made, "sd_resnet18")
+    out = tmp_path / "p.tar.gz"
+    assert _pack(pt, out, "--input", "1,3,224,224").returncode == 0
+    rc, res = inspect(out)
+    assert rc == 0 and res["model"]["architecture"] == "resnet18"
