@@ -1,1 +1,69 @@
-//! Compilation of BYOM packages with libtorch.
+//! Compilation of BYOM packages with libtorch (tch), for `x86_64-cpu`, `x86_64-cuda`,
+//! `arm64-cpu` and `jetson-xavier`.
+//!
+//! The server runs this in a separate worker process ([`worker_main`]): loading TorchScript is
+//! running code, and a crafted file can crash libtorch. One job:
+//!
+//! 1. re-validates the package with byom-core and extracts the metadata and the `.pt`;
+//! 2. loads the model: TorchScript as is, a state dict by rebuilding its architecture in Rust
+//!    (`tch::vision`) and loading its tensors from the zip, then tracing it;
+//! 3. runs it on a fixed input and checks the declared output shape;
+//! 4. per target, applies the passes its runtime can use (see [`plan`]);
+//! 5. reloads and re-runs every artifact and compares it with the original;
+//! 6. writes a bundle per target (docs/deployment-json.md) and `report.json`.
+
+mod arch;
+mod bundle;
+mod classic;
+mod compile;
+mod efficientnet;
+mod error;
+mod forward;
+mod metadata;
+mod options;
+mod package;
+pub mod plan;
+mod prepare;
+mod report;
+mod shim;
+mod state_dict;
+mod storage;
+mod target;
+mod verify;
+mod worker;
+
+use std::path::Path;
+
+pub use error::CompileError;
+pub use options::CompileOptions;
+pub use report::{
+    CompileReport, HostInfo, Latency, ModelSummary, Pass, TargetResult, TargetStatus, Verification,
+};
+pub use target::{Precision, Target, TargetRuntime, UnknownTarget};
+pub use worker::{atomic_write, exit, worker_main, Job};
+
+/// Version of this crate, carried in reports and bundles.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The libtorch this crate is built against (tch 0.24 requires exactly this one).
+pub const LIBTORCH_VERSION: &str = "2.11.0";
+
+/// Architectures a state dict can be compiled as (built with `tch::vision`).
+pub fn buildable_architectures() -> &'static [&'static str] {
+    arch::BUILDABLE
+}
+
+/// Compiles `package` for `targets` into `out_dir`: `out_dir/<target>/` bundle directories,
+/// `out_dir/<target>.tar.gz` bundles and `out_dir/report.json`.
+///
+/// A failure of one target is reported in its [`TargetResult`]; an `Err` means the job failed
+/// before any target could be built (invalid package, model does not load, output shape
+/// mismatch) — `report.json` is still written then, with every target failed for that reason.
+pub fn compile_package(
+    package: &Path,
+    targets: &[Target],
+    out_dir: &Path,
+    opts: &CompileOptions,
+) -> Result<CompileReport, CompileError> {
+    compile::run(package, targets, out_dir, opts)
+}

@@ -1,0 +1,37 @@
+// C ABI of the byom libtorch shim: the TorchScript passes tch does not expose.
+// Everything is file-path based on purpose: no module pointer is shared with tch, so the two
+// C++ wrappers never have to agree on object layouts, only on the libtorch they both link.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Load `in_path` on `device` ("cpu", "cuda", "cuda:0"), set eval mode, cast floating
+// parameters to fp16 when `half` != 0, run torch::jit::freeze when `freeze` != 0 (which also
+// applies the frozen graph optimisations: conv/batch-norm folding, conv/add/mul folding,
+// dropout removal, linear folding), and save to `out_path`. Returns 0 on success, else writes
+// a message into `err`.
+int byom_transform(const char* in_path, const char* out_path, const char* device, int half,
+                   int freeze, char* err, size_t err_len);
+
+// Load `path` on `device`; when `optimize` != 0 apply freeze + optimize_for_inference (the
+// load-time step of x86_64-cpu, whose result cannot be saved: pytorch#69608). Run `warmup`
+// untimed and `iters` timed forwards on the fixed input linspace(-1, 1, numel).reshape(shape)
+// (fp16 when `half`), store each time in `times_ms`, and copy the selected output
+// (`select`: "" a tensor, "#i" element i of a tuple/list, else a dict key) as float32 into
+// `out` (at most `out_cap` values; the full count goes to `out_len`).
+int byom_bench(const char* path, const char* device, int optimize, int half,
+               const int64_t* shape, size_t ndim, const char* select, int warmup, int iters,
+               double* times_ms, float* out, size_t out_cap, size_t* out_len, char* err,
+               size_t err_len);
+
+// Write the text of every method graph of the module at `path` (after inlining) into `buf`
+// (truncated to `cap`); used to look for x86-only (mkldnn) ops. Returns the full length or -1.
+long byom_graph_text(const char* path, char* buf, size_t cap, char* err, size_t err_len);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,453 @@
+//! The job: prepare the model once, then build, check and bundle each target.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tch::Kind;
+
+use crate::bundle::{self, Deployment};
+use crate::error::CompileError;
+use crate::options::CompileOptions;
+use crate::plan::{self, Plan};
+use crate::prepare::{self, Prepared};
+use crate::report::{CompileReport, HostInfo, TargetResult, TargetStatus, Verification};
+use crate::shim::{self, BenchSpec};
+use crate::target::{version_at_least, Precision, Target};
+use crate::verify;
+
+/// Relative tolerance of fp32 on a CUDA GPU: cuDNN convolutions use TF32 by default on
+/// Ampere and newer, which keeps 10 mantissa bits.
+const CUDA_FP32_TOLERANCE: f64 = 1e-3;
+
+/// Name of the first NVIDIA GPU, from the driver's /proc entry (no CUDA call needed).
+fn gpu_name() -> Option<String> {
+    let dir = fs::read_dir("/proc/driver/nvidia/gpus").ok()?;
+    for entry in dir.flatten() {
+        if let Ok(text) = fs::read_to_string(entry.path().join("information")) {
+            if let Some(line) = text.lines().find(|l| l.starts_with("Model:")) {
+                return Some(line.trim_start_matches("Model:").trim().to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Shared state of one job.
+struct Job<'a> {
+    prepared: Prepared,
+    opts: &'a CompileOptions,
+    work: PathBuf,
+    out_dir: &'a Path,
+    /// The GPU this host can run on, if any (`tch::Cuda::is_available()`).
+    gpu: Option<String>,
+    /// Artifacts already produced, by plan key.
+    artifacts: BTreeMap<&'static str, PathBuf>,
+}
+
+impl Job<'_> {
+    fn artifact(&mut self, plan: &Plan) -> Result<PathBuf, String> {
+        if let Some(p) = self.artifacts.get(plan.artifact_key) {
+            return Ok(p.clone());
+        }
+        let out = self.work.join(format!("{}.pt", plan.artifact_key));
+        let source = match (&self.prepared.eager_half_path, plan.half) {
+            (Some(half), true) => half,
+            _ => &self.prepared.eager_path,
+        };
+        shim::transform(source, &out, plan.device, plan.half, plan.freeze)?;
+        self.artifacts.insert(plan.artifact_key, out.clone());
+        Ok(out)
+    }
+
+    fn spec<'s>(&'s self, device: &'s str, half: bool, optimize: bool) -> BenchSpec<'s> {
+        BenchSpec {
+            device,
+            optimize,
+            half: half || self.prepared.kind == Kind::Half,
+            shape: &self.prepared.declared.input_shape,
+            select: &self.prepared.selector,
+            warmup: self.opts.warmup_runs,
+            iters: self.opts.timed_runs,
+        }
+    }
+}
+
+fn tolerance(target: Target, on_gpu: bool, weights: Kind) -> f64 {
+    if target.precision() == Precision::Fp16 || weights == Kind::Half || weights == Kind::BFloat16 {
+        Precision::Fp16.tolerance()
+    } else if on_gpu {
+        CUDA_FP32_TOLERANCE
+    } else {
+        Precision::Fp32.tolerance()
+    }
+}
+
+/// Runs the artifact as the target's plan says and returns the verification record.
+fn verify_target(
+    job: &Job<'_>,
+    target: Target,
+    plan: &mut Plan,
+    artifact: &Path,
+    log: &mut Vec<String>,
+) -> Result<Verification, String> {
+    let reference = &job.prepared.reference;
+    let on_gpu = plan.device == "cuda";
+    let tol = tolerance(target, on_gpu, job.prepared.kind);
+    let (device, label, status) = match (target, &job.gpu) {
+        (Target::X86_64Cpu, _) => (
+            "cpu",
+            "this host's CPU".to_string(),
+            "verified on this host's x86_64 CPU".to_string(),
+        ),
+        (Target::Arm64Cpu, _) => (
+            "cpu",
+            "this x86_64 host's CPU (not the arm64 device)".to_string(),
+            "built here, not run on the device (outputs checked on this x86_64 host)".to_string(),
+        ),
+        (Target::X86_64Cuda, Some(gpu)) => ("cuda", gpu.clone(), format!("verified on {gpu}")),
+        (Target::X86_64Cuda, None) => (
+            "cpu",
+            "this host's CPU".to_string(),
+            "built, not run: no GPU (reloaded and checked on this host's CPU)".to_string(),
+        ),
+        (Target::JetsonXavier, Some(gpu)) => (
+            "cuda",
+            gpu.clone(),
+            format!("built here, not run on the device (fp16 outputs checked on {gpu})"),
+        ),
+        (Target::JetsonXavier, None) => (
+            "cpu",
+            "this host's CPU".to_string(),
+            "built here, not run on the device (fp16 outputs checked on this host's CPU)"
+                .to_string(),
+        ),
+    };
+    let spec = job.spec(device, plan.half, false);
+    let checked = match verify::check(artifact, &spec, reference, &label) {
+        Ok(c) => c,
+        Err(e) => return Err(format!("the artifact failed to reload and run: {e}")),
+    };
+    log.push(format!(
+        "reloaded and ran on {label}: max abs error {:.3e}, max rel error {:.3e} (tolerance {tol:.0e})",
+        checked.max_abs, checked.max_rel
+    ));
+    if checked.max_rel > tol {
+        return Err(format!(
+            "the artifact's output differs from the original's: max rel error {:.3e} over tolerance {tol:.0e}",
+            checked.max_rel
+        ));
+    }
+    // Latency of what ships: CPU artifacts, and GPU ones where a GPU ran them.
+    let latency = if target == Target::X86_64Cuda && device == "cpu" {
+        None
+    } else {
+        checked.latency.clone()
+    };
+    let mut after_steps = None;
+    if target == Target::X86_64Cpu {
+        match verify::check(artifact, &job.spec("cpu", false, true), reference, &label) {
+            Ok(opt) if opt.max_rel <= tol => {
+                let (with, without) = (
+                    opt.latency.as_ref().map_or(f64::INFINITY, |l| l.p50_ms),
+                    latency.as_ref().map_or(0.0, |l| l.p50_ms),
+                );
+                log.push(format!(
+                    "optimize_for_inference at load time: p50 {with:.3} ms vs {without:.3} ms frozen (max rel error {:.3e})",
+                    opt.max_rel
+                ));
+                if with >= without {
+                    log.push("optimize_for_inference is not faster for this model here: load-time step dropped".into());
+                    plan.load_time_steps.clear();
+                }
+                after_steps = opt.latency;
+            }
+            Ok(opt) => {
+                log.push(format!(
+                    "optimize_for_inference changes outputs (max rel error {:.3e}): load-time step dropped",
+                    opt.max_rel
+                ));
+                plan.load_time_steps.clear();
+            }
+            Err(e) => {
+                log.push(format!(
+                    "optimize_for_inference failed here ({e}): load-time step dropped"
+                ));
+                plan.load_time_steps.clear();
+            }
+        }
+    }
+    Ok(Verification {
+        status,
+        reloaded: true,
+        ran_on: Some(label),
+        max_abs_error: Some(checked.max_abs),
+        max_rel_error: Some(checked.max_rel),
+        tolerance: tol,
+        latency,
+        latency_after_load_time_steps: after_steps,
+    })
+}
+
+/// Minimum torch to load `artifact`, from the core's version reader.
+fn min_torch(artifact: &Path, opts: &CompileOptions) -> Result<Option<String>, String> {
+    let bytes = fs::read(artifact).map_err(|e| e.to_string())?;
+    let (inspection, _) = byom_core::torch::inspect_bytes(&bytes, &opts.settings, "model.pt");
+    Ok(inspection.min_torch)
+}
+
+fn build_target(job: &mut Job<'_>, target: Target, identical_to: &[Target]) -> TargetResult {
+    let started = Instant::now();
+    let mut log = Vec::new();
+    let mut plan = plan::plan(target, job.gpu.is_some());
+    let mut result = TargetResult {
+        target,
+        status: TargetStatus::Failed,
+        duration_ms: 0,
+        failure_reason: None,
+        artifact_sha256: None,
+        bundle: None,
+        bundle_sha256: None,
+        precision: target.precision(),
+        passes: plan.passes.clone(),
+        load_time_steps: Vec::new(),
+        min_torch_runtime: None,
+        target_torch: target.runtime().torch.to_string(),
+        verification: None,
+        identical_artifact_to: Vec::new(),
+        log: Vec::new(),
+    };
+    let outcome = (|| -> Result<(), String> {
+        let artifact = job.artifact(&plan)?;
+        log.push(format!(
+            "{} on {} ({}{}): {}",
+            if plan.freeze {
+                "froze"
+            } else {
+                "kept unfrozen"
+            },
+            plan.device,
+            target.precision().as_str(),
+            if plan.half {
+                ", weights cast to fp16"
+            } else {
+                ""
+            },
+            plan.passes
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        if target == Target::Arm64Cpu {
+            let graph = shim::graph_text(&artifact)?;
+            let found = plan::x86_only_ops(&graph);
+            if !found.is_empty() {
+                return Err(format!(
+                    "the graph contains x86-only ops ({}): it cannot run on arm64",
+                    found.join(", ")
+                ));
+            }
+            log.push("checked the graph: no x86-only (mkldnn/fbgemm) ops".into());
+        }
+        let sha = bundle::sha256_file(&artifact).map_err(|e| e.to_string())?;
+        let min = min_torch(&artifact, job.opts)?;
+        let ships = target.runtime().torch;
+        match min.as_deref() {
+            Some(min) => match version_at_least(ships, min) {
+                Some(true) => log.push(format!("needs torch >= {min}; the target ships {ships}")),
+                Some(false) => {
+                    return Err(format!(
+                        "the artifact needs torch >= {min} but {target} ships torch {ships} ({})",
+                        target.runtime().description
+                    ))
+                }
+                None => log.push(format!("minimum torch {min:?} not comparable with {ships}")),
+            },
+            None => log.push("the version reader gave no minimum torch for the artifact".into()),
+        }
+        result.min_torch_runtime = min.clone();
+        let verification = verify_target(job, target, &mut plan, &artifact, &mut log)?;
+        let bytes = fs::metadata(&artifact).map_err(|e| e.to_string())?.len();
+        let deployment = bundle::deployment_json(&Deployment {
+            target,
+            plan: &plan,
+            passes: &plan.passes,
+            declared: &job.prepared.declared,
+            model: &job.prepared.summary,
+            selector: &job.prepared.selector,
+            package_sha256: &job.prepared.package.sha256,
+            artifact_sha256: &sha,
+            artifact_bytes: bytes,
+            min_torch: min.as_deref(),
+            verification: &verification,
+            identical_to,
+        });
+        let (archive, archive_sha) = bundle::write(job.out_dir, target, &artifact, &deployment)
+            .map_err(|e| e.to_string())?;
+        result.artifact_sha256 = Some(sha);
+        result.bundle = Some(archive);
+        result.bundle_sha256 = Some(archive_sha);
+        result.verification = Some(verification);
+        Ok(())
+    })();
+    result.load_time_steps = plan
+        .load_time_steps
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    match outcome {
+        Ok(()) => result.status = TargetStatus::Succeeded,
+        Err(reason) => {
+            log.push(format!("failed: {reason}"));
+            result.failure_reason = Some(reason);
+        }
+    }
+    result.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    result.log = log;
+    result
+}
+
+/// Fills `identical_artifact_to` from the artifacts' actual sha256 and says so in the log.
+fn mark_identical(results: &mut [TargetResult], log: &mut Vec<String>) {
+    let shas: Vec<(Target, Option<String>)> = results
+        .iter()
+        .map(|r| (r.target, r.artifact_sha256.clone()))
+        .collect();
+    for r in results.iter_mut() {
+        let Some(sha) = &r.artifact_sha256 else {
+            continue;
+        };
+        r.identical_artifact_to = shas
+            .iter()
+            .filter(|(t, s)| *t != r.target && s.as_ref() == Some(sha))
+            .map(|(t, _)| *t)
+            .collect();
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for r in results.iter() {
+        let Some(sha) = r.artifact_sha256.as_deref() else {
+            continue;
+        };
+        if r.identical_artifact_to.is_empty() || seen.contains(&sha) {
+            continue;
+        }
+        seen.push(sha);
+        let mut names = vec![r.target.as_str()];
+        names.extend(r.identical_artifact_to.iter().map(|t| t.as_str()));
+        log.push(format!(
+            "{} share one byte-identical model.pt (sha256 {sha}); their bundles differ only in deployment.json",
+            names.join(" and ")
+        ));
+    }
+}
+
+/// Writes `report` to `out_dir/report.json` atomically.
+pub fn write_report(out_dir: &Path, report: &CompileReport) -> Result<(), CompileError> {
+    let path = out_dir.join("report.json");
+    crate::atomic_write(
+        &path,
+        &serde_json::to_vec_pretty(report).unwrap_or_default(),
+    )
+}
+
+/// See [`crate::compile_package`].
+pub fn run(
+    package: &Path,
+    targets: &[Target],
+    out_dir: &Path,
+    opts: &CompileOptions,
+) -> Result<CompileReport, CompileError> {
+    let started = Instant::now();
+    let mut wanted: Vec<Target> = Vec::new();
+    for &t in targets {
+        if !wanted.contains(&t) {
+            wanted.push(t);
+        }
+    }
+    if wanted.is_empty() {
+        return Err(CompileError::NoTargets);
+    }
+    fs::create_dir_all(out_dir).map_err(CompileError::io(out_dir))?;
+    let work = out_dir.join(".work");
+    if work.exists() {
+        fs::remove_dir_all(&work).map_err(CompileError::io(&work))?;
+    }
+    fs::create_dir_all(&work).map_err(CompileError::io(&work))?;
+    if opts.threads > 0 {
+        tch::set_num_threads(opts.threads);
+    }
+    let gpu =
+        tch::Cuda::is_available().then(|| gpu_name().unwrap_or_else(|| "a CUDA GPU".to_string()));
+    let host = HostInfo {
+        libtorch: crate::LIBTORCH_VERSION.to_string(),
+        threads: tch::get_num_threads(),
+        cuda_device: gpu.clone(),
+    };
+    let mut log = vec![format!(
+        "libtorch {}, {} thread(s), GPU: {}",
+        host.libtorch,
+        host.threads,
+        gpu.as_deref().unwrap_or("none")
+    )];
+    let want_half = wanted.iter().any(|t| t.precision() == Precision::Fp16);
+    let prepared = match prepare::prepare(package, &work, opts, want_half, &mut log) {
+        Ok(p) => p,
+        Err(e) => {
+            log.push(format!("job failed: {e}"));
+            let mut report = CompileReport::job_failed(&wanted, e.to_string(), log);
+            report.host = host;
+            report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            write_report(out_dir, &report)?;
+            if !opts.keep_work_dir {
+                let _ = fs::remove_dir_all(&work);
+            }
+            return Err(e);
+        }
+    };
+    let mut job = Job {
+        prepared,
+        opts,
+        work: work.clone(),
+        out_dir,
+        gpu,
+        artifacts: BTreeMap::new(),
+    };
+    let eager = job.spec("cpu", false, false);
+    match shim::bench(&job.prepared.eager_path, &eager) {
+        Ok(run) => {
+            job.prepared.summary.eager_latency = verify::latency(&run.times_ms, "this host's CPU")
+        }
+        Err(e) => log.push(format!("could not time the eager module: {e}")),
+    }
+    // Targets whose plans share an artifact get the same file: known before building, so each
+    // deployment.json can name the others.
+    let gpu_here = job.gpu.is_some();
+    let key = |t: Target| plan::plan(t, gpu_here).artifact_key;
+    let mut results = Vec::new();
+    for &t in &wanted {
+        let same: Vec<Target> = wanted
+            .iter()
+            .copied()
+            .filter(|&o| o != t && key(o) == key(t))
+            .collect();
+        results.push(build_target(&mut job, t, &same));
+    }
+    mark_identical(&mut results, &mut log);
+    let report = CompileReport {
+        byom_version: crate::VERSION.to_string(),
+        package_sha256: Some(job.prepared.package.sha256.clone()),
+        failure_reason: None,
+        model: Some(job.prepared.summary.clone()),
+        host,
+        targets: results,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        log,
+    };
+    write_report(out_dir, &report)?;
+    if !opts.keep_work_dir {
+        let _ = fs::remove_dir_all(&work);
+    }
+    Ok(report)
+}
