@@ -1,2 +1,36 @@
-//! byom-server.
-fn main() {}
+//! `byom-server`: receives BYOM packages, validates them with the same core as the browser and
+//! the CLI while they stream in, stores them per tenant and compiles them with libtorch in
+//! sandboxed worker processes.
+//!
+//! Subcommands: `serve` (the HTTP server), `token create|revoke` (operator access without the
+//! HTTP API), `compile` (the compile pipeline without a server, for scripts) and the hidden
+//! `worker` that the server spawns for each job.
+
+mod app;
+mod audit;
+mod auth;
+mod backend;
+mod cli;
+mod config;
+mod db;
+mod error;
+mod ids;
+mod ingest;
+mod jobs;
+mod metrics;
+mod routes;
+mod storage;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match args.command {
+        cli::Command::Serve(serve) => cli::serve::run(*serve),
+        cli::Command::Token(token) => cli::token::run(token),
+        cli::Command::Compile(compile) => cli::compile::run(compile),
+        cli::Command::Worker(worker) => cli::worker::run(worker),
+    }
+}

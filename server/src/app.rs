@@ -1,0 +1,112 @@
+//! Shared state and the router: which handler serves which route, plus the access log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use sqlx::SqlitePool;
+use tower_http::services::ServeDir;
+
+use crate::config::Config;
+use crate::ingest::IngestState;
+use crate::jobs::queue::JobQueue;
+use crate::jobs::runner::Runner;
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::storage::{BlobStore, DiskBudget};
+
+/// A resumable upload's in-memory state between requests.
+pub enum UploadSlot {
+    /// A PATCH is writing to it now.
+    Busy,
+    /// Idle, with the validator state for the bytes on disk.
+    Ready(Box<IngestState>),
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: SqlitePool,
+    pub config: Arc<Config>,
+    pub store: Arc<dyn BlobStore>,
+    pub budget: Arc<DiskBudget>,
+    pub metrics: Arc<Metrics>,
+    pub queue: Arc<dyn JobQueue>,
+    pub runner: Arc<Runner>,
+    pub uploads: Arc<std::sync::Mutex<HashMap<String, UploadSlot>>>,
+    /// Serialises "commit blob + insert row" against "delete row + maybe delete blob", so a
+    /// blob is never removed while another upload of the same bytes is being committed.
+    pub blob_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/format-spec", get(routes::meta::format_spec))
+        .route("/openapi.json", get(routes::meta::openapi))
+        .route(
+            "/packages",
+            put(routes::packages::upload).get(routes::packages::list),
+        )
+        .route(
+            "/packages/{id}",
+            get(routes::packages::show).delete(routes::packages::remove),
+        )
+        .route("/packages/{id}/compile", post(routes::jobs::compile))
+        .route("/uploads", post(routes::uploads::create))
+        .route(
+            "/uploads/{id}",
+            get(routes::uploads::status)
+                .head(routes::uploads::status)
+                .patch(routes::uploads::append)
+                .delete(routes::uploads::abort),
+        )
+        .route("/jobs", get(routes::jobs::list))
+        .route("/jobs/{id}", get(routes::jobs::show))
+        .route("/jobs/{id}/cancel", post(routes::jobs::cancel))
+        .route("/jobs/{id}/artifacts/{target}", get(routes::jobs::artifact))
+        .route(
+            "/admin/tenants",
+            post(routes::admin::create_tenant).get(routes::admin::list_tenants),
+        )
+        .route(
+            "/admin/tokens",
+            post(routes::admin::create_token).get(routes::admin::list_tokens),
+        )
+        .route("/admin/tokens/{id}", delete(routes::admin::revoke_token))
+        .route("/admin/audit", get(routes::admin::audit));
+    let web = ServeDir::new(&state.config.web_dir).append_index_html_on_directories(true);
+    Router::new()
+        .route("/healthz", get(routes::meta::healthz))
+        .route("/metrics", get(routes::meta::metrics))
+        .nest("/api/v1", api)
+        .fallback_service(web)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access_log,
+        ))
+        .with_state(state)
+}
+
+/// One log line per request (`target: byom_server::access`), which tests assert on, and the
+/// request counters.
+async fn access_log(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    state.metrics.request(&method, status);
+    tracing::info!(
+        target: "byom_server::access",
+        method = %method,
+        path = %path,
+        status,
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}

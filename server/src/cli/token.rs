@@ -1,0 +1,96 @@
+//! `byom-server token create|revoke`: manage tokens straight in the data directory (works
+//! while the server runs: SQLite in WAL mode).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::auth::{self, Role};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(Subcommand)]
+pub enum Action {
+    /// Create a token (and the tenant, if new); prints the secret once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// viewer, uploader or admin.
+        #[arg(long)]
+        role: String,
+        #[arg(long, env = "BYOM_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Revoke a token by its id (tok_…).
+    Revoke {
+        id: String,
+        #[arg(long, env = "BYOM_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("byom-server token: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(act(args.action)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("byom-server token: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn act(action: Action) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match action {
+        Action::Create {
+            tenant,
+            role,
+            data_dir,
+        } => {
+            let Some(role) = Role::parse(&role) else {
+                eprintln!("role must be viewer, uploader or admin");
+                return Ok(ExitCode::from(2));
+            };
+            if !auth::valid_tenant_name(&tenant) {
+                eprintln!("tenant name: 1 to 64 of a-z, 0-9, - and _");
+                return Ok(ExitCode::from(2));
+            }
+            std::fs::create_dir_all(&data_dir)?;
+            let db = crate::db::open(&data_dir).await?;
+            if auth::ensure_tenant(&db, &tenant, None).await? {
+                eprintln!("created tenant {tenant}");
+            }
+            let token = auth::create_token(&db, &tenant, role, None).await?;
+            eprintln!(
+                "token id {} (tenant {}, role {})",
+                token.id, token.tenant, token.role
+            );
+            println!("{}", token.token);
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Revoke { id, data_dir } => {
+            let db = crate::db::open(&data_dir).await?;
+            if auth::revoke_token(&db, &id, None).await? {
+                eprintln!("revoked {id}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no live token {id}");
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
+}

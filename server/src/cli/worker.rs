@@ -1,0 +1,25 @@
+//! `byom-server worker --job-dir DIR`: one compile job in a sandboxed process (see
+//! `jobs::sandbox`). It sees only its job directory and exits; the server reads `result.json`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The job directory (holds job.json and the package; result.json is written here).
+    #[arg(long)]
+    pub job_dir: PathBuf,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    // TEST ONLY: a delay set by the server's --test-worker-delay-ms, so tests can kill or
+    // queue behind a running worker.
+    if let Some(ms) = std::env::var("BYOM_WORKER_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    let code = crate::backend::worker_main(&args.job_dir);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

@@ -1,0 +1,204 @@
+//! Server configuration: flags, `BYOM_*` environment variables and an optional TOML file.
+//!
+//! Precedence: flag / environment variable > config file > built-in default. Every limit the
+//! server enforces is a named setting here with its default written next to it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+
+/// `byom-server serve` flags. All optional so that a config file can fill what flags leave out.
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the real address is printed).
+    #[arg(long, env = "BYOM_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the database, package blobs, uploads and jobs [default: ./data].
+    #[arg(long, env = "BYOM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of the portal page served at `/` [default: web].
+    #[arg(long, env = "BYOM_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// TOML file with any of these settings (keys as the flags, with `_` for `-`).
+    #[arg(long, env = "BYOM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Largest accepted upload in bytes [default: 8 GiB].
+    #[arg(long, env = "BYOM_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    /// Compile jobs run at the same time [default: 1].
+    #[arg(long, env = "BYOM_WORKERS")]
+    pub workers: Option<usize>,
+    /// Most queued (not yet running) jobs; more are refused with 503 [default: 16].
+    #[arg(long, env = "BYOM_QUEUE_SIZE")]
+    pub queue_size: Option<u64>,
+    /// Wall-time limit of one compile job in seconds [default: 1800].
+    #[arg(long, env = "BYOM_JOB_TIMEOUT_S")]
+    pub job_timeout_s: Option<u64>,
+    /// Memory cap of a worker process (RLIMIT_DATA) in MiB [default: 8192].
+    #[arg(long, env = "BYOM_WORKER_MEMORY_MB")]
+    pub worker_memory_mb: Option<u64>,
+    /// Seconds an upload may send nothing before it is dropped (not a total limit) [default: 60].
+    #[arg(long, env = "BYOM_IDLE_TIMEOUT_S")]
+    pub idle_timeout_s: Option<u64>,
+    /// Oldest torch that must load uploaded models ("major.minor") [default: the core's default].
+    #[arg(long, env = "BYOM_REQUIRED_TORCH")]
+    pub required_torch: Option<String>,
+    /// JSON file with the validation settings (byom_core::Settings).
+    #[arg(long, env = "BYOM_SETTINGS")]
+    pub settings: Option<PathBuf>,
+    /// Bytes each tenant may store unless its own quota says otherwise [default: 100 GiB].
+    #[arg(long, env = "BYOM_DEFAULT_QUOTA_BYTES")]
+    pub default_quota_bytes: Option<u64>,
+    /// TEST ONLY: pretend the disk is full once the data directory holds this many bytes.
+    #[arg(long, env = "BYOM_TEST_DISK_LIMIT", hide = true)]
+    pub test_disk_limit: Option<u64>,
+    /// TEST ONLY: every worker sleeps this long before compiling (to test kills and queues).
+    #[arg(long, env = "BYOM_TEST_WORKER_DELAY_MS", hide = true)]
+    pub test_worker_delay_ms: Option<u64>,
+}
+
+/// The same settings as read from a `--config` TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    web_dir: Option<PathBuf>,
+    max_upload_bytes: Option<u64>,
+    workers: Option<usize>,
+    queue_size: Option<u64>,
+    job_timeout_s: Option<u64>,
+    worker_memory_mb: Option<u64>,
+    idle_timeout_s: Option<u64>,
+    required_torch: Option<String>,
+    settings: Option<PathBuf>,
+    default_quota_bytes: Option<u64>,
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub web_dir: PathBuf,
+    pub max_upload_bytes: u64,
+    pub workers: usize,
+    pub queue_size: u64,
+    pub job_timeout_s: u64,
+    pub worker_memory_mb: u64,
+    pub idle_timeout_s: u64,
+    pub default_quota_bytes: u64,
+    pub settings: byom_core::Settings,
+    pub test_disk_limit: Option<u64>,
+    pub test_worker_delay_ms: Option<u64>,
+}
+
+/// Why the configuration could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("invalid settings file {path}: {source}")]
+    Settings {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("invalid --required-torch {0:?}: expected major.minor, e.g. 2.11")]
+    Torch(String),
+    #[error("--workers must be at least 1")]
+    Workers,
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl Config {
+    pub fn resolve(args: ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                toml::from_str::<FileConfig>(&read(path)?).map_err(|e| ConfigError::Toml {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let settings_path = args.settings.or(file.settings);
+        let mut settings = match &settings_path {
+            Some(path) => {
+                serde_json::from_str::<byom_core::Settings>(&read(path)?).map_err(|source| {
+                    ConfigError::Settings {
+                        path: path.clone(),
+                        source,
+                    }
+                })?
+            }
+            None => byom_core::Settings::default(),
+        };
+        if let Some(torch) = args.required_torch.or(file.required_torch) {
+            let ok = torch.split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+            });
+            if !ok {
+                return Err(ConfigError::Torch(torch));
+            }
+            settings.required_torch = torch;
+        }
+        let workers = args.workers.or(file.workers).unwrap_or(1);
+        if workers == 0 {
+            return Err(ConfigError::Workers);
+        }
+        Ok(Config {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("data")),
+            web_dir: args
+                .web_dir
+                .or(file.web_dir)
+                .unwrap_or_else(|| PathBuf::from("web")),
+            max_upload_bytes: args
+                .max_upload_bytes
+                .or(file.max_upload_bytes)
+                .unwrap_or(8 * GIB),
+            workers,
+            queue_size: args.queue_size.or(file.queue_size).unwrap_or(16),
+            job_timeout_s: args.job_timeout_s.or(file.job_timeout_s).unwrap_or(1800),
+            worker_memory_mb: args
+                .worker_memory_mb
+                .or(file.worker_memory_mb)
+                .unwrap_or(8192),
+            idle_timeout_s: args
+                .idle_timeout_s
+                .or(file.idle_timeout_s)
+                .unwrap_or(60)
+                .max(1),
+            default_quota_bytes: args
+                .default_quota_bytes
+                .or(file.default_quota_bytes)
+                .unwrap_or(100 * GIB),
+            settings,
+            test_disk_limit: args.test_disk_limit,
+            test_worker_delay_ms: args.test_worker_delay_ms,
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! The one error type of the HTTP API, turned into a response in one place.
+//!
+//! Every error body is `{"error": "<code>", "message": "<human text>"}` (plus `report` for an
+//! invalid package and `offset` for an upload offset conflict), as the OpenAPI document says.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("this token's role may not do that")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("upload offset mismatch: the server has {offset} bytes")]
+    OffsetMismatch { offset: u64 },
+    #[error("upload exceeds the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("upload would exceed the tenant's quota of {quota} bytes ({used} bytes in use)")]
+    QuotaExceeded { quota: u64, used: u64 },
+    #[error("the package is invalid")]
+    InvalidPackage(Box<byom_core::Report>),
+    #[error("no data received for {0} seconds")]
+    IdleTimeout(u64),
+    #[error("the server's disk is full; nothing was stored")]
+    DiskFull,
+    #[error("the job queue is full; retry later")]
+    QueueFull { retry_after_s: u64 },
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) | ApiError::OffsetMismatch { .. } => StatusCode::CONFLICT,
+            ApiError::TooLarge { .. } | ApiError::QuotaExceeded { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::InvalidPackage(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdleTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::QueueFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::OffsetMismatch { .. } => "offset_mismatch",
+            ApiError::TooLarge { .. } => "too_large",
+            ApiError::QuotaExceeded { .. } => "quota_exceeded",
+            ApiError::InvalidPackage(_) => "invalid_package",
+            ApiError::IdleTimeout(_) => "idle_timeout",
+            ApiError::DiskFull => "disk_full",
+            ApiError::QueueFull { .. } => "queue_full",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// An internal error: logged with its detail, answered without it.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(detail.to_string())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(format!("database: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        match &self {
+            ApiError::InvalidPackage(report) => {
+                let errors = report.errors.len();
+                body["message"] = json!(format!(
+                    "the package is invalid ({errors} error(s)); nothing was stored"
+                ));
+                body["report"] = serde_json::to_value(report.as_ref()).unwrap_or_default();
+            }
+            ApiError::OffsetMismatch { offset } => body["offset"] = json!(offset),
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            _ => {}
+        }
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::QueueFull { retry_after_s } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::OffsetMismatch { offset } => {
+                headers.insert("upload-offset", HeaderValue::from(*offset));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,371 @@
+//! Runs queued jobs: at most `workers` at a time, each in its own sandboxed worker process,
+//! with a wall-time limit. Whatever the worker does (crash, hang, garbage output), the job ends
+//! `failed` with a reason and the server keeps serving.
+//!
+//! Restart policy: a job left `running` by a server that died is marked `failed` ("the server
+//! stopped while this job was running") rather than re-queued, so a model that kills the
+//! machine cannot loop forever; queued jobs simply run after the restart.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::{Row, SqlitePool};
+use tokio::sync::{watch, Notify};
+
+use super::queue::{JobQueue, JobRow, Outcome};
+use super::sandbox;
+use crate::config::Config;
+use crate::storage::BlobStore;
+
+/// Lines of `log.txt` / `worker.log` kept with a job.
+const LOG_TAIL_LINES: usize = 40;
+/// How often idle workers look at the queue even without a wake-up.
+const POLL: Duration = Duration::from_secs(1);
+
+pub struct Runner {
+    pub queue: Arc<dyn JobQueue>,
+    pub db: SqlitePool,
+    pub store: Arc<dyn BlobStore>,
+    pub config: Arc<Config>,
+    pub exe: PathBuf,
+    pub netns: bool,
+    /// Woken when a job is enqueued.
+    pub wake: Notify,
+    /// Running jobs that were asked to stop.
+    cancels: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Runner {
+    pub fn new(
+        queue: Arc<dyn JobQueue>,
+        db: SqlitePool,
+        store: Arc<dyn BlobStore>,
+        config: Arc<Config>,
+        exe: PathBuf,
+        netns: bool,
+    ) -> Arc<Runner> {
+        Arc::new(Runner {
+            queue,
+            db,
+            store,
+            config,
+            exe,
+            netns,
+            wake: Notify::new(),
+            cancels: Mutex::default(),
+        })
+    }
+
+    /// Start the worker slots; they stop when `shutdown` turns true.
+    pub fn start(
+        self: &Arc<Self>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.config.workers)
+            .map(|_| {
+                let runner = Arc::clone(self);
+                let mut shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    loop {
+                        if *shutdown.borrow() {
+                            return;
+                        }
+                        match runner.queue.claim().await {
+                            Ok(Some(job)) => runner.run(job, shutdown.clone()).await,
+                            Ok(None) => {
+                                tokio::select! {
+                                    _ = runner.wake.notified() => {}
+                                    _ = tokio::time::sleep(POLL) => {}
+                                    _ = shutdown.changed() => {}
+                                }
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot claim a job");
+                                tokio::time::sleep(POLL).await;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Ask a running job to stop; `false` if it is not running here.
+    pub fn cancel(&self, job_id: &str) -> bool {
+        let map = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(job_id) {
+            Some(n) => {
+                n.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn run(&self, job: JobRow, shutdown: watch::Receiver<bool>) {
+        tracing::info!(job = %job.id, tenant = %job.tenant_id, package = %job.package_id, targets = ?job.targets, "job started");
+        let cancel = Arc::new(Notify::new());
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.id.clone(), Arc::clone(&cancel));
+        let outcome = match self.prepare(&job).await {
+            Ok(dir) => {
+                let outcome = self.supervise(&job, &dir, &cancel, shutdown).await;
+                // The package copy is no longer needed; bundles and logs stay.
+                let _ = std::fs::remove_file(dir.join("package.tar.gz"));
+                let _ = std::fs::remove_dir_all(dir.join("tmp"));
+                outcome
+            }
+            Err(e) => Outcome {
+                status: "failed",
+                failure_reason: Some(format!("could not prepare the job: {e}")),
+                result_json: None,
+                log_tail: None,
+            },
+        };
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job.id);
+        tracing::info!(job = %job.id, status = outcome.status, reason = ?outcome.failure_reason, "job finished");
+        if let Err(e) = self.queue.finish(&job.id, outcome).await {
+            tracing::error!(job = %job.id, error = %e, "cannot record the job's end");
+        }
+    }
+
+    /// Create the job directory with a private copy of the package and `job.json`.
+    async fn prepare(&self, job: &JobRow) -> Result<PathBuf, String> {
+        let sha: String = sqlx::query("SELECT sha256 FROM packages WHERE id = ?")
+            .bind(&job.package_id)
+            .fetch_optional(&self.db)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|r| r.get("sha256"))
+            .ok_or("the package was deleted")?;
+        let dir = sandbox::job_dir(&self.config.data_dir, &job.id);
+        let store = Arc::clone(&self.store);
+        let targets = job.targets.clone();
+        let settings = self.config.settings.clone();
+        let dir2 = dir.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir2.join("tmp"))?;
+            std::fs::create_dir_all(dir2.join("out"))?;
+            let mut src = store.open(&sha)?;
+            let mut dst = std::fs::File::create(dir2.join("package.tar.gz"))?;
+            std::io::copy(&mut src, &mut dst)?;
+            let spec = json!({
+                "package": dir2.join("package.tar.gz"),
+                "targets": targets,
+                "options": { "settings": settings },
+            });
+            write_atomic(&dir2.join("job.json"), spec.to_string().as_bytes())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        Ok(dir)
+    }
+
+    async fn supervise(
+        &self,
+        job: &JobRow,
+        dir: &Path,
+        cancel: &Notify,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Outcome {
+        let spec = sandbox::Spec {
+            exe: &self.exe,
+            job_dir: dir,
+            memory_bytes: self.config.worker_memory_mb.saturating_mul(1024 * 1024),
+            new_netns: self.netns,
+            test_delay_ms: self.config.test_worker_delay_ms,
+        };
+        let mut child = match sandbox::spawn(&spec) {
+            Ok(c) => c,
+            Err(e) => return failed(format!("could not start the worker: {e}"), None),
+        };
+        let pid = child.id().unwrap_or(0);
+        let limit = Duration::from_secs(self.config.job_timeout_s);
+        enum End {
+            Exited(std::io::Result<std::process::ExitStatus>),
+            Timeout,
+            Cancelled,
+            Shutdown,
+        }
+        let end = tokio::select! {
+            status = child.wait() => End::Exited(status),
+            _ = tokio::time::sleep(limit) => End::Timeout,
+            _ = cancel.notified() => End::Cancelled,
+            _ = shutdown.changed() => End::Shutdown,
+        };
+        if !matches!(end, End::Exited(_)) {
+            sandbox::kill_group(pid);
+            let _ = child.wait().await;
+        } else {
+            // Anything the worker left behind in its group goes too.
+            sandbox::kill_group(pid);
+        }
+        let log_tail = tail_of(dir);
+        let status = match end {
+            End::Timeout => {
+                return failed(
+                    format!(
+                        "the job ran past its time limit of {} s and was killed",
+                        self.config.job_timeout_s
+                    ),
+                    log_tail,
+                )
+            }
+            End::Cancelled => {
+                return Outcome {
+                    status: "cancelled",
+                    failure_reason: Some("cancelled while running; the worker was killed".into()),
+                    result_json: None,
+                    log_tail,
+                }
+            }
+            End::Shutdown => {
+                return failed(
+                    "the server shut down while this job was running".into(),
+                    log_tail,
+                )
+            }
+            End::Exited(Err(e)) => return failed(format!("lost the worker: {e}"), log_tail),
+            End::Exited(Ok(status)) => status,
+        };
+        if let Some(sig) = status.signal() {
+            let mut reason = format!(
+                "the worker crashed: killed by {}",
+                sandbox::signal_name(sig)
+            );
+            if sig == libc::SIGKILL {
+                reason.push_str(&format!(
+                    " (killed from outside, or out of memory; the worker memory limit is {} MiB)",
+                    self.config.worker_memory_mb
+                ));
+            }
+            return failed(reason, log_tail);
+        }
+        let result = read_result(dir);
+        if let Some(report) = &result {
+            collect_bundles(dir, report);
+        }
+        match (status.code(), result) {
+            (_, Some(report)) => {
+                let failed_targets: Vec<String> = job
+                    .targets
+                    .iter()
+                    .filter(|t| {
+                        super::view::target_result(&report, t)
+                            .is_none_or(|r| r["status"] != "succeeded")
+                    })
+                    .cloned()
+                    .collect();
+                let (st, reason) = if failed_targets.is_empty() {
+                    ("succeeded", None)
+                } else {
+                    (
+                        "failed",
+                        Some(format!("failed targets: {}", failed_targets.join(", "))),
+                    )
+                };
+                Outcome {
+                    status: st,
+                    failure_reason: reason,
+                    result_json: Some(report.to_string()),
+                    log_tail,
+                }
+            }
+            (Some(code), None) => failed(
+                format!("the worker exited with status {code} without a result"),
+                log_tail,
+            ),
+            (None, None) => failed("the worker ended without a result".into(), log_tail),
+        }
+    }
+}
+
+fn failed(reason: String, log_tail: Option<String>) -> Outcome {
+    Outcome {
+        status: "failed",
+        failure_reason: Some(reason),
+        result_json: None,
+        log_tail,
+    }
+}
+
+/// `result.json` as JSON, if the worker wrote a readable one (it is untrusted output: only
+/// read as data, never as paths).
+fn read_result(dir: &Path) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(dir.join("result.json")).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .filter(|v| v.is_object())
+}
+
+/// The last lines of the worker's logs.
+fn tail_of(dir: &Path) -> Option<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for name in ["log.txt", "worker.log"] {
+        if let Ok(text) = std::fs::read(dir.join(name)) {
+            lines.extend(String::from_utf8_lossy(&text).lines().map(str::to_string));
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+    Some(lines[start..].join("\n"))
+}
+
+/// Write a file atomically: temp file, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Move each target's bundle to `<job>/artifacts/<target>.tar.gz`, where downloads are served
+/// from. The worker's report is untrusted: a bundle path is used only if it resolves inside
+/// the job directory and is a regular file (no symlinks out to the database or tokens).
+fn collect_bundles(dir: &Path, report: &serde_json::Value) {
+    let Ok(root) = dir.canonicalize() else { return };
+    let artifacts = dir.join("artifacts");
+    if std::fs::create_dir_all(&artifacts).is_err() {
+        return;
+    }
+    let Some(targets) = report.get("targets").and_then(serde_json::Value::as_array) else {
+        return;
+    };
+    for entry in targets {
+        let (Some(target), Some(bundle)) = (
+            entry.get("target").and_then(serde_json::Value::as_str),
+            entry.get("bundle").and_then(serde_json::Value::as_str),
+        ) else {
+            continue;
+        };
+        if !super::TARGETS.contains(&target) {
+            continue;
+        }
+        let candidate = if Path::new(bundle).is_absolute() {
+            PathBuf::from(bundle)
+        } else {
+            dir.join(bundle)
+        };
+        let Ok(meta) = std::fs::symlink_metadata(&candidate) else {
+            continue;
+        };
+        let inside = candidate.canonicalize().is_ok_and(|c| c.starts_with(&root));
+        if meta.is_file() && inside {
+            let _ = std::fs::rename(&candidate, artifacts.join(format!("{target}.tar.gz")));
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Starting a worker process in a sandbox.
+//!
+//! libtorch runs untrusted TorchScript, and `torch::jit::load` has known crashes and huge
+//! allocations on crafted files, so it never runs inside the server. Each job gets a process
+//! with: an empty environment (plus the few variables libtorch and CUDA need), its job
+//! directory as cwd and HOME, its own process group (so a timeout or cancel kills everything it
+//! started), a memory cap through `RLIMIT_DATA` (not `RLIMIT_AS`, which breaks CUDA start-up by
+//! refusing its large virtual reservations), `PR_SET_PDEATHSIG` so it dies with the server,
+//! and, where the kernel allows it, a fresh empty network namespace (no network at all).
+//! The server's database and tokens are not passed to it in any form; the package is a private
+//! copy (never a hard link: the worker could write through a link into the shared blob).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// Variables passed through to the worker when the server has them (libtorch / CUDA needs).
+const PASS_ENV: [&str; 5] = [
+    "LD_LIBRARY_PATH",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "RUST_BACKTRACE",
+];
+
+/// What one worker process gets.
+pub struct Spec<'a> {
+    pub exe: &'a Path,
+    pub job_dir: &'a Path,
+    pub memory_bytes: u64,
+    pub new_netns: bool,
+    pub test_delay_ms: Option<u64>,
+}
+
+/// Start `exe worker --job-dir DIR` sandboxed; stdout/stderr go to `DIR/worker.log`.
+pub fn spawn(spec: &Spec<'_>) -> std::io::Result<tokio::process::Child> {
+    let log = std::fs::File::create(spec.job_dir.join("worker.log"))?;
+    let mut cmd = tokio::process::Command::new(spec.exe);
+    cmd.arg("worker")
+        .arg("--job-dir")
+        .arg(spec.job_dir)
+        .current_dir(spec.job_dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", spec.job_dir)
+        .env("TMPDIR", spec.job_dir.join("tmp"))
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    for key in PASS_ENV {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
+    if let Some(ms) = spec.test_delay_ms {
+        cmd.env("BYOM_WORKER_DELAY_MS", ms.to_string());
+    }
+    let memory = spec.memory_bytes;
+    let netns = spec.new_netns;
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls (no allocation, no locks).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let limit = libc::rlimit {
+                rlim_cur: memory as libc::rlim_t,
+                rlim_max: memory as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_DATA, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if netns && libc::unshare(libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Kill the worker's whole process group (it is its own group leader).
+pub fn kill_group(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: plain system call; a negative pid addresses the process group.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Can this process put children into a new network namespace? Tried once at start-up by
+/// starting `/bin/true` that way; when it fails the server logs a warning and runs workers
+/// without network isolation.
+pub fn probe_netns() -> bool {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("/bin/true");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only an async-signal-safe system call in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.status().is_ok_and(|s| s.success())
+}
+
+/// A readable name for a signal that ended a worker.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGTERM => "SIGTERM",
+        _ => return format!("signal {sig}"),
+    };
+    format!("signal {sig} ({name})")
+}
+
+/// The job directory of a job.
+pub fn job_dir(data_dir: &Path, job_id: &str) -> PathBuf {
+    data_dir.join("jobs").join(job_id)
+}

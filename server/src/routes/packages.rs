@@ -1,0 +1,369 @@
+//! Packages: upload (streamed, validated in the same pass), list, show, delete.
+//!
+//! Identical bytes are stored once, but nothing tells one tenant that another uploaded them:
+//! every upload is received and written to a temp file in full, validated, and answered with a
+//! new package of the caller's own; only at commit is the temp file either renamed into the
+//! blob store or removed because the blob exists. A tenant's quota counts its own packages'
+//! sizes, shared or not.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::app::AppState;
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use crate::ingest::{self, Allowance, IngestState, OverLimit};
+use crate::jobs::view::job_json;
+use crate::metrics::Metrics;
+
+#[derive(Deserialize)]
+pub struct NameQuery {
+    pub name: Option<String>,
+}
+
+/// The file name as given by the client, reduced to something safe to show and store.
+pub fn clean_name(name: Option<&str>) -> Result<String, ApiError> {
+    let raw = name.unwrap_or("model.tar.gz");
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw).trim();
+    if base.is_empty() || base.len() > 255 || base.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "name must be a file name of 1 to 255 characters".into(),
+        ));
+    }
+    Ok(base.to_string())
+}
+
+/// (bytes in use, quota) of a tenant.
+pub async fn usage(state: &AppState, tenant: &str) -> Result<(u64, u64), ApiError> {
+    let row = sqlx::query(
+        "SELECT (SELECT COALESCE(SUM(size), 0) FROM packages WHERE tenant_id = ?1) AS used,
+                (SELECT quota_bytes FROM tenants WHERE id = ?1) AS quota",
+    )
+    .bind(tenant)
+    .fetch_one(&state.db)
+    .await?;
+    let used: i64 = row.get("used");
+    let quota: Option<i64> = row.get("quota");
+    let quota = quota.map_or(state.config.default_quota_bytes, |q| {
+        u64::try_from(q).unwrap_or(0)
+    });
+    Ok((u64::try_from(used).unwrap_or(0), quota))
+}
+
+/// What this request may still send: the smaller of the size limit and the quota left.
+pub async fn allowance(
+    state: &AppState,
+    tenant: &str,
+    already: u64,
+) -> Result<Allowance, ApiError> {
+    let (used, quota) = usage(state, tenant).await?;
+    let limit = state.config.max_upload_bytes;
+    let size_left = limit.saturating_sub(already);
+    let quota_left = quota.saturating_sub(used).saturating_sub(already);
+    Ok(if quota_left < size_left {
+        Allowance {
+            max_bytes: quota_left,
+            over: OverLimit::Quota { quota, used },
+        }
+    } else {
+        Allowance {
+            max_bytes: size_left,
+            over: OverLimit::Size { limit },
+        }
+    })
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A fresh temp file in `<data>/tmp`.
+pub fn temp_file(state: &AppState) -> Result<(std::path::PathBuf, std::fs::File), ApiError> {
+    let path = state
+        .config
+        .data_dir
+        .join("tmp")
+        .join(crate::ids::new_id("upload"));
+    let file = std::fs::File::create(&path).map_err(|e| {
+        if crate::storage::is_disk_full(&e) {
+            ApiError::DiskFull
+        } else {
+            ApiError::internal(format!("creating temp file: {e}"))
+        }
+    })?;
+    Ok((path, file))
+}
+
+/// Remove a temp file and give its bytes back to the disk budget.
+pub fn discard(state: &AppState, path: &std::path::Path) {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if std::fs::remove_file(path).is_ok() {
+        state.budget.release(size);
+    }
+}
+
+/// `PUT /api/v1/packages?name=…`: the raw `.tar.gz` as the body.
+pub async fn upload(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<NameQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    principal.require(Role::Uploader)?;
+    let name = clean_name(q.name.as_deref())?;
+    let allowance = allowance(&state, &principal.tenant, 0).await?;
+    if let Some(len) = content_length(&headers) {
+        if len > allowance.max_bytes {
+            Metrics::inc(&state.metrics.uploads_failed, 1);
+            return Err(match allowance.over {
+                OverLimit::Quota { quota, used } => ApiError::QuotaExceeded { quota, used },
+                _ => ApiError::TooLarge {
+                    limit: state.config.max_upload_bytes,
+                },
+            });
+        }
+    }
+    let (tmp, file) = temp_file(&state)?;
+    let idle = std::time::Duration::from_secs(state.config.idle_timeout_s);
+    let fresh = IngestState::new(&state.config.settings);
+    let (ingest_state, outcome) =
+        ingest::receive(fresh, file, body, idle, allowance, state.budget.clone()).await;
+    Metrics::inc(&state.metrics.upload_bytes, ingest_state.bytes);
+    if let Err(e) = outcome {
+        discard(&state, &tmp);
+        Metrics::inc(&state.metrics.uploads_failed, 1);
+        tracing::warn!(tenant = %principal.tenant, error = %e, "upload failed; nothing stored");
+        return Err(e);
+    }
+    let size = ingest_state.bytes;
+    let (report, sha256) = ingest_state.finish();
+    let package = commit(&state, &principal, &name, &tmp, report, &sha256, size).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "package": package }))).into_response())
+}
+
+/// Turn a fully received, validated temp file into a package of the caller (or refuse it).
+/// The temp file is gone afterwards either way.
+pub async fn commit(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    tmp: &std::path::Path,
+    report: byom_core::Report,
+    sha256: &str,
+    size: u64,
+) -> Result<Value, ApiError> {
+    if !report.valid {
+        discard(state, tmp);
+        Metrics::inc(&state.metrics.uploads_rejected, 1);
+        tracing::info!(tenant = %principal.tenant, name, errors = report.errors.len(), "upload rejected: invalid package; nothing stored");
+        return Err(ApiError::InvalidPackage(Box::new(report)));
+    }
+    let report_json = serde_json::to_string(&report).map_err(ApiError::internal)?;
+    let _guard = state.blob_lock.lock().await;
+    // Quota again, now that concurrent uploads of this tenant are serialised.
+    let (used, quota) = usage(state, &principal.tenant).await?;
+    if used.saturating_add(size) > quota {
+        discard(state, tmp);
+        Metrics::inc(&state.metrics.uploads_failed, 1);
+        return Err(ApiError::QuotaExceeded { quota, used });
+    }
+    let store = state.store.clone();
+    let (tmp_owned, sha_owned) = (tmp.to_path_buf(), sha256.to_string());
+    let committed = tokio::task::spawn_blocking(move || store.commit(&tmp_owned, &sha_owned))
+        .await
+        .map_err(ApiError::internal)?;
+    if let Err(e) = committed {
+        discard(state, tmp);
+        Metrics::inc(&state.metrics.uploads_failed, 1);
+        return Err(if crate::storage::is_disk_full(&e) {
+            ApiError::DiskFull
+        } else {
+            ApiError::internal(e)
+        });
+    }
+    let id = crate::ids::new_id("pkg");
+    let now = crate::ids::now();
+    let size_i = i64::try_from(size).map_err(ApiError::internal)?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query("INSERT OR IGNORE INTO blobs (sha256, size, created_at) VALUES (?, ?, ?)")
+        .bind(sha256)
+        .bind(size_i)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO packages (id, tenant_id, name, sha256, size, created_at, report_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(&principal.tenant)
+    .bind(name)
+    .bind(sha256)
+    .bind(size_i)
+    .bind(&now)
+    .bind(&report_json)
+    .execute(&mut *tx)
+    .await?;
+    crate::audit::record(
+        &mut *tx,
+        Some(principal),
+        "package.upload",
+        &id,
+        &format!("name={name} size={size}"),
+    )
+    .await?;
+    tx.commit().await?;
+    Metrics::inc(&state.metrics.uploads_accepted, 1);
+    tracing::info!(tenant = %principal.tenant, package = %id, name, size, "package stored");
+    Ok(json!({
+        "id": id, "name": name, "sha256": sha256, "size": size, "created_at": now,
+        "status": "stored", "report": report,
+    }))
+}
+
+fn package_json(row: &sqlx::sqlite::SqliteRow) -> Value {
+    let report: Value =
+        serde_json::from_str(row.get::<&str, _>("report_json")).unwrap_or(Value::Null);
+    json!({
+        "id": row.get::<String, _>("id"),
+        "name": row.get::<String, _>("name"),
+        "sha256": row.get::<String, _>("sha256"),
+        "size": row.get::<i64, _>("size"),
+        "created_at": row.get::<String, _>("created_at"),
+        "status": "stored",
+        "report": report,
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT id, name, sha256, size, created_at, report_json FROM packages WHERE tenant_id = ? ORDER BY created_at DESC, rowid DESC",
+    )
+    .bind(&principal.tenant)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(
+        json!({ "packages": rows.iter().map(package_json).collect::<Vec<_>>() }),
+    ))
+}
+
+/// A package of the caller's tenant (404 for anyone else's: not even its existence leaks).
+pub async fn find(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<sqlx::sqlite::SqliteRow, ApiError> {
+    sqlx::query("SELECT id, name, sha256, size, created_at, report_json FROM packages WHERE id = ? AND tenant_id = ?")
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(ApiError::NotFound("package"))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let row = find(&state, &principal.tenant, &id).await?;
+    let mut package = package_json(&row);
+    let jobs = state.queue.for_package(&principal.tenant, &id).await?;
+    package["jobs"] = Value::Array(jobs.iter().map(job_json).collect());
+    Ok(Json(package))
+}
+
+/// `DELETE /api/v1/packages/{id}`: removes the package, its finished jobs and their
+/// artifacts; the bytes go only when no package of any tenant references them any more.
+pub async fn remove(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Role::Uploader)?;
+    let row = find(&state, &principal.tenant, &id).await?;
+    let sha: String = row.get("sha256");
+    let _guard = state.blob_lock.lock().await;
+    let mut tx = state.db.begin().await?;
+    let active: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM jobs WHERE package_id = ? AND status IN ('queued', 'running')",
+    )
+    .bind(&id)
+    .fetch_one(&mut *tx)
+    .await?
+    .get("n");
+    if active > 0 {
+        return Err(ApiError::Conflict(
+            "the package has queued or running jobs; cancel them first".into(),
+        ));
+    }
+    let job_ids: Vec<String> = sqlx::query("SELECT id FROM jobs WHERE package_id = ?")
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.get("id"))
+        .collect();
+    sqlx::query("DELETE FROM jobs WHERE package_id = ?")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM packages WHERE id = ?")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    let others: i64 = sqlx::query("SELECT COUNT(*) AS n FROM packages WHERE sha256 = ?")
+        .bind(&sha)
+        .fetch_one(&mut *tx)
+        .await?
+        .get("n");
+    if others == 0 {
+        sqlx::query("DELETE FROM blobs WHERE sha256 = ?")
+            .bind(&sha)
+            .execute(&mut *tx)
+            .await?;
+    }
+    crate::audit::record(&mut *tx, Some(&principal), "package.delete", &id, "").await?;
+    tx.commit().await?;
+    // Files go after the commit: a crash in between leaves only unreferenced files, which the
+    // start-up sweep removes; never a row pointing at missing bytes.
+    if others == 0 {
+        if let Err(e) = state.store.delete(&sha) {
+            tracing::warn!(error = %e, "could not remove an unreferenced blob; the next start removes it");
+        }
+    }
+    for job in job_ids {
+        let _ =
+            std::fs::remove_dir_all(crate::jobs::sandbox::job_dir(&state.config.data_dir, &job));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_name;
+
+    #[test]
+    fn names_are_reduced_to_a_safe_base_name() {
+        assert_eq!(clean_name(None).unwrap(), "model.tar.gz");
+        assert_eq!(clean_name(Some("../../x/y.tar.gz")).unwrap(), "y.tar.gz");
+        assert_eq!(clean_name(Some("C:\\a\\b.tgz")).unwrap(), "b.tgz");
+        assert!(clean_name(Some("a\nb")).is_err());
+        assert!(clean_name(Some("dir/")).is_err());
+        assert!(clean_name(Some(&"a".repeat(256))).is_err());
+    }
+}

@@ -1,0 +1,211 @@
+"""Writes server/openapi.json, the OpenAPI 3.1 document of byom-server's HTTP API.
+
+Run: python server/tools/gen_openapi.py. The server embeds the JSON (include_str!) and serves it at
+/api/v1/openapi.json; tests/test_server_*.py validate every response they get against it.
+"""
+import json
+from pathlib import Path
+
+S = lambda name: {"$ref": f"#/components/schemas/{name}"}
+nullable = lambda t: {"type": [t, "null"]}
+STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def obj(props, required=None, extra=False):
+    o = {"type": "object", "properties": props, "required": list(required if required is not None else props)}
+    if not extra:
+        o["additionalProperties"] = False
+    return o
+
+
+issue = obj({"code": {"type": "string", "pattern": "^BYOM[0-9]{3}$"},
+             "severity": {"enum": ["error", "warning"]},
+             "message": {"type": "string"}, "file": nullable("string"), "hint": {"type": "string"}},
+            extra=True)
+summary = obj({
+    "model_type": nullable("string"), "input_shape": {"type": ["array", "null"], "items": {"type": "integer"}},
+    "output_shape": {"type": ["array", "null"], "items": {"type": "integer"}},
+    "num_classes": {"type": ["integer", "null"]}, "class_names": {"type": ["array", "null"], "items": {"type": "string"}},
+    "model_file": nullable("string"), "model_file_bytes": {"type": ["integer", "null"]},
+    "compressed_bytes": {"type": "integer"}, "uncompressed_bytes": {"type": "integer"},
+    "entries": {"type": "array", "items": {"type": "string"}},
+}, required=["compressed_bytes", "uncompressed_bytes", "entries"], extra=True)
+report = obj({
+    "valid": {"type": "boolean"}, "errors": {"type": "array", "items": S("Issue")},
+    "warnings": {"type": "array", "items": S("Issue")}, "summary": S("Summary"),
+    "model": {"type": ["object", "null"], "description": "The .pt inspection (byom_core::torch::PtInspection)."},
+    "settings_hash": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+    "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "byom_version": {"type": "string"},
+}, required=["valid", "errors", "warnings", "summary", "model", "settings_hash", "byom_version"], extra=True)
+package_props = {
+    "id": {"type": "string", "pattern": "^pkg_[0-9a-f]{32}$"}, "name": {"type": "string"},
+    "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "size": {"type": "integer", "minimum": 0},
+    "created_at": {"type": "string", "format": "date-time"}, "status": {"enum": ["stored"]}, "report": S("Report"),
+}
+package = obj(package_props)
+package_detail = obj(package_props | {"jobs": {"type": "array", "items": S("Job")}})
+target = obj({
+    "target": {"enum": ["x86_64-cpu", "x86_64-cuda", "arm64-cpu", "jetson-xavier"]},
+    "status": {"enum": STATES}, "duration_ms": {"type": ["integer", "null"]},
+    "failure_reason": nullable("string"), "log_tail": nullable("string"),
+    "artifact_url": nullable("string"), "sha256": nullable("string"),
+})
+job = obj({
+    "id": {"type": "string", "pattern": "^job_[0-9a-f]{32}$"}, "package_id": {"type": "string"},
+    "status": {"enum": STATES}, "created_at": {"type": "string"}, "started_at": nullable("string"),
+    "finished_at": nullable("string"), "failure_reason": nullable("string"), "log_tail": nullable("string"),
+    "targets": {"type": "array", "items": S("TargetStatus")},
+    "report": {"type": ["object", "null"], "description": "The worker's CompileReport (byom_compile), once finished."},
+})
+error = obj({"error": {"type": "string"}, "message": {"type": "string"}, "report": S("Report"),
+             "offset": {"type": "integer"}}, required=["error", "message"])
+upload = obj({"upload_id": {"type": "string", "pattern": "^up_[0-9a-f]{32}$"}, "offset": {"type": "integer"},
+              "length": {"type": "integer"}})
+fmt = obj({"settings": {"type": "object", "description": "byom_core::Settings: limits and required_torch."},
+           "settings_hash": {"type": "string"}, "byom_version": {"type": "string"},
+           "max_upload_bytes": {"type": "integer"}})
+tenant = obj({"name": {"type": "string"}, "quota_bytes": {"type": "integer"}, "used_bytes": {"type": "integer"},
+              "created_at": {"type": "string"}})
+new_token = obj({"id": {"type": "string"}, "token": {"type": "string"}, "tenant": {"type": "string"},
+                 "role": {"enum": ["viewer", "uploader", "admin"]}, "created_at": {"type": "string"}})
+token_info = obj({"id": {"type": "string"}, "tenant": {"type": "string"}, "role": {"enum": ["viewer", "uploader", "admin"]},
+                  "created_at": {"type": "string"}, "revoked_at": nullable("string")})
+audit = obj({"id": {"type": "integer"}, "at": {"type": "string"}, "tenant": nullable("string"),
+             "token_id": nullable("string"), "action": {"type": "string"}, "subject": nullable("string"),
+             "detail": nullable("string")})
+
+schemas = {
+    "Issue": issue, "Summary": summary, "Report": report, "Package": package, "PackageDetail": package_detail,
+    "TargetStatus": target, "Job": job, "Error": error, "UploadStatus": upload, "FormatSpec": fmt,
+    "Tenant": tenant, "NewToken": new_token, "TokenInfo": token_info, "AuditEvent": audit,
+    "PackageResponse": obj({"package": S("Package")}),
+    "PackageList": obj({"packages": {"type": "array", "items": S("Package")}}),
+    "JobResponse": obj({"job": S("Job")}),
+    "JobList": obj({"jobs": {"type": "array", "items": S("Job")}}),
+    "TenantResponse": obj({"tenant": S("Tenant")}),
+    "TenantList": obj({"tenants": {"type": "array", "items": S("Tenant")}}),
+    "TokenList": obj({"tokens": {"type": "array", "items": S("TokenInfo")}}),
+    "AuditList": obj({"events": {"type": "array", "items": S("AuditEvent")}}),
+    "CompileRequest": obj({"targets": {"type": "array", "minItems": 1, "items": {"type": "string"}}}),
+    "TenantRequest": obj({"name": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"},
+                          "quota_bytes": {"type": ["integer", "null"]}}, required=["name"]),
+    "TokenRequest": obj({"tenant": {"type": "string"}, "role": {"enum": ["viewer", "uploader", "admin"]}}),
+}
+
+
+def js(name):
+    return {"content": {"application/json": {"schema": S(name)}}}
+
+
+def resp(code, desc, schema=None, headers=None):
+    r = {"description": desc}
+    if schema:
+        r |= js(schema)
+    if headers:
+        r["headers"] = headers
+    return code, r
+
+
+ERR = {c: {"description": d} | js("Error") for c, d in {
+    "400": "Bad request", "401": "Missing or invalid bearer token", "403": "The token's role may not do this",
+    "404": "Not found (also for other tenants' ids)", "409": "Conflict", "413": "Too large or over quota",
+    "408": "Upload idle for too long", "422": "Invalid package: the report says why; nothing was stored",
+    "503": "Job queue full (Retry-After header)", "507": "Disk full; nothing was stored",
+}.items()}
+
+
+def op(summary, responses, errors=(), body=None, params=(), auth=True, tag="api"):
+    o = {"summary": summary, "tags": [tag], "responses": dict(responses)}
+    for e in errors:
+        o["responses"][e] = ERR[e]
+    if body:
+        o["requestBody"] = body
+    if params:
+        o["parameters"] = list(params)
+    if not auth:
+        o["security"] = []
+    return o
+
+
+P = lambda name, desc: {"name": name, "in": "path", "required": True, "schema": {"type": "string"}, "description": desc}
+NAME = {"name": "name", "in": "query", "required": False, "schema": {"type": "string"}, "description": "File name (default model.tar.gz)"}
+H = lambda name, desc, req=True: {"name": name, "in": "header", "required": req, "schema": {"type": "integer"}, "description": desc}
+RAW = {"required": True, "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}},
+                                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+OFFSET_HDR = {"Upload-Offset": {"schema": {"type": "integer"}}, "Upload-Length": {"schema": {"type": "integer"}}}
+
+paths = {
+    "/healthz": {"get": op("Liveness", [resp("200", "ok", headers=None)], auth=False, tag="meta")},
+    "/metrics": {"get": op("Prometheus metrics (text exposition format)", [resp("200", "metrics")], auth=False, tag="meta")},
+    "/api/v1/openapi.json": {"get": op("This document", [resp("200", "OpenAPI 3.1")], auth=False, tag="meta")},
+    "/api/v1/format-spec": {"get": op("Validation settings in force (the browser validates under exactly these)",
+                                      [resp("200", "settings", "FormatSpec")], auth=False, tag="meta")},
+    "/api/v1/packages": {
+        "put": op("Upload a package (raw .tar.gz body), validated while it streams in",
+                  [resp("201", "stored", "PackageResponse")], ["400", "401", "403", "408", "413", "422", "507"],
+                  body=RAW, params=[NAME]),
+        "get": op("This tenant's packages", [resp("200", "list", "PackageList")], ["401"]),
+    },
+    "/api/v1/packages/{id}": {
+        "get": op("A package with its report and jobs", [resp("200", "package", "PackageDetail")], ["401", "404"],
+                  params=[P("id", "package id")]),
+        "delete": op("Delete a package (bytes stay while another package references them)",
+                     [resp("204", "deleted")], ["401", "403", "404", "409"], params=[P("id", "package id")]),
+    },
+    "/api/v1/packages/{id}/compile": {
+        "post": op("Start compiling a package", [resp("202", "queued", "JobResponse")],
+                   ["400", "401", "403", "404", "503"], params=[P("id", "package id")],
+                   body={"required": True} | js("CompileRequest")),
+    },
+    "/api/v1/uploads": {
+        "post": op("Open a resumable upload", [resp("201", "opened", "UploadStatus", OFFSET_HDR)],
+                   ["400", "401", "403", "413", "507"], params=[NAME, H("Upload-Length", "total bytes")]),
+    },
+    "/api/v1/uploads/{id}": {
+        "get": op("Bytes received so far", [resp("200", "offset", "UploadStatus", OFFSET_HDR)], ["401", "404"],
+                  params=[P("id", "upload id")]),
+        "head": op("Bytes received so far (headers only)", [resp("200", "offset", headers=OFFSET_HDR)], ["401", "404"],
+                   params=[P("id", "upload id")]),
+        "patch": op("Append bytes at Upload-Offset; the last byte validates and stores the package",
+                    [resp("200", "more expected", "UploadStatus", OFFSET_HDR), resp("201", "complete and stored", "PackageResponse")],
+                    ["400", "401", "403", "404", "408", "409", "413", "422", "507"],
+                    params=[P("id", "upload id"), H("Upload-Offset", "where these bytes start")], body=RAW),
+        "delete": op("Abandon an upload", [resp("204", "removed")], ["401", "403", "404"], params=[P("id", "upload id")]),
+    },
+    "/api/v1/jobs": {"get": op("This tenant's jobs (newest 200)", [resp("200", "list", "JobList")], ["401"])},
+    "/api/v1/jobs/{id}": {"get": op("A job", [resp("200", "job", "JobResponse")], ["401", "404"], params=[P("id", "job id")])},
+    "/api/v1/jobs/{id}/cancel": {"post": op("Cancel a queued or running job", [resp("200", "job", "JobResponse")],
+                                            ["401", "403", "404", "409"], params=[P("id", "job id")])},
+    "/api/v1/jobs/{id}/artifacts/{target}": {"get": op(
+        "Download a target's bundle (.tar.gz)",
+        [("200", {"description": "the bundle", "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}})],
+        ["401", "404"], params=[P("id", "job id"), P("target", "target name")])},
+    "/api/v1/admin/tenants": {
+        "post": op("Create a tenant", [resp("201", "created", "TenantResponse")], ["400", "401", "403", "409"],
+                   body={"required": True} | js("TenantRequest"), tag="admin"),
+        "get": op("List tenants", [resp("200", "list", "TenantList")], ["401", "403"], tag="admin"),
+    },
+    "/api/v1/admin/tokens": {
+        "post": op("Create a token (the secret is shown once)", [resp("201", "created", "NewToken")],
+                   ["400", "401", "403", "404"], body={"required": True} | js("TokenRequest"), tag="admin"),
+        "get": op("List tokens (never their secrets)", [resp("200", "list", "TokenList")], ["401", "403"], tag="admin"),
+    },
+    "/api/v1/admin/tokens/{id}": {"delete": op("Revoke a token", [resp("204", "revoked")], ["401", "403", "404"],
+                                               params=[P("id", "token id")], tag="admin")},
+    "/api/v1/admin/audit": {"get": op("The audit log, newest first", [resp("200", "events", "AuditList")], ["401", "403"],
+                                      params=[{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}],
+                                      tag="admin")},
+}
+
+doc = {
+    "openapi": "3.1.0",
+    "info": {"title": "byom-server", "version": "0.1.0",
+             "description": "Upload, validate and compile BYOM model packages. See docs/api.md."},
+    "servers": [{"url": "/"}],
+    "security": [{"bearer": []}],
+    "paths": paths,
+    "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+}
+out = Path(__file__).resolve().parent.parent / "openapi.json"
+out.write_text(json.dumps(doc, indent=2) + "\n")
+print(f"wrote {out}")
