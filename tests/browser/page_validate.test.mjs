@@ -1,0 +1,103 @@
+// The page without a server (static files only): it says so, validates with the default
+// settings in the worker, and shows for every fixture the verdict and the issue codes that
+// `byom validate --format json` gives. Upload stays impossible.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import {
+  SCREENSHOT_DIR, assertWasmBuilt, cliReport, codesOf, launchBrowser, listFixtures, startStaticServer,
+} from "./helpers.mjs";
+
+const fixtures = listFixtures();
+let browser;
+let server;
+let page;
+const pageErrors = [];
+const consoleLines = [];
+
+before(async () => {
+  assertWasmBuilt();
+  mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  server = await startStaticServer();
+  browser = await launchBrowser();
+  page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+  page.on("pageerror", (error) => pageErrors.push(error.message));
+  page.on("console", (message) => consoleLines.push(message.text()));
+  page.on("worker", (worker) => worker.on("close", () => consoleLines.push("worker closed")));
+  await page.goto(`${server.url}/`);
+  await page.waitForSelector("body[data-ready=true]");
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+/** Drop a file on the page's input and wait for its verdict. */
+export async function validateOnPage(p, file, name) {
+  await p.setInputFiles('[data-testid="package-input"]', file);
+  const verdict = p.locator(`[data-testid="verdict"][data-valid][data-file="${name}"]`);
+  await verdict.waitFor({ timeout: 120_000 }).catch(async (error) => {
+    const state = await p.evaluate(() => ({
+      progress: document.getElementById("validate-progress-text").textContent,
+      file: document.getElementById("validate-file").textContent,
+      verdict: document.getElementById("verdict").outerHTML.slice(0, 300),
+      issues: document.getElementById("issues").textContent.slice(0, 300),
+    }));
+    throw new Error(`${error.message}\npage state: ${JSON.stringify(state)}\nconsole: ${consoleLines.slice(-10).join("\n")}`);
+  });
+  const valid = (await verdict.getAttribute("data-valid")) === "true";
+  const rows = await p.$$eval('#issues [data-testid="issue"]', (els) => els.map((e) => ({ code: e.dataset.code, severity: e.dataset.severity })));
+  return {
+    valid,
+    errors: rows.filter((r) => r.severity === "error").map((r) => r.code).sort(),
+    warnings: rows.filter((r) => r.severity === "warning").map((r) => r.code).sort(),
+  };
+}
+
+test("without a server the page says so and validates with default settings", async () => {
+  const notice = page.locator("#notice");
+  await notice.waitFor();
+  assert.match(await notice.textContent(), /default settings/);
+  assert.equal(await page.getAttribute('[data-testid="server-status"]', "class"), "pill bad");
+  assert.equal(pageErrors.length, 0, pageErrors.join("\n"));
+});
+
+test("every fixture: the page's verdict and codes == `byom validate --format json`", { skip: !fixtures && "tests/out/fixtures/expected.json is missing: generate the fixtures first (LOUDLY skipped)" }, async (t) => {
+  assert.ok(fixtures.length > 0, "no fixture files found");
+  let compared = 0;
+  let shotValid = false;
+  let shotInvalid = false;
+  for (const fixture of fixtures) {
+    const cli = await cliReport(fixture.file);
+    const name = fixture.file.split("/").pop();
+    const shown = await validateOnPage(page, fixture.file, name);
+    assert.deepEqual(shown, { valid: cli.valid, ...codesOf(cli) }, `${fixture.name}: page and CLI disagree`);
+    // Upload is never possible here: no server, and never for an invalid package.
+    assert.equal(await page.isDisabled('[data-testid="upload-button"]'), true, `${fixture.name}: upload enabled`);
+    compared += 1;
+    if (cli.valid && !shotValid && cli.model && cli.warnings.length === 0) {
+      await page.screenshot({ path: join(SCREENSHOT_DIR, "static-valid.png"), fullPage: true });
+      shotValid = true;
+    }
+    if (!cli.valid && !shotInvalid && cli.errors.length >= 2) {
+      await page.screenshot({ path: join(SCREENSHOT_DIR, "static-invalid.png"), fullPage: true });
+      shotInvalid = true;
+    }
+  }
+  t.diagnostic(`compared ${compared} fixtures in the page`);
+  assert.equal(pageErrors.length, 0, pageErrors.join("\n"));
+});
+
+test("cancel stops a running validation and the page stays usable", { skip: !fixtures && "no fixtures" }, async () => {
+  const big = [...fixtures].sort((a, b) => b.expected.size - a.expected.size)[0];
+  await page.setInputFiles('[data-testid="package-input"]', big.file);
+  await page.click("#validate-cancel").catch(() => {});
+  // Whether the cancel or the verdict came first, the next file validates normally.
+  const small = fixtures.find((f) => f.name === "absolute_path") || fixtures[0];
+  const name = small.file.split("/").pop();
+  const shown = await validateOnPage(page, small.file, name);
+  const cli = await cliReport(small.file);
+  assert.equal(shown.valid, cli.valid);
+});

@@ -1,0 +1,184 @@
+// The validation worker: runs the wasm validator off the main thread so the page never freezes.
+//
+// It fetches nothing from the server itself (the page hands it the settings); it only loads its
+// own wasm module. Files stream through in fixed-size chunks and are never held in memory whole:
+// by default through Blob.stream() with a BYOB reader into one reused buffer; where byte streams
+// are missing, with FileReaderSync over Blob.slice (worker-only; each chunk is a fresh
+// ArrayBuffer that V8 frees only at its next GC: 100–160 MiB of dead chunks measured). `mode`
+// picks a loop explicitly: "stream", "js" (FileReaderSync in JS) or "wasm" (the same loop in
+// Rust: byom.validateBlob). See docs/bench-web.md.
+//
+// Messages in:  {type: "validate", id, file, settings, chunkBytes?, mode?: "stream"|"js"|"wasm"}
+//               {type: "inspect", id, file, settings}
+//               {type: "pack", id, file, options}
+// Messages out: {type: "ready", version, defaultSettings}
+//               {type: "progress", id, read, total}
+//               {type: "events", id, events}
+//               {type: "report", id, report, elapsedMs, bytesRead, memory}
+//               {type: "inspection", id, result}
+//               {type: "packed", id, packed: {package: Uint8Array, inferred, warnings, …}}
+//               {type: "error", id, message}
+import init, * as byom from "./pkg/byom_wasm.js";
+
+/** 1 MiB: per-chunk overhead is already negligible; bigger chunks only raise peak memory
+ * (measured in docs/bench-web.md: 1 MiB was as fast as 4 MiB or faster). */
+const DEFAULT_CHUNK_BYTES = 1024 * 1024;
+
+/** Whether Blob.stream() is a byte stream (BYOB reads into one reused buffer). */
+function byobSupported() {
+  try {
+    const reader = new Blob([]).stream().getReader({ mode: "byob" });
+    reader.releaseLock();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The default read loop: the BYOB stream where supported (1.08× native and ~5 MiB added memory
+ * on a 455 MiB package, against 0.54–0.69× and 100–160 MiB of dead chunks for FileReaderSync;
+ * docs/bench-web.md), else FileReaderSync over Blob.slice.
+ */
+const DEFAULT_MODE = byobSupported() ? "stream" : "js";
+
+let wasm = null;
+let peakWasmBytes = 0;
+let peakHeapBytes = 0;
+
+function sampleMemory() {
+  if (wasm) peakWasmBytes = Math.max(peakWasmBytes, wasm.memory.buffer.byteLength);
+  // performance.memory is Chromium-only; it is absent elsewhere and then simply not reported.
+  const heap = self.performance && self.performance.memory;
+  if (heap) peakHeapBytes = Math.max(peakHeapBytes, heap.usedJSHeapSize);
+}
+
+function memoryStats() {
+  sampleMemory();
+  return { peakWasmBytes, peakHeapBytes: peakHeapBytes || null };
+}
+
+/**
+ * The JS read loop: progress and events after every chunk. It reads to the end even after a
+ * fatal error (isFinished): the report's compressed_bytes counts the bytes fed, and must equal
+ * the CLI's and the server's, which read everything. Those bytes are only counted, not inflated.
+ */
+function validateInJs(id, file, settings, chunkBytes) {
+  const validator = new byom.Validator(settings ?? undefined);
+  const reader = new FileReaderSync();
+  const total = file.size;
+  let offset = 0;
+  try {
+    while (offset < total) {
+      const end = Math.min(offset + chunkBytes, total);
+      validator.feed(new Uint8Array(reader.readAsArrayBuffer(file.slice(offset, end))));
+      offset = end;
+      const events = validator.drainEvents();
+      if (events.length) self.postMessage({ type: "events", id, events });
+      self.postMessage({ type: "progress", id, read: offset, total });
+      sampleMemory();
+    }
+    const events = validator.drainEvents();
+    if (events.length) self.postMessage({ type: "events", id, events });
+    return { report: validator.finish(), bytesRead: offset };
+  } finally {
+    validator.free();
+  }
+}
+
+/**
+ * The read loop over Blob.stream() with a BYOB reader: every read fills the same 4 MiB buffer
+ * (transferred back and forth, never reallocated), so no dead chunks pile up between GCs.
+ */
+async function validateStream(id, file, settings, chunkBytes) {
+  const validator = new byom.Validator(settings ?? undefined);
+  const stream = file.stream();
+  const reader = stream.getReader({ mode: "byob" });
+  // Keep the stream (and its file) reachable from a global while reading: in Chromium 156 a GC
+  // that collects a Blob stream whose only holder is the reader leaves the pending read
+  // unresolved forever (seen in tests/browser when files follow each other ~150 ms apart).
+  self.activeRead = { file, stream };
+  const total = file.size;
+  let offset = 0;
+  let buffer = new ArrayBuffer(chunkBytes);
+  try {
+    for (;;) {
+      const { value, done } = await reader.read(new Uint8Array(buffer), { min: chunkBytes });
+      if (value) {
+        validator.feed(value);
+        offset += value.byteLength;
+        buffer = value.buffer;
+      }
+      const events = validator.drainEvents();
+      if (events.length) self.postMessage({ type: "events", id, events });
+      self.postMessage({ type: "progress", id, read: offset, total });
+      sampleMemory();
+      if (done) break;
+    }
+    await reader.cancel().catch(() => {});
+    self.activeRead = null;
+    const events = validator.drainEvents();
+    if (events.length) self.postMessage({ type: "events", id, events });
+    return { report: validator.finish(), bytesRead: offset };
+  } finally {
+    validator.free();
+  }
+}
+
+/** The same loop inside wasm (byom.validateBlob), kept to compare the two in the benchmark. */
+function validateInWasm(id, file, settings, chunkBytes) {
+  let bytesRead = 0;
+  const report = byom.validateBlob(
+    file,
+    settings ?? undefined,
+    (read, total, events) => {
+      bytesRead = read;
+      if (events.length) self.postMessage({ type: "events", id, events });
+      self.postMessage({ type: "progress", id, read, total });
+      sampleMemory();
+    },
+    chunkBytes,
+  );
+  return { report, bytesRead };
+}
+
+async function handle(message) {
+  const { type, id } = message;
+  if (type === "validate") {
+    const chunkBytes = message.chunkBytes || DEFAULT_CHUNK_BYTES;
+    const started = performance.now();
+    const modes = { wasm: validateInWasm, stream: validateStream, js: validateInJs };
+    const run = modes[message.mode || DEFAULT_MODE] || modes[DEFAULT_MODE];
+    const { report, bytesRead } = await run(id, message.file, message.settings, chunkBytes);
+    const elapsedMs = performance.now() - started;
+    self.postMessage({ type: "report", id, report, elapsedMs, bytesRead, memory: memoryStats() });
+  } else if (type === "inspect") {
+    const bytes = new Uint8Array(new FileReaderSync().readAsArrayBuffer(message.file));
+    const result = byom.inspectPt(bytes, message.file.name, message.settings ?? undefined);
+    self.postMessage({ type: "inspection", id, result });
+  } else if (type === "pack") {
+    const bytes = new Uint8Array(new FileReaderSync().readAsArrayBuffer(message.file));
+    const packed = byom.packDetailed(bytes, message.file.name, JSON.stringify(message.options));
+    self.postMessage({ type: "packed", id, packed }, [packed.package.buffer]);
+  } else if (type === "memory") {
+    self.postMessage({ type: "memory", id, memory: memoryStats() });
+  } else {
+    throw new Error(`unknown message type ${type}`);
+  }
+}
+
+const ready = init().then((exports) => {
+  wasm = exports;
+  sampleMemory();
+  self.postMessage({ type: "ready", version: byom.version(), defaultSettings: byom.defaultSettings() });
+});
+
+self.onmessage = async (event) => {
+  const message = event.data;
+  try {
+    await ready;
+    await handle(message);
+  } catch (error) {
+    self.postMessage({ type: "error", id: message && message.id, message: String(error && error.message ? error.message : error) });
+  }
+};
