@@ -48,6 +48,13 @@ fn packages() -> Vec<(&'static str, Vec<u8>)> {
         ("bad-yaml", with("config.yaml", "dataset: [")),
         ("big", targz(&big)),
         ("ratio-bomb", gz_best(&tar(&zeros))),
+        // Found by `cargo fuzz run validate`: zlib-rs words this corruption differently
+        // depending on how much input one call gets. The first two bytes are the fuzz
+        // target's chunking seed.
+        (
+            "fuzz-corrupt-deflate",
+            include_bytes!("data/fuzz-corrupt-deflate.bin")[2..].to_vec(),
+        ),
     ]
 }
 

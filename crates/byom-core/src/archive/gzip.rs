@@ -319,8 +319,15 @@ impl GzipDecoder {
                     ));
                 }
             }
-            let status = result.map_err(|e| {
-                CORRUPT_GZIP.issue(None, format!("The compressed data is corrupt ({e})."))
+            // The inflater's own error text is not used: zlib-rs words the same corruption
+            // differently depending on how much input one call gets (found by fuzzing:
+            // "invalid distance too far back" vs "repeated call with bad state"), and the
+            // report must not depend on the chunking.
+            let status = result.map_err(|_| {
+                CORRUPT_GZIP.issue(
+                    None,
+                    "The compressed data is corrupt: the deflate stream holds invalid data.",
+                )
             })?;
             if status == Status::StreamEnd {
                 self.state = State::Trailer([0; 8], 0);
