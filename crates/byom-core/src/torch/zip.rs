@@ -649,7 +649,13 @@ fn parse_directory(
 ) -> Result<Vec<CentralEntry>, String> {
     // EOCD: search backwards; the comment length must reach exactly to the end.
     let mut eocd = None;
-    let mut i = tail.len().saturating_sub(22) as isize;
+    // A tail shorter than one EOCD record has none (found by cargo fuzz: a 13-byte tail made
+    // the search below index past its end).
+    let mut i = if tail.len() >= 22 {
+        (tail.len() - 22) as isize
+    } else {
+        -1
+    };
     while i >= 0 {
         let u = i as usize;
         if tail[u..u + 4] == SIG_EOCD
