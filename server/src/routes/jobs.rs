@@ -12,8 +12,18 @@ use sqlx::Row;
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
+use crate::jobs::queue::JobRow;
 use crate::jobs::view::job_json;
 use crate::metrics::Metrics;
+
+/// The caller's job `id`; another tenant's job is "not found", never "forbidden".
+async fn find_job(state: &AppState, principal: &Principal, id: &str) -> Result<JobRow, ApiError> {
+    state
+        .queue
+        .get(&principal.tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound("job"))
+}
 
 /// Seconds a client is told to wait when the queue is full.
 const RETRY_AFTER_S: u64 = 30;
@@ -60,11 +70,7 @@ pub async fn show(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = state
-        .queue
-        .get(&principal.tenant, &id)
-        .await?
-        .ok_or(ApiError::NotFound("job"))?;
+    let job = find_job(&state, &principal, &id).await?;
     Ok(Json(json!({ "job": job_json(&job) })))
 }
 
@@ -96,11 +102,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Uploader)?;
-    let job = state
-        .queue
-        .get(&principal.tenant, &id)
-        .await?
-        .ok_or(ApiError::NotFound("job"))?;
+    let job = find_job(&state, &principal, &id).await?;
     match job.status.as_str() {
         "queued" if state.queue.cancel_queued(&id).await? => {}
         "queued" | "running" => {
@@ -120,11 +122,7 @@ pub async fn cancel(
         other => return Err(ApiError::Conflict(format!("the job is already {other}"))),
     }
     crate::audit::record(&state.db, Some(&principal), "job.cancel", &id, "").await?;
-    let job = state
-        .queue
-        .get(&principal.tenant, &id)
-        .await?
-        .ok_or(ApiError::NotFound("job"))?;
+    let job = find_job(&state, &principal, &id).await?;
     Ok(Json(json!({ "job": job_json(&job) })))
 }
 
@@ -136,11 +134,7 @@ pub async fn artifact(
     principal: Principal,
     Path((id, target)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let job = state
-        .queue
-        .get(&principal.tenant, &id)
-        .await?
-        .ok_or(ApiError::NotFound("job"))?;
+    let job = find_job(&state, &principal, &id).await?;
     if !job.targets.contains(&target) {
         return Err(ApiError::NotFound("artifact"));
     }
