@@ -29,6 +29,14 @@ def _members(data: bytes) -> dict[str, bytes]:
     return out
 
 
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version (0: none), as the worker sees it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return max(libc.syscall(444, None, 0, 1), 0)  # landlock_create_ruleset(NULL, 0, VERSION)
+
+
 def test_compile_x86_64_cpu_through_the_api(server):
     import torch
 
@@ -42,6 +50,10 @@ def test_compile_x86_64_cpu_through_the_api(server):
     target = done["targets"][0]
     assert target["target"] == "x86_64-cpu" and target["status"] == "succeeded"
     assert target["duration_ms"] is not None and target["sha256"]
+    # The worker confined itself before loading the model (this kernel has Landlock; see
+    # jobs/confine.rs and its unit test for what that denies).
+    if landlock_abi() >= 6:
+        assert "sandbox: Landlock fully enforced" in (done["log_tail"] or ""), done["log_tail"]
     detail = server.check(server.call("GET", f"/api/v1/packages/{pkg['id']}", tok), 200, "PackageDetail")
     assert [j["id"] for j in detail["jobs"]] == [job["id"]]
     r = server.call("GET", target["artifact_url"], tok)

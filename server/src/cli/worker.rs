@@ -1,5 +1,6 @@
 //! `byom-server worker --job-dir DIR`: one compile job in a sandboxed process (see
-//! `jobs::sandbox`). It sees only its job directory and exits; the server reads `result.json`.
+//! `jobs::sandbox` for what the server sets up, `jobs::confine` for what the worker then gives
+//! up itself). It sees only its job directory and exits; the server reads `result.json`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +13,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    // First, before libtorch exists in this process: give up everything but the job directory.
+    // A sandbox that cannot be set up fails the job rather than running it unconfined.
+    match crate::jobs::confine::confine_to(&args.job_dir) {
+        Ok(c) => eprintln!("{}", c.describe()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
     // TEST ONLY: a delay set by the server's --test-worker-delay-ms, so tests can kill or
     // queue behind a running worker.
     if let Some(ms) = std::env::var("BYOM_WORKER_DELAY_MS")

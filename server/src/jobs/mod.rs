@@ -1,6 +1,8 @@
 //! Compile jobs: the queue (behind [`queue::JobQueue`], SQLite today), the runner that hands
 //! jobs to sandboxed worker processes, and the API view of a job.
 
+#[allow(unsafe_code)] // the Landlock ABI probe is a raw system call
+pub mod confine;
 pub mod queue;
 pub mod runner;
 #[allow(unsafe_code)] // pre_exec: setrlimit, setpgid, unshare in the forked child

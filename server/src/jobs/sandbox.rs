@@ -8,7 +8,9 @@
 //! refusing its large virtual reservations), `PR_SET_PDEATHSIG` so it dies with the server,
 //! and, where the kernel allows it, a fresh empty network namespace (no network at all).
 //! The server's database and tokens are not passed to it in any form; the package is a private
-//! copy (never a hard link: the worker could write through a link into the shared blob).
+//! copy (never a hard link: the worker could write through a link into the shared blob). Once
+//! started, the worker confines its own file access to the job directory (`jobs::confine`,
+//! Landlock), before libtorch is touched.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
