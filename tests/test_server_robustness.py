@@ -67,6 +67,38 @@ def test_resumable_upload_continues_from_the_last_byte_across_a_restart(tmp_path
         s.stop()
 
 
+def test_abandoned_resumable_upload_expires_and_an_active_one_does_not(tmp_path):
+    good = good_package("expiring")
+    s = Server(tmp_path / "data", "--upload-expiry-s", "2").start()
+    try:
+        tok = s.tenant_token("x", "uploader")
+
+        def open_upload():
+            r = s.call("POST", "/api/v1/uploads?name=e.tar.gz", tok, headers={"Upload-Length": str(len(good))})
+            uid = s.check(r, 201, "UploadStatus")["upload_id"]
+            r = s.call("PATCH", f"/api/v1/uploads/{uid}", tok, headers={"Upload-Offset": "0"}, data=good[:1000])
+            assert s.check(r, 200, "UploadStatus")["offset"] == 1000
+            return uid
+
+        abandoned, active = open_upload(), open_upload()
+        # The active one keeps sending a little more than once per expiry period.
+        for offset in (1000, 1200, 1400):
+            time.sleep(1.2)
+            r = s.call("PATCH", f"/api/v1/uploads/{active}", tok, headers={"Upload-Offset": str(offset)},
+                       data=good[offset:offset + 200])
+            assert s.check(r, 200, "UploadStatus")["offset"] == offset + 200
+        s.error(s.call("GET", f"/api/v1/uploads/{abandoned}", tok), 404, "not_found")
+        assert [p.name for p in files_under(s.data_dir / "uploads")] == [f"{active}.part"]
+        r = s.call("PATCH", f"/api/v1/uploads/{active}", tok, headers={"Upload-Offset": "1600"}, data=good[1600:])
+        assert s.check(r, 201, "PackageResponse")["package"]["report"]["valid"]
+        events = s.check(s.call("GET", "/api/v1/admin/audit", s.admin), 200, "AuditList")["events"]
+        expired = [e for e in events if e["action"] == "upload.expire"]
+        assert [e["subject"] for e in expired] == [abandoned]
+        assert expired[0]["detail"].startswith("tenant x:")
+    finally:
+        s.stop()
+
+
 def test_kill_9_mid_upload_leaves_nothing_visible(tmp_path):
     good = good_package("killed-upload")
     s = Server(tmp_path / "data").start()

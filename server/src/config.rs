@@ -44,6 +44,9 @@ pub struct ServeArgs {
     /// Seconds an upload may send nothing before it is dropped (not a total limit) [default: 60].
     #[arg(long, env = "BYOM_IDLE_TIMEOUT_S")]
     pub idle_timeout_s: Option<u64>,
+    /// Seconds a resumable upload may go without new bytes before it is deleted [default: 86400].
+    #[arg(long, env = "BYOM_UPLOAD_EXPIRY_S")]
+    pub upload_expiry_s: Option<u64>,
     /// Oldest torch that must load uploaded models ("major.minor") [default: the core's default].
     #[arg(long, env = "BYOM_REQUIRED_TORCH")]
     pub required_torch: Option<String>,
@@ -74,6 +77,7 @@ struct FileConfig {
     job_timeout_s: Option<u64>,
     worker_memory_mb: Option<u64>,
     idle_timeout_s: Option<u64>,
+    upload_expiry_s: Option<u64>,
     required_torch: Option<String>,
     settings: Option<PathBuf>,
     default_quota_bytes: Option<u64>,
@@ -91,6 +95,7 @@ pub struct Config {
     pub job_timeout_s: u64,
     pub worker_memory_mb: u64,
     pub idle_timeout_s: u64,
+    pub upload_expiry_s: u64,
     pub default_quota_bytes: u64,
     pub settings: byom_core::Settings,
     pub test_disk_limit: Option<u64>,
@@ -191,6 +196,11 @@ impl Config {
                 .idle_timeout_s
                 .or(file.idle_timeout_s)
                 .unwrap_or(60)
+                .max(1),
+            upload_expiry_s: args
+                .upload_expiry_s
+                .or(file.upload_expiry_s)
+                .unwrap_or(24 * 3600)
                 .max(1),
             default_quota_bytes: args
                 .default_quota_bytes

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::{Row, SqlitePool};
 
@@ -86,6 +87,12 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             "cannot create network namespaces here: compile workers will run WITH network access"
         );
     }
+    let landlock_abi = crate::jobs::confine::kernel_abi();
+    if landlock_abi == 0 {
+        tracing::warn!(
+            "this kernel has no Landlock: compile workers can read every file the server's user can (database, tokens, other tenants' packages); run the server as its own user with a data directory only it can read"
+        );
+    }
     let exe = std::env::current_exe()?;
     let config = Arc::new(config);
     let runner = Runner::new(
@@ -120,10 +127,12 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
         out.flush()?;
     }
-    tracing::info!(%addr, data_dir = %data.display(), web_dir = %config.web_dir.display(), workers = config.workers, netns, "byom-server listening");
+    let sweeper = tokio::spawn(sweep_uploads(state.clone()));
+    tracing::info!(%addr, data_dir = %data.display(), web_dir = %config.web_dir.display(), workers = config.workers, netns, landlock_abi, "byom-server listening");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    sweeper.abort();
     tracing::info!("shutting down: stopping workers");
     let _ = stop_tx.send(true);
     for w in workers {
@@ -186,6 +195,20 @@ async fn sweep_blobs(
         }
     }
     Ok(())
+}
+
+/// Expire abandoned resumable uploads, at start-up and then every so often (often enough that
+/// nothing outlives its expiry by more than half of it, at most every five minutes).
+async fn sweep_uploads(state: AppState) {
+    let every = Duration::from_secs((state.config.upload_expiry_s / 2).clamp(1, 300));
+    loop {
+        match crate::routes::uploads::expire_stale(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "expired abandoned resumable uploads"),
+            Err(e) => tracing::warn!(error = %e, "could not expire abandoned uploads"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 async fn shutdown_signal() {

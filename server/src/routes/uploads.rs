@@ -7,8 +7,13 @@
 //! an interrupted request continues from its last written byte. The validator state lives in
 //! memory between requests; after a restart it is rebuilt by re-reading the stored prefix
 //! (see [`crate::ingest`]).
+//!
+//! An upload that receives no bytes for `upload_expiry_s` (default a day) is abandoned:
+//! [`expire_stale`], run periodically by the server, deletes its row, its bytes and its
+//! in-memory state, so clients that never come back hold neither disk nor memory.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -248,4 +253,60 @@ pub async fn append(
     let (report, sha256) = ingest_state.finish();
     let package = commit(&state, &principal, &name, &path, report, &sha256, size).await?;
     Ok((StatusCode::CREATED, Json(json!({ "package": package }))).into_response())
+}
+
+/// Delete every resumable upload that has received no bytes for `upload_expiry_s` (the `.part`
+/// file's modification time says when it last grew). Returns how many went.
+pub async fn expire_stale(state: &AppState) -> Result<usize, sqlx::Error> {
+    let expiry = Duration::from_secs(state.config.upload_expiry_s);
+    let rows = sqlx::query("SELECT id, tenant_id FROM uploads")
+        .fetch_all(&state.db)
+        .await?;
+    let mut expired = 0;
+    for row in rows {
+        let id: String = row.get("id");
+        let tenant: String = row.get("tenant_id");
+        let path = part_path(state, &id);
+        let idle = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        if idle.is_some_and(|d| d < expiry) {
+            continue;
+        }
+        // Hold the upload's slot while it goes, so a PATCH arriving now gets 409 and then
+        // 404, never a half-deleted upload. One already writing keeps it (and fresh bytes).
+        {
+            let mut map = state.uploads.lock().unwrap_or_else(|e| e.into_inner());
+            if matches!(map.get(&id), Some(UploadSlot::Busy)) {
+                continue;
+            }
+            map.insert(id.clone(), UploadSlot::Busy);
+        }
+        let deleted = async {
+            let mut tx = state.db.begin().await?;
+            sqlx::query("DELETE FROM uploads WHERE id = ?")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            let detail = format!(
+                "tenant {tenant}: no bytes for {} s",
+                idle.map_or(0, |d| d.as_secs())
+            );
+            crate::audit::record(&mut *tx, None, "upload.expire", &id, &detail).await?;
+            tx.commit().await
+        }
+        .await;
+        if deleted.is_ok() {
+            super::packages::discard(state, &path);
+            expired += 1;
+        }
+        state
+            .uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        deleted?;
+    }
+    Ok(expired)
 }
