@@ -24,7 +24,7 @@ import make_pt  # noqa: E402
 
 # Architectures whose state dicts the compile server rebuilds and checks against torchvision
 # (tests/test_compile_e2e.py, docs/bench-compile.md).
-COMPILED_FAMILIES = ("resnet", "efficientnet", "mobilenet_v2", "squeezenet", "alexnet")
+COMPILED_FAMILIES = ("resnet", "efficientnet", "mobilenet_v2", "densenet", "vgg", "squeezenet", "alexnet")
 SAFETY_CODES = {"BYOM601", "BYOM602", "BYOM603"}
 
 
@@ -106,7 +106,7 @@ def test_inspect_matches_torch(kind, pt_dir, made):
         assert "BYOM609" in codes
     if info["kind"] in ("state_dict", "checkpoint") and info["architecture"]:
         # The families the compile tests rebuild and compare with torchvision must be compilable;
-        # recognised-only ones (DenseNet, VGG) must say so with BYOM609.
+        # a recognised family not (or no longer) among them must say so with BYOM609.
         compiled = info["architecture"].startswith(COMPILED_FAMILIES)
         assert model["server_compilable"] == compiled, model["architecture"]
         assert ("BYOM609" in codes) == (not compiled), codes

@@ -1,14 +1,15 @@
-//! Architectures a state dict can be compiled as: each is built in Rust with `tch::vision`, and
-//! a state dict matches one only when every parameter name and shape agree exactly.
+//! Architectures a state dict can be compiled as: each is built in Rust with tch, and a state
+//! dict matches one only when every parameter name and shape agree exactly.
 //!
-//! EfficientNet, AlexNet and VGG are built by [`crate::efficientnet`] and [`crate::classic`]:
-//! tch's own have torchvision's parameter names but not its graphs. DenseNet is not here:
-//! `tch::vision::densenet` loads a torchvision state dict and then computes something else
-//! (relative error ~3e3 at 224×224), so a DenseNet state dict is refused as not compilable.
+//! EfficientNet, DenseNet, AlexNet and VGG are built by [`crate::efficientnet`],
+//! [`crate::densenet`] and [`crate::classic`]: tch's own have torchvision's parameter names but
+//! not its graphs (tests/test_compile_e2e.py compares each with a real torchvision instance).
+//!
+//! ResNet, MobileNet V2 and SqueezeNet are `tch::vision`'s own builders.
 //!
 //! The names are those of `byom_core::torch::arch` (the table shared with the validator). An
-//! architecture belongs there only when a test compiles a real torchvision instance of it; see
-//! docs/targets.md for which `tch::vision` builders match torchvision's keys.
+//! architecture belongs there only when a test compiles a real torchvision instance of it
+//! (tests/test_compile_e2e.py: one per family).
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,8 @@ pub fn build(name: &str, p: &nn::Path, num_classes: i64) -> Option<Box<dyn Modul
         _ => {
             if let Some(v) = name.strip_prefix("efficientnet_b") {
                 Box::new(crate::efficientnet::build(v.parse().ok()?, p, num_classes)?)
+            } else if let Some(v) = name.strip_prefix("densenet") {
+                Box::new(crate::densenet::build(v.parse().ok()?, p, num_classes)?)
             } else {
                 let v = name.strip_prefix("vgg")?;
                 let (depth, bn) = v.strip_suffix("_bn").map_or((v, false), |d| (d, true));
@@ -54,6 +57,10 @@ pub const BUILDABLE: &[&str] = &[
     "resnet101",
     "resnet152",
     "mobilenet_v2",
+    "densenet121",
+    "densenet161",
+    "densenet169",
+    "densenet201",
     "vgg11",
     "vgg11_bn",
     "vgg13",
@@ -99,14 +106,17 @@ pub fn candidates(shapes: &BTreeMap<String, Vec<i64>>) -> Vec<(&'static str, i64
             "efficientnet_b6",
             "efficientnet_b7",
         ]
+    } else if has("features.denseblock1.denselayer1.conv1.weight") {
+        &["densenet121", "densenet161", "densenet169", "densenet201"]
     } else if has("features.1.conv.0.0.weight") && has("classifier.1.weight") {
         &["mobilenet_v2"]
     } else if has("features.3.squeeze.weight") || has("features.4.squeeze.weight") {
         &["squeezenet1_0", "squeezenet1_1"]
-    } else if has("classifier.6.weight") && has("features.10.weight") && !has("features.12.weight")
-    {
+    } else if has("classifier.1.weight") && has("classifier.6.weight") {
+        // AlexNet's linear layers are classifier.{1,4,6}, VGG's classifier.{0,3,6}. (Telling
+        // them apart by `features.*` indices mistook vgg13_bn/16_bn/19_bn for AlexNet.)
         &["alexnet"]
-    } else if has("classifier.6.weight") {
+    } else if has("classifier.0.weight") && has("classifier.6.weight") {
         &[
             "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
         ]
@@ -136,12 +146,14 @@ mod tests {
             "mobilenet_v2",
             "squeezenet1_1",
             "efficientnet_b0",
+            "densenet121",
         ] {
             let vs = nn::VarStore::new(tch::Device::Cpu);
             assert!(build(name, &vs.root(), 7).is_some(), "{name}");
         }
         let vs = nn::VarStore::new(tch::Device::Cpu);
         assert!(build("yolov8n", &vs.root(), 7).is_none());
+        assert!(build("densenet122", &vs.root(), 7).is_none());
         for name in BUILDABLE {
             assert!(!name.is_empty());
         }
@@ -156,5 +168,74 @@ mod tests {
         assert_eq!(c.first(), Some(&("resnet18", 5)));
         assert_eq!(c.len(), 5);
         assert!(candidates(&BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn every_buildable_architecture_is_a_candidate_for_its_own_keys() {
+        // Builds every architecture once, the large ones too (VGG: ~130M parameters), one at a
+        // time: the candidates must offer each for the keys of its own state dict.
+        for &name in BUILDABLE {
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            build(name, &vs.root(), 3).expect(name);
+            let shapes = vs
+                .variables()
+                .into_iter()
+                .map(|(k, v)| (k, v.size()))
+                .collect();
+            assert!(
+                candidates(&shapes).contains(&(name, 3)),
+                "{name}: {:?}",
+                candidates(&shapes)
+            );
+        }
+    }
+
+    #[test]
+    fn the_core_table_says_compilable_exactly_for_what_is_built_here() {
+        for a in byom_core::torch::arch::ARCHITECTURES {
+            assert_eq!(
+                a.server_compilable,
+                BUILDABLE.contains(&a.name),
+                "{}",
+                a.name
+            );
+        }
+        for name in BUILDABLE {
+            assert!(byom_core::torch::arch::spec_of(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn densenet_keys_give_family_and_classes() {
+        let mut shapes = BTreeMap::new();
+        shapes.insert("classifier.weight".to_string(), vec![3, 1024]);
+        shapes.insert(
+            "features.denseblock1.denselayer1.conv1.weight".to_string(),
+            vec![128, 64, 1, 1],
+        );
+        let c = candidates(&shapes);
+        assert_eq!(c.first(), Some(&("densenet121", 3)));
+        assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn densenet121_has_torchvision_parameter_names_and_shapes() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        build("densenet121", &vs.root(), 3).expect("densenet121");
+        let vars = vs.variables();
+        // torchvision's state dict: 727 tensors, less 121 `num_batches_tracked` counters.
+        assert_eq!(vars.len(), 606);
+        let size = |k: &str| vars.get(k).map(|t| t.size());
+        assert_eq!(size("features.conv0.weight"), Some(vec![64, 3, 7, 7]));
+        assert_eq!(
+            size("features.denseblock4.denselayer16.conv2.weight"),
+            Some(vec![32, 128, 3, 3])
+        );
+        assert_eq!(
+            size("features.transition3.conv.weight"),
+            Some(vec![512, 1024, 1, 1])
+        );
+        assert_eq!(size("features.norm5.running_var"), Some(vec![1024]));
+        assert_eq!(size("classifier.weight"), Some(vec![3, 1024]));
     }
 }

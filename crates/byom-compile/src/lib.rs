@@ -16,6 +16,7 @@ mod arch;
 mod bundle;
 mod classic;
 mod compile;
+mod densenet;
 mod efficientnet;
 mod error;
 mod forward;

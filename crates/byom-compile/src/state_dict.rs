@@ -206,8 +206,8 @@ pub fn rebuild(
     vs.freeze();
     let input =
         crate::forward::fixed_input(input_shape, kind, Device::Cpu).map_err(|e| e.to_string())?;
-    // tch::vision modules call libtorch through panicking wrappers: an input size a builder
-    // cannot take (tch's VGG and DenseNet heads assume 224×224) must fail the job, not the worker.
+    // tch's modules call libtorch through panicking wrappers: an input size a builder cannot
+    // take (too small for its pooling) must fail the job, not the worker.
     let traced = std::panic::catch_unwind(AssertUnwindSafe(|| {
         tch::no_grad(|| {
             CModule::create_by_tracing("byom", "forward", &[input], &mut |xs| {

@@ -1,10 +1,12 @@
 //! The architecture table shared with the compile server.
 //!
 //! Why a table: a state dict is only weights; the server can compile it only when it can build
-//! the graph itself (`tch::vision`) and the key names match torchvision's. This module
-//! recognises a torchvision state dict from its key names and shapes, and says whether the
-//! server builds that architecture (`server_compilable`, set by the compile server's own tests:
-//! an entry is turned off when `tch::vision` cannot load a real torchvision instance of it).
+//! the graph itself (in Rust with tch, crates/byom-compile/src/arch.rs) and the key names match
+//! torchvision's. This module recognises a torchvision state dict from its key names and shapes,
+//! and says whether the server builds that architecture (`server_compilable`). An entry is
+//! compilable only while the compile tests (tests/test_compile_e2e.py) compile a real
+//! torchvision instance of its family and match torchvision's output; one that fails them is
+//! turned off (`server_compilable: false`: recognised, BYOM609 "cannot compile").
 
 use std::collections::HashMap;
 
@@ -31,15 +33,6 @@ const fn spec(name: &'static str, family: &'static str) -> ArchSpec {
     }
 }
 
-/// Recognised, but the server cannot (yet) rebuild it faithfully: the compile server's
-/// comparison against torchvision failed (DenseNet) or has not been run (VGG).
-const fn recognised_only(name: &'static str, family: &'static str) -> ArchSpec {
-    ArchSpec {
-        server_compilable: false,
-        ..spec(name, family)
-    }
-}
-
 /// Every architecture recognised, in display order.
 pub const ARCHITECTURES: &[ArchSpec] = &[
     spec("resnet18", "ResNet"),
@@ -56,18 +49,18 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
     spec("efficientnet_b6", "EfficientNet"),
     spec("efficientnet_b7", "EfficientNet"),
     spec("mobilenet_v2", "MobileNet"),
-    recognised_only("densenet121", "DenseNet"),
-    recognised_only("densenet161", "DenseNet"),
-    recognised_only("densenet169", "DenseNet"),
-    recognised_only("densenet201", "DenseNet"),
-    recognised_only("vgg11", "VGG"),
-    recognised_only("vgg13", "VGG"),
-    recognised_only("vgg16", "VGG"),
-    recognised_only("vgg19", "VGG"),
-    recognised_only("vgg11_bn", "VGG"),
-    recognised_only("vgg13_bn", "VGG"),
-    recognised_only("vgg16_bn", "VGG"),
-    recognised_only("vgg19_bn", "VGG"),
+    spec("densenet121", "DenseNet"),
+    spec("densenet161", "DenseNet"),
+    spec("densenet169", "DenseNet"),
+    spec("densenet201", "DenseNet"),
+    spec("vgg11", "VGG"),
+    spec("vgg13", "VGG"),
+    spec("vgg16", "VGG"),
+    spec("vgg19", "VGG"),
+    spec("vgg11_bn", "VGG"),
+    spec("vgg13_bn", "VGG"),
+    spec("vgg16_bn", "VGG"),
+    spec("vgg19_bn", "VGG"),
     spec("squeezenet1_0", "SqueezeNet"),
     spec("squeezenet1_1", "SqueezeNet"),
     spec("alexnet", "AlexNet"),
