@@ -163,13 +163,14 @@ fn validate_file(path: &Path, settings: &Settings, progress: bool) -> std::io::R
     let mut validator = Validator::new(settings);
     let mut read = 0u64;
     let result = loop {
-        let mut buf = vec![0u8; CHUNK];
-        let n = match read_full(&mut file, &mut buf) {
+        // A fresh buffer per chunk (the hasher thread holds the last ones); read_to_end fills
+        // it without zeroing it first.
+        let mut buf = Vec::with_capacity(CHUNK);
+        let n = match (&mut file).take(CHUNK as u64).read_to_end(&mut buf) {
             Ok(0) => break Ok(()),
             Ok(n) => n,
             Err(e) => break Err(e),
         };
-        buf.truncate(n);
         let chunk = Arc::new(buf);
         if tx.send(Arc::clone(&chunk)).is_err() {
             break Err(std::io::Error::other("hashing thread stopped"));
@@ -191,20 +192,6 @@ fn validate_file(path: &Path, settings: &Settings, progress: bool) -> std::io::R
     let mut report = validator.finish();
     report.sha256 = Some(sha);
     Ok(report)
-}
-
-/// Fill `buf` unless the file ends first (so chunks are whole MiB, except the last).
-fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// A one-line progress bar on stderr, redrawn at most every 100 ms.
