@@ -3,11 +3,13 @@
 
 #include <torch/script.h>
 #include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/codegen/onednn/interface.h>
 #include <torch/csrc/jit/passes/inliner.h>
 
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -40,6 +42,19 @@ at::Tensor select_output(const c10::IValue& out, const std::string& select) {
   throw std::runtime_error("output is not a dict");
 }
 
+// Switches the oneDNN Graph fuser on for one benchmark and restores the previous setting, also
+// on an exception: the setting is process-wide and later benchmarks must not inherit it.
+class LlgaFusion {
+ public:
+  LlgaFusion() : was_(torch::jit::RegisterLlgaFuseGraph::setEnabled(true)) {}
+  ~LlgaFusion() { torch::jit::RegisterLlgaFuseGraph::setEnabled(was_); }
+  LlgaFusion(const LlgaFusion&) = delete;
+  LlgaFusion& operator=(const LlgaFusion&) = delete;
+
+ private:
+  bool was_;
+};
+
 }  // namespace
 
 extern "C" int byom_transform(const char* in_path, const char* out_path, const char* device,
@@ -61,16 +76,19 @@ extern "C" int byom_transform(const char* in_path, const char* out_path, const c
   }
 }
 
-extern "C" int byom_bench(const char* path, const char* device, int optimize, int half,
+extern "C" int byom_bench(const char* path, const char* device, int load_step, int half,
                           const int64_t* shape, size_t ndim, const char* select, int warmup,
                           int iters, double* times_ms, float* out, size_t out_cap,
                           size_t* out_len, char* err, size_t err_len) {
   try {
+    if (load_step < 0 || load_step > 2) throw std::runtime_error("unknown load-time step");
     torch::NoGradGuard no_grad;
+    std::optional<LlgaFusion> fusion;
+    if (load_step == 2) fusion.emplace();
     c10::Device dev(device);
     torch::jit::Module m = torch::jit::load(path, dev);
     m.eval();
-    if (optimize != 0) {
+    if (load_step == 1) {
       torch::jit::Module frozen = torch::jit::freeze(m);
       m = torch::jit::optimize_for_inference(frozen);
     }

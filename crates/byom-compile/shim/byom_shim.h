@@ -17,13 +17,17 @@ extern "C" {
 int byom_transform(const char* in_path, const char* out_path, const char* device, int half,
                    int freeze, char* err, size_t err_len);
 
-// Load `path` on `device`; when `optimize` != 0 apply freeze + optimize_for_inference (the
-// load-time step of x86_64-cpu, whose result cannot be saved: pytorch#69608). Run `warmup`
-// untimed and `iters` timed forwards on the fixed input linspace(-1, 1, numel).reshape(shape)
-// (fp16 when `half`), store each time in `times_ms`, and copy the selected output
-// (`select`: "" a tensor, "#i" element i of a tuple/list, else a dict key) as float32 into
-// `out` (at most `out_cap` values; the full count goes to `out_len`).
-int byom_bench(const char* path, const char* device, int optimize, int half,
+// Load-time steps `byom_bench` can apply (x86_64-cpu's candidates), by number:
+//   0 none;
+//   1 freeze + optimize_for_inference (oneDNN layouts; its result cannot be saved: pytorch#69608);
+//   2 the oneDNN Graph (LLGA) fuser: a process-wide TorchScript setting, switched on for this
+//     call only and restored before it returns.
+// Load `path` on `device`, apply `load_step`, run `warmup` untimed and `iters` timed forwards on
+// the fixed input linspace(-1, 1, numel).reshape(shape) (fp16 when `half`), store each time in
+// `times_ms`, and copy the selected output (`select`: "" a tensor, "#i" element i of a
+// tuple/list, else a dict key) as float32 into `out` (at most `out_cap` values; the full count
+// goes to `out_len`).
+int byom_bench(const char* path, const char* device, int load_step, int half,
                const int64_t* shape, size_t ndim, const char* select, int warmup, int iters,
                double* times_ms, float* out, size_t out_cap, size_t* out_len, char* err,
                size_t err_len);

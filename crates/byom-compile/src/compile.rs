@@ -13,7 +13,7 @@ use crate::options::CompileOptions;
 use crate::plan::{self, Plan};
 use crate::prepare::{self, Prepared};
 use crate::report::{CompileReport, HostInfo, TargetResult, TargetStatus, Verification};
-use crate::shim::{self, BenchSpec};
+use crate::shim::{self, BenchSpec, BenchStep};
 use crate::target::{version_at_least, Precision, Target};
 use crate::verify;
 
@@ -61,10 +61,10 @@ impl Job<'_> {
         Ok(out)
     }
 
-    fn spec<'s>(&'s self, device: &'s str, half: bool, optimize: bool) -> BenchSpec<'s> {
+    fn spec<'s>(&'s self, device: &'s str, half: bool, step: BenchStep) -> BenchSpec<'s> {
         BenchSpec {
             device,
-            optimize,
+            step,
             half: half || self.prepared.kind == Kind::Half,
             shape: &self.prepared.declared.input_shape,
             select: &self.prepared.selector,
@@ -124,7 +124,7 @@ fn verify_target(
                 .to_string(),
         ),
     };
-    let spec = job.spec(device, plan.half, false);
+    let spec = job.spec(device, plan.half, BenchStep::None);
     let checked = match verify::check(artifact, &spec, reference, &label) {
         Ok(c) => c,
         Err(e) => return Err(format!("the artifact failed to reload and run: {e}")),
@@ -145,38 +145,45 @@ fn verify_target(
     } else {
         checked.latency.clone()
     };
+    // Each load-time candidate on the same artifact, same run; keep the fastest that beats the
+    // artifact as saved and computes the same outputs.
     let mut after_steps = None;
-    if target == Target::X86_64Cpu {
-        match verify::check(artifact, &job.spec("cpu", false, true), reference, &label) {
-            Ok(opt) if opt.max_rel <= tol => {
-                let (with, without) = (
-                    opt.latency.as_ref().map_or(f64::INFINITY, |l| l.p50_ms),
+    let mut best = latency.as_ref().map_or(f64::INFINITY, |l| l.p50_ms);
+    let mut chosen = None;
+    for (step, load_step) in &plan.load_time_candidates {
+        let name = &load_step.name;
+        match verify::check(
+            artifact,
+            &job.spec(device, plan.half, *step),
+            reference,
+            &label,
+        ) {
+            Ok(run) if run.max_rel <= tol => {
+                let p50 = run.latency.as_ref().map_or(f64::INFINITY, |l| l.p50_ms);
+                log.push(format!(
+                    "load-time step {name}: p50 {p50:.3} ms vs {:.3} ms as saved (max rel error {:.3e})",
                     latency.as_ref().map_or(0.0, |l| l.p50_ms),
-                );
-                log.push(format!(
-                    "optimize_for_inference at load time: p50 {with:.3} ms vs {without:.3} ms frozen (max rel error {:.3e})",
-                    opt.max_rel
+                    run.max_rel
                 ));
-                if with >= without {
-                    log.push("optimize_for_inference is not faster for this model here: load-time step dropped".into());
-                    plan.load_time_steps.clear();
+                if p50 < best {
+                    best = p50;
+                    chosen = Some(load_step.clone());
+                    after_steps = run.latency;
                 }
-                after_steps = opt.latency;
             }
-            Ok(opt) => {
-                log.push(format!(
-                    "optimize_for_inference changes outputs (max rel error {:.3e}): load-time step dropped",
-                    opt.max_rel
-                ));
-                plan.load_time_steps.clear();
-            }
-            Err(e) => {
-                log.push(format!(
-                    "optimize_for_inference failed here ({e}): load-time step dropped"
-                ));
-                plan.load_time_steps.clear();
-            }
+            Ok(run) => log.push(format!(
+                "load-time step {name} changes outputs (max rel error {:.3e}): not used",
+                run.max_rel
+            )),
+            Err(e) => log.push(format!("load-time step {name} failed here ({e}): not used")),
         }
+    }
+    if !plan.load_time_candidates.is_empty() {
+        match &chosen {
+            Some(step) => log.push(format!("load-time step kept: {} (fastest)", step.name)),
+            None => log.push("no load-time step is faster for this model here: none kept".into()),
+        }
+        plan.load_time_steps.extend(chosen);
     }
     Ok(Verification {
         status,
@@ -414,7 +421,7 @@ pub fn run(
         gpu,
         artifacts: BTreeMap::new(),
     };
-    let eager = job.spec("cpu", false, false);
+    let eager = job.spec("cpu", false, BenchStep::None);
     match shim::bench(&job.prepared.eager_path, &eager) {
         Ok(run) => {
             job.prepared.summary.eager_latency = verify::latency(&run.times_ms, "this host's CPU")

@@ -45,7 +45,8 @@ pub struct Verification {
     pub tolerance: f64,
     /// Latency of the artifact as shipped (CPU artifacts, and CUDA ones on a GPU).
     pub latency: Option<Latency>,
-    /// x86_64-cpu: latency after the load-time `optimize_for_inference` step, same run.
+    /// x86_64-cpu: latency after the load-time step that was kept (see `load_time_steps`),
+    /// same run.
     pub latency_after_load_time_steps: Option<Latency>,
 }
 

@@ -1,5 +1,6 @@
 //! Safe wrappers over the C++ shim (`shim/byom_shim.cpp`): `torch::jit::freeze`,
-//! `optimize_for_inference` and graph dumps, which tch does not expose.
+//! `optimize_for_inference`, the oneDNN Graph fuser switch and graph dumps, which tch does not
+//! expose.
 //!
 //! The shim is file-path based: no module pointer crosses between tch's C++ wrapper and ours.
 #![allow(unsafe_code)]
@@ -20,7 +21,7 @@ extern "C" {
     fn byom_bench(
         path: *const c_char,
         device: *const c_char,
-        optimize: c_int,
+        load_step: c_int,
         half: c_int,
         shape: *const i64,
         ndim: usize,
@@ -103,12 +104,23 @@ pub struct BenchRun {
     pub output: Vec<f32>,
 }
 
+/// Load-time steps [`bench`] can apply; the numbers are the shim's (`byom_shim.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchStep {
+    /// The artifact as saved.
+    None = 0,
+    /// freeze + `optimize_for_inference` (its result cannot be saved: pytorch#69608).
+    OptimizeForInference = 1,
+    /// The oneDNN Graph (LLGA) fuser, a process-wide setting restored after the run.
+    OnednnFusion = 2,
+}
+
 /// A forward-pass benchmark request for [`bench`].
 #[derive(Debug, Clone)]
 pub struct BenchSpec<'a> {
     pub device: &'a str,
-    /// Apply freeze + optimize_for_inference after loading (x86_64-cpu's load-time step).
-    pub optimize: bool,
+    /// The load-time step to apply after loading (x86_64-cpu's candidates).
+    pub step: BenchStep,
     pub half: bool,
     pub shape: &'a [i64],
     /// Output selector: "" tensor, "#i" tuple/list element, else dict key.
@@ -143,7 +155,7 @@ pub fn bench(path: &Path, spec: &BenchSpec<'_>) -> Result<BenchRun, String> {
         byom_bench(
             p.as_ptr(),
             d.as_ptr(),
-            c_int::from(spec.optimize),
+            spec.step as c_int,
             c_int::from(spec.half),
             spec.shape.as_ptr(),
             spec.shape.len(),

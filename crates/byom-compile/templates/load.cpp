@@ -3,8 +3,9 @@
 // Build (libtorch from the PyTorch wheel or the libtorch zip):
 //   g++ -std=c++17 load.cpp -o load -I$TORCH/include -I$TORCH/include/torch/csrc/api/include \
 //       -L$TORCH/lib -Wl,-rpath,$TORCH/lib -ltorch -ltorch_cpu -lc10
-//   ./load model.pt 1,3,224,224 [cuda] [optimize_for_inference|to_device_and_freeze] [fp16]
+//   ./load model.pt 1,3,224,224 [cuda] [onednn_fusion|optimize_for_inference|to_device_and_freeze] [fp16]
 // Take the shape, the device and the load-time steps from deployment.json.
+#include <torch/csrc/jit/codegen/onednn/interface.h>
 #include <torch/script.h>
 
 #include <iostream>
@@ -27,7 +28,10 @@ int main(int argc, char** argv) {
   torch::NoGradGuard no_grad;
   torch::jit::Module module = torch::jit::load(argv[1], device);
   module.eval();
-  if (step == "optimize_for_inference") {
+  if (step == "onednn_fusion") {
+    // Process-wide: every TorchScript forward from now on may use oneDNN Graph partitions.
+    torch::jit::RegisterLlgaFuseGraph::setEnabled(true);
+  } else if (step == "optimize_for_inference") {
     module = torch::jit::optimize_for_inference(module);
   } else if (step == "to_device_and_freeze") {
     module.to(device);

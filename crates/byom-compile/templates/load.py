@@ -27,6 +27,8 @@ def load(device=None):
         name = step["name"]
         if name == "optimize_for_inference":
             module = torch.jit.optimize_for_inference(module)
+        elif name == "onednn_fusion":
+            torch.jit.enable_onednn_fusion(True)  # process-wide; the first two forwards fuse
         elif name == "to_device_and_freeze":
             module = module.to(device)
             if dep["artifact"]["precision"] == "fp16":
