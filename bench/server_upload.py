@@ -7,7 +7,7 @@
    row), and the server's peak RSS (VmHWM) must stay bounded (not grow with N x M).
 
 Usage: python bench/server_upload.py [--size-mb 300] [--concurrent 50] [--concurrent-mb 100]
-       [--server target/release/byom-server] [--work /tmp/byom-bench]
+       [--server target/release/byom-server] [--work /tmp/byom-bench] [--rates 0,119M]
 Prints a Markdown table (pasted into docs/bench-server.md).
 """
 
@@ -105,8 +105,10 @@ class RawSink(threading.Thread):
         path.unlink()
 
 
-def curl_put(url: str, path: Path, token: str | None = None) -> tuple[float, str]:
+def curl_put(url: str, path: Path, token: str | None = None, rate: str = "0") -> tuple[float, str]:
     cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-T", str(path), url]
+    if rate != "0":
+        cmd += ["--limit-rate", rate]  # a link slower than loopback (curl units: bytes/s, K/M/G)
     if token:
         cmd += ["-H", f"Authorization: Bearer {token}"]
     t = time.perf_counter()
@@ -129,6 +131,9 @@ def main() -> int:
     ap.add_argument("--concurrent-mb", type=int, default=100)
     ap.add_argument("--server", default=str(REPO / "target" / "release" / "byom-server"))
     ap.add_argument("--work", default="/tmp/byom-bench")
+    ap.add_argument("--rates", default="0",
+                    help="comma-separated client rate limits for the throughput test (0: loopback speed; "
+                         "e.g. 0,119M for loopback and ~1 Gbit/s)")
     args = ap.parse_args()
     os.environ["BYOM_SERVER_BIN"] = args.server
     from test_server_harness import Server
@@ -145,24 +150,23 @@ def main() -> int:
         tok = server.tenant_token("bench", "uploader")
         sink = RawSink(work)
         sink.start()
-        rows = []
-        raw_t, byom_t = [], []
-        for i in range(args.runs):
-            t, code = curl_put(f"http://127.0.0.1:{sink.port}/upload", big)
-            assert code == "201", code
-            raw_t.append(t)
-            t, code = curl_put(f"{server.url}/api/v1/packages?name=big.tar.gz", big, tok)
-            assert code == "201", code
-            byom_t.append(t)
-        raw, byom = min(raw_t), min(byom_t)
         mb = size / 1e6
-        rows.append(("raw upload (write only)", mb / raw))
-        rows.append(("byom-server PUT (validate + sha256 + write)", mb / byom))
-        print(f"\n### Upload throughput, {mb:.0f} MB package, loopback, best of {args.runs}\n")
-        print("| path | MB/s |\n|---|---|")
-        for name, v in rows:
-            print(f"| {name} | {v:.0f} |")
-        print(f"\nratio byom/raw = {raw / byom:.2f} (goal >= 0.8)")
+        for rate in args.rates.split(","):
+            raw_t, byom_t = [], []
+            for i in range(args.runs):
+                t, code = curl_put(f"http://127.0.0.1:{sink.port}/upload", big, rate=rate)
+                assert code == "201", code
+                raw_t.append(t)
+                t, code = curl_put(f"{server.url}/api/v1/packages?name=big.tar.gz", big, tok, rate=rate)
+                assert code == "201", code
+                byom_t.append(t)
+            raw, byom = min(raw_t), min(byom_t)
+            link = "loopback, unlimited" if rate == "0" else f"client limited to {rate}B/s"
+            print(f"\n### Upload throughput, {mb:.0f} MB package, {link}, best of {args.runs}\n")
+            print("| path | MB/s |\n|---|---|")
+            print(f"| raw upload (write only) | {mb / raw:.0f} |")
+            print(f"| byom-server PUT (validate + sha256 + write) | {mb / byom:.0f} |")
+            print(f"\nratio byom/raw = {raw / byom:.2f} (goal >= 0.8)")
 
         # Concurrency
         pkg = work / f"pkg-{args.concurrent_mb}mb.tar.gz"

@@ -1,9 +1,10 @@
 //! One pass over an upload: every body chunk is written to a temp file, hashed (sha256) and fed
 //! to the same `byom_core::Validator` the browser runs, at the same time.
 //!
-//! The network side (async, [`receive`]) and the disk + validation side (a blocking thread) are
-//! two pipeline stages joined by a small bounded channel, so reading the socket overlaps with
-//! inflating and checking, and memory stays bounded whatever the upload size.
+//! The network side (async, [`receive`]), the disk side (write + sha256) and the validation side
+//! (two blocking threads) are pipeline stages joined by small bounded channels, so reading the
+//! socket, writing and inflating + checking overlap, and memory stays bounded whatever the
+//! upload size.
 //!
 //! Resumable uploads keep the [`IngestState`] in memory between `PATCH` requests. The validator
 //! cannot be serialised, so when that state is missing (server restart) or does not match the
@@ -25,8 +26,8 @@ use tokio::sync::mpsc;
 use crate::error::ApiError;
 use crate::storage::DiskBudget;
 
-/// Channel depth between the socket reader and the disk writer (chunks are ≤ ~64 KiB each).
-const PIPE_DEPTH: usize = 64;
+/// Depth of each channel between stages (chunks are ≤ ~64 KiB each).
+const PIPE_DEPTH: usize = 32;
 /// Write buffer of the temp file.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -106,15 +107,35 @@ impl OverLimit {
 /// Receive `body` into `file` (appending), feeding `state`. Returns the state (always, so a
 /// resumable upload keeps what it got) and the outcome. Every chunk read has its own
 /// `idle` timeout; the upload as a whole has none.
+///
+/// Three stages run at once, joined by bounded channels: the socket reader (async), the disk
+/// stage (write + sha256, a blocking thread) and the validation stage (inflate, tar walk,
+/// `.pt` inspection, another blocking thread). The disk stage hands a chunk on only once it is
+/// written, so the validator never sees a byte the disk does not hold: a resumable upload can
+/// continue from the state whatever failed.
 pub async fn receive(
-    mut state: IngestState,
+    state: IngestState,
     file: File,
     body: Body,
     idle: Duration,
     allowance: Allowance,
     budget: Arc<DiskBudget>,
 ) -> (IngestState, Result<(), ApiError>) {
+    let IngestState {
+        mut validator,
+        mut hasher,
+        bytes: start,
+    } = state;
     let (tx, mut rx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
+    let (to_validator, mut validate_rx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
+    let validation = tokio::task::spawn_blocking(move || {
+        let mut fed = 0u64;
+        while let Some(chunk) = validate_rx.blocking_recv() {
+            validator.feed(&chunk);
+            fed += chunk.len() as u64;
+        }
+        (validator, fed)
+    });
     let sink = tokio::task::spawn_blocking(move || {
         let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut outcome: io::Result<()> = Ok(());
@@ -126,16 +147,19 @@ pub async fn receive(
                 .reserve(chunk.len() as u64)
                 .and_then(|()| out.write_all(&chunk));
             if outcome.is_ok() {
-                state.feed(&chunk);
+                hasher.update(&chunk);
+                // A closed validator channel means that stage died; the join below says so.
+                let _ = to_validator.blocking_send(chunk);
             }
         }
+        drop(to_validator);
         if outcome.is_ok() {
             outcome = out
                 .into_inner()
                 .map_err(|e| e.into_error())
                 .and_then(|f| f.sync_all());
         }
-        (state, outcome)
+        (hasher, outcome)
     });
 
     let mut stream = body.into_data_stream();
@@ -159,16 +183,24 @@ pub async fn receive(
         }
     };
     drop(tx);
-    let (state, written) = match sink.await {
-        Ok(done) => done,
-        Err(e) => {
-            // The writer thread panicked: its state is lost. A state that matches no offset
-            // makes a resumable upload rebuild it from disk on the next request.
+    let (sunk, validated) = (sink.await, validation.await);
+    let (state, written) = match (sunk, validated) {
+        (Ok((hasher, written)), Ok((validator, fed))) => (
+            IngestState {
+                validator,
+                hasher,
+                bytes: start + fed,
+            },
+            written,
+        ),
+        (Err(e), _) | (_, Err(e)) => {
+            // A stage panicked: the state is lost. A state that matches no offset makes a
+            // resumable upload rebuild it from disk on the next request.
             let mut lost = IngestState::new(&byom_core::Settings::default());
             lost.bytes = u64::MAX;
             return (
                 lost,
-                Err(ApiError::internal(format!("upload writer panicked: {e}"))),
+                Err(ApiError::internal(format!("upload pipeline panicked: {e}"))),
             );
         }
     };
