@@ -192,14 +192,20 @@ def test_scripted_model_all_targets(tmp_path, compile_bin):
     check_bundles(tmp_path / "out", report, model, shape)
 
 
-def test_resnet18_state_dict_all_targets(tmp_path, compile_bin):
-    torch.manual_seed(3)
-    model = torchvision.models.resnet18(num_classes=3).eval()
+def with_random_bn_statistics(model):
+    """Batch-norm running statistics away from (0, 1), so that folding them into the
+    convolutions changes the weights and a wrong fold shows in the outputs."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def test_resnet18_state_dict_all_targets(tmp_path, compile_bin):
+    torch.manual_seed(3)
+    model = with_random_bn_statistics(torchvision.models.resnet18(num_classes=3).eval())
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     shape = (1, 3, 64, 64)
@@ -231,12 +237,7 @@ def test_torchvision_state_dict_matches_torchvision(tmp_path, compile_bin, arch,
     saved as a state dict, compiled for x86_64-cpu: the artifact computes what torchvision
     computes."""
     torch.manual_seed(6)
-    model = getattr(torchvision.models, arch)(num_classes=3).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+    model = with_random_bn_statistics(getattr(torchvision.models, arch)(num_classes=3).eval())
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     # Random weights do not compress: stored (level 0) gzip packs VGG's ~500 MB in about a
