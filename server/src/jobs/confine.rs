@@ -31,9 +31,10 @@ const TESTED_ABI: ABI = ABI::V6;
 
 /// System directories a libtorch process reads from (shared libraries, `ld.so.cache`, CPU and
 /// GPU topology under `/sys`). None of them holds anything of byom's.
-const SYSTEM_READ: [&str; 8] = [
-    "/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc", "/sys", "/opt",
-];
+///
+/// Not `/opt`, `/srv` or `/var`, where data directories live; libraries installed there are
+/// covered by the mapped-file directories and `LD_LIBRARY_PATH`.
+const SYSTEM_READ: [&str; 7] = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc", "/sys"];
 
 /// Individual `/proc` entries libtorch, OpenMP and CUDA read. Not the whole of `/proc`: other
 /// processes' command lines live there.
@@ -135,14 +136,23 @@ pub fn confine_to(job_dir: &Path) -> Result<Confinement, String> {
 /// shared library, wherever they were installed): a library loaded later is usually beside one
 /// already loaded.
 fn mapped_file_dirs() -> Vec<PathBuf> {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return Vec::new();
-    };
+    std::fs::read_to_string("/proc/self/maps")
+        .map(|maps| dirs_of_mapped_files(&maps, |p| p.is_file()))
+        .unwrap_or_default()
+}
+
+/// The parent directories of the regular files named in a `/proc/<pid>/maps` text. Names that
+/// are not files (`/memfd:x (deleted)`, `/dev/zero`, anonymous mappings) are skipped, and so is
+/// `/` itself: one such entry must never open the whole file system.
+fn dirs_of_mapped_files(maps: &str, is_file: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = maps
         .lines()
         .filter_map(|line| line.split_whitespace().nth(5))
-        .filter(|p| p.starts_with('/'))
-        .filter_map(|p| Path::new(p).parent().map(Path::to_path_buf))
+        .map(Path::new)
+        .filter(|p| p.is_absolute() && is_file(p))
+        .filter_map(Path::parent)
+        .filter(|d| d.parent().is_some())
+        .map(Path::to_path_buf)
         .collect();
     dirs.sort();
     dirs.dedup();
@@ -184,6 +194,33 @@ mod tests {
             + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{text}");
         assert!(text.contains("CHILD CHECKS PASSED"), "{text}");
+    }
+
+    #[test]
+    fn mapped_files_never_open_the_root_or_memfds() {
+        let maps = "\
+7f00-7f01 r-xp 00000000 fd:01 1 /venv/torch/lib/libtorch_cpu.so
+7f01-7f02 r--p 00000000 fd:01 1 /venv/torch/lib/libtorch_cpu.so
+7f02-7f03 rw-s 00000000 00:01 2 /memfd:onednn (deleted)
+7f03-7f04 rw-p 00000000 00:00 0 [heap]
+7f04-7f05 r--p 00000000 fd:01 3 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f05-7f06 rw-p 00000000 00:00 0
+7f06-7f07 r--p 00000000 fd:01 4 /rootfile";
+        let files = [
+            "/venv/torch/lib/libtorch_cpu.so",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/rootfile",
+        ];
+        let dirs = super::dirs_of_mapped_files(maps, |p| {
+            files.iter().any(|f| p == std::path::Path::new(f))
+        });
+        assert_eq!(
+            dirs,
+            [
+                std::path::PathBuf::from("/usr/lib/x86_64-linux-gnu"),
+                std::path::PathBuf::from("/venv/torch/lib"),
+            ]
+        );
     }
 
     fn child(root: &std::path::Path) {
