@@ -69,7 +69,7 @@ def test_resumable_upload_continues_from_the_last_byte_across_a_restart(tmp_path
 
 def test_abandoned_resumable_upload_expires_and_an_active_one_does_not(tmp_path):
     good = good_package("expiring")
-    s = Server(tmp_path / "data", "--upload-expiry-s", "2").start()
+    s = Server(tmp_path / "data", "--upload-expiry-s", "3").start()
     try:
         tok = s.tenant_token("x", "uploader")
 
@@ -81,12 +81,13 @@ def test_abandoned_resumable_upload_expires_and_an_active_one_does_not(tmp_path)
             return uid
 
         abandoned, active = open_upload(), open_upload()
-        # The active one keeps sending a little more than once per expiry period.
-        for offset in (1000, 1200, 1400):
-            time.sleep(1.2)
+        # The active one sends every second (2 s of slack on a loaded machine); the abandoned one
+        # stays idle past its 3 s expiry plus one sweep period (1 s).
+        for offset in (1000, 1100, 1200, 1300, 1400, 1500):
+            time.sleep(1.0)
             r = s.call("PATCH", f"/api/v1/uploads/{active}", tok, headers={"Upload-Offset": str(offset)},
-                       data=good[offset:offset + 200])
-            assert s.check(r, 200, "UploadStatus")["offset"] == offset + 200
+                       data=good[offset:offset + 100])
+            assert s.check(r, 200, "UploadStatus")["offset"] == offset + 100
         s.error(s.call("GET", f"/api/v1/uploads/{abandoned}", tok), 404, "not_found")
         assert [p.name for p in files_under(s.data_dir / "uploads")] == [f"{active}.part"]
         r = s.call("PATCH", f"/api/v1/uploads/{active}", tok, headers={"Upload-Offset": "1600"}, data=good[1600:])
