@@ -276,12 +276,8 @@ pub async fn expire_stale(state: &AppState) -> Result<usize, sqlx::Error> {
         }
         // Hold the upload's slot while it goes, so a PATCH arriving now gets 409 and then
         // 404, never a half-deleted upload. One already writing keeps it (and fresh bytes).
-        {
-            let mut map = state.uploads.lock().unwrap_or_else(|e| e.into_inner());
-            if matches!(map.get(&id), Some(UploadSlot::Busy)) {
-                continue;
-            }
-            map.insert(id.clone(), UploadSlot::Busy);
+        if take_slot(state, &id).is_err() {
+            continue;
         }
         let deleted = async {
             let mut tx = state.db.begin().await?;
