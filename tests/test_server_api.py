@@ -39,7 +39,8 @@ def test_meta_routes(server):
     spec = server.check(server.call("GET", "/api/v1/format-spec"), 200, "FormatSpec")
     assert spec["settings"]["required_torch"] == "2.11"
     assert spec["settings_hash"].startswith("sha256:")
-    metrics = server.call("GET", "/metrics").text
+    server.error(server.call("GET", "/metrics"), 401, "unauthorized")
+    metrics = server.call("GET", "/metrics", server.admin).text
     for name in ["byom_uploads_total", "byom_upload_bytes_total", "byom_jobs{state=\"queued\"}", "byom_queue_depth",
                  "byom_http_requests_total", "byom_validation_rejects_total"]:
         assert name in metrics, name

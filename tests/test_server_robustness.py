@@ -195,8 +195,8 @@ def test_queue_full_gives_503_with_retry_after_and_cancel_works(slow_server):
     r = _compile(s, tok, pkg["id"])
     s.error(r, 503, "queue_full")
     assert int(r.headers["Retry-After"]) > 0
-    assert "byom_jobs_refused_total 1" in s.call("GET", "/metrics").text
-    assert "byom_queue_depth 1" in s.call("GET", "/metrics").text
+    assert "byom_jobs_refused_total 1" in s.call("GET", "/metrics", s.admin).text
+    assert "byom_queue_depth 1" in s.call("GET", "/metrics", s.admin).text
     # deleting a package with live jobs is refused
     s.error(s.call("DELETE", f"/api/v1/packages/{pkg['id']}", tok), 409, "conflict")
     # cancel the queued one, then the running one

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
@@ -41,6 +42,8 @@ pub struct AppState {
     /// Serialises "commit blob + insert row" against "delete row + maybe delete blob", so a
     /// blob is never removed while another upload of the same bytes is being committed.
     pub blob_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Rate limits the audit rows of refused (401/403) requests.
+    pub auth_failures: Arc<crate::audit::AuthFailures>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -91,13 +94,27 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// One log line per request (`target: byom_server::access`), which tests assert on, and the
-/// request counters.
+/// One log line per request (`target: byom_server::access`), which tests assert on, the
+/// request counters, and an audit record (rate limited) for every refused request.
 async fn access_log(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
+    // Kept only to say which token a 401/403 refused; never logged.
+    let bearer = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::bearer_secret)
+        .map(str::to_owned);
     let started = Instant::now();
     let response = next.run(req).await;
+    if matches!(
+        response.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) {
+        crate::audit::auth_failure(&state, &method, &path, response.status(), bearer.as_deref())
+            .await;
+    }
     let status = response.status().as_u16();
     state.metrics.request(&method, status);
     tracing::info!(

@@ -1,9 +1,11 @@
 //! Bearer tokens: each bound to one tenant and one role, stored only as sha256, revocable.
 //!
-//! Roles nest: `viewer` reads; `uploader` also uploads and compiles; `admin` also manages
-//! tenants and tokens. Every package and job query is scoped by the caller's tenant, so a
-//! tenant can neither see nor touch another's data (and gets 404, not 403, for foreign ids:
-//! a 403 would confirm the id exists).
+//! Roles nest: `viewer` reads; `uploader` also uploads and compiles; `admin` also manages its
+//! OWN tenant's tokens and reads its own tenant's audit log; `operator` (the bootstrap token and
+//! the tokens operators mint, all in the operator tenant `admin`) manages tenants, every token and
+//! the whole audit log, and reads `/metrics`. Every package, job and tenant-admin query is scoped
+//! by the caller's tenant, so a tenant can neither see nor touch another's data (and gets 404,
+//! not 403, for foreign ids: a 403 would confirm the id exists).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,11 @@ use crate::error::ApiError;
 pub enum Role {
     Viewer,
     Uploader,
+    /// Administers its own tenant: its tokens (up to `admin`) and its audit events.
     Admin,
+    /// Administers the server: tenants, every tenant's tokens, operator tokens, the whole audit
+    /// log, metrics. Only ever bound to [`ADMIN_TENANT`].
+    Operator,
 }
 
 impl Role {
@@ -29,6 +35,7 @@ impl Role {
             Role::Viewer => "viewer",
             Role::Uploader => "uploader",
             Role::Admin => "admin",
+            Role::Operator => "operator",
         }
     }
 
@@ -37,6 +44,7 @@ impl Role {
             "viewer" => Some(Role::Viewer),
             "uploader" => Some(Role::Uploader),
             "admin" => Some(Role::Admin),
+            "operator" => Some(Role::Operator),
             _ => None,
         }
     }
@@ -59,11 +67,45 @@ impl Principal {
             Err(ApiError::Forbidden)
         }
     }
+
+    pub fn is_operator(&self) -> bool {
+        self.role == Role::Operator
+    }
+
+    /// The one tenant a (tenant) admin may administer; `None` for an operator, who may
+    /// administer all. Every admin query filters by this, so the scope lives in one place.
+    pub fn admin_scope(&self) -> Option<&str> {
+        (!self.is_operator()).then_some(self.tenant.as_str())
+    }
+}
+
+/// Whether a token of `role` may exist in `tenant`: operator tokens only in the operator
+/// tenant, and no `admin` tokens there (an admin of the operator tenant would read the
+/// operators' audit trail and token list: an operator in all but name).
+pub fn check_role_for_tenant(tenant: &str, role: Role) -> Result<(), &'static str> {
+    match (tenant == ADMIN_TENANT, role) {
+        (false, Role::Operator) => {
+            Err("operator tokens belong to the operator tenant \"admin\" only")
+        }
+        (true, Role::Admin) => {
+            Err("the operator tenant \"admin\" has no tenant admins: mint role operator")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// sha256 hex of a token secret: what the database stores and looks up.
 pub fn hash_token(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The secret of an `Authorization: Bearer <secret>` header value.
+pub fn bearer_secret(header: &str) -> Option<&str> {
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -75,12 +117,7 @@ impl FromRequestParts<AppState> for Principal {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or(ApiError::Unauthorized)?;
-        let secret = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
+        let secret = bearer_secret(header).ok_or(ApiError::Unauthorized)?;
         let row = sqlx::query(
             "SELECT id, tenant_id, role FROM tokens WHERE token_sha256 = ? AND revoked_at IS NULL",
         )
@@ -170,44 +207,104 @@ async fn insert_token(
     tx.commit().await
 }
 
-/// Revoke a token by id; `false` when no such live token exists.
+/// What a revocation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    Done,
+    /// No live token with this id in the caller's scope (a foreign id looks the same).
+    NotFound,
+    /// A tenant admin asked to revoke an operator token.
+    OperatorToken,
+    /// It is the last live operator token: revoking it would leave nobody able to manage the
+    /// server short of the data directory.
+    LastOperator,
+}
+
+/// Revoke a token by id. `by` is the caller: a tenant admin reaches only its own tenant's
+/// non-operator tokens; an operator (or the CLI, `None`, which has the data directory anyway)
+/// reaches every token except the last live operator token.
 pub async fn revoke_token(
     db: &SqlitePool,
     id: &str,
     by: Option<&Principal>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Revoked, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let done = sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-        .bind(crate::ids::now())
+    let row = sqlx::query("SELECT tenant_id, role FROM tokens WHERE id = ? AND revoked_at IS NULL")
         .bind(id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
+    let Some(row) = row else {
+        return Ok(Revoked::NotFound);
+    };
+    let tenant: String = row.get("tenant_id");
+    let role = Role::parse(&row.get::<String, _>("role"));
+    if let Some(scope) = by.and_then(Principal::admin_scope) {
+        if scope != tenant {
+            return Ok(Revoked::NotFound);
+        }
+        if role == Some(Role::Operator) {
+            return Ok(Revoked::OperatorToken);
+        }
     }
-    crate::audit::record(&mut *tx, by, "token.revoke", id, "").await?;
+    // One statement, so two operators revoking each other at once cannot both succeed.
+    let done = sqlx::query(
+        "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND (role != 'operator' \
+         OR (SELECT COUNT(*) FROM tokens WHERE role = 'operator' AND revoked_at IS NULL) > 1)",
+    )
+    .bind(crate::ids::now())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(if role == Some(Role::Operator) {
+            Revoked::LastOperator
+        } else {
+            Revoked::NotFound
+        });
+    }
+    let detail = format!("tenant={tenant}");
+    crate::audit::record(&mut *tx, by, "token.revoke", id, &detail).await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(Revoked::Done)
 }
 
-/// The tenant that the bootstrap admin token belongs to.
+/// The operator tenant: the bootstrap token and every operator token belong to it.
 pub const ADMIN_TENANT: &str = "admin";
 
-/// Where the first admin token lands when `BYOM_ADMIN_TOKEN` is not set.
+/// Where the first operator token lands when `BYOM_ADMIN_TOKEN` is not set.
 pub fn admin_token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin-token")
 }
 
-/// Make sure an admin can log in: `BYOM_ADMIN_TOKEN` if given, else the token stored in
+/// Why the bootstrap token cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("BYOM_ADMIN_TOKEN names a revoked token ({0}); set it to a new secret")]
+    EnvRevoked(String),
+    #[error("the bootstrap secret is token {id} of tenant {tenant} with role {role}, not an operator token; use another secret")]
+    NotOperator {
+        id: String,
+        tenant: String,
+        role: String,
+    },
+}
+
+/// Make sure an operator can log in: `BYOM_ADMIN_TOKEN` if given, else the token stored in
 /// `<data>/admin-token` (generated, mode 0600, on first start). Returns the file path when a
 /// file holds the token.
+///
+/// The data directory is the root of trust (whoever can read it holds the database), so a
+/// revoked secret in the file is replaced by a fresh operator token at start: an operator can
+/// retire a leaked bootstrap token, and the server stays manageable after a restart. A revoked
+/// `BYOM_ADMIN_TOKEN` is refused instead of being brought back to life: the secret may have
+/// leaked, and only whoever sets the environment can choose a new one.
 pub async fn bootstrap_admin(
     db: &SqlitePool,
     data_dir: &Path,
     from_env: Option<String>,
 ) -> Result<Option<PathBuf>, Box<dyn std::error::Error>> {
     ensure_tenant(db, ADMIN_TENANT, None).await?;
-    let (secret, file) = match from_env.filter(|s| !s.trim().is_empty()) {
+    let (mut secret, file) = match from_env.filter(|s| !s.trim().is_empty()) {
         Some(secret) => (secret.trim().to_string(), None),
         None => {
             let path = admin_token_path(data_dir);
@@ -222,20 +319,37 @@ pub async fn bootstrap_admin(
             }
         }
     };
-    let known = sqlx::query("SELECT 1 FROM tokens WHERE token_sha256 = ?")
-        .bind(hash_token(&secret))
-        .fetch_optional(db)
-        .await?;
-    if known.is_none() {
-        let token = NewToken {
-            id: crate::ids::new_id("tok"),
-            token: secret,
-            tenant: ADMIN_TENANT.to_string(),
-            role: Role::Admin.as_str(),
-            created_at: crate::ids::now(),
-        };
-        insert_token(db, &token, None).await?;
+    let known =
+        sqlx::query("SELECT id, tenant_id, role, revoked_at FROM tokens WHERE token_sha256 = ?")
+            .bind(hash_token(&secret))
+            .fetch_optional(db)
+            .await?;
+    if let Some(row) = known {
+        let id: String = row.get("id");
+        if row.get::<Option<String>, _>("revoked_at").is_some() {
+            let Some(path) = &file else {
+                return Err(BootstrapError::EnvRevoked(id).into());
+            };
+            secret = format!("byom_{}", crate::ids::random_hex(32));
+            write_secret_file(path, &secret)?;
+            tracing::warn!(revoked = %id, file = %path.display(), "the bootstrap operator token was revoked; wrote a new one");
+        } else {
+            let role: String = row.get("role");
+            if Role::parse(&role) != Some(Role::Operator) {
+                let tenant = row.get("tenant_id");
+                return Err(BootstrapError::NotOperator { id, tenant, role }.into());
+            }
+            return Ok(file);
+        }
     }
+    let token = NewToken {
+        id: crate::ids::new_id("tok"),
+        token: secret,
+        tenant: ADMIN_TENANT.to_string(),
+        role: Role::Operator.as_str(),
+        created_at: crate::ids::now(),
+    };
+    insert_token(db, &token, None).await?;
     Ok(file)
 }
 

@@ -62,6 +62,14 @@ pub struct ServeArgs {
     /// TEST ONLY: every worker sleeps this long before compiling (to test kills and queues).
     #[arg(long, env = "BYOM_TEST_WORKER_DELAY_MS", hide = true)]
     pub test_worker_delay_ms: Option<u64>,
+    // --- audit of refused requests (admin scope) ---
+    /// Audit rows per minute for refused (401/403) requests, per tenant and for anonymous
+    /// callers; the rest are counted into one summary row [default: 30].
+    #[arg(long, env = "BYOM_AUDIT_AUTH_FAILURES_PER_MINUTE")]
+    pub audit_auth_failures_per_minute: Option<u32>,
+    /// Most audit rows of refused requests kept; the oldest are deleted [default: 10000].
+    #[arg(long, env = "BYOM_AUDIT_AUTH_FAILURES_MAX_ROWS")]
+    pub audit_auth_failures_max_rows: Option<u64>,
 }
 
 /// The same settings as read from a `--config` TOML file.
@@ -81,6 +89,9 @@ struct FileConfig {
     required_torch: Option<String>,
     settings: Option<PathBuf>,
     default_quota_bytes: Option<u64>,
+    // --- audit of refused requests (admin scope) ---
+    audit_auth_failures_per_minute: Option<u32>,
+    audit_auth_failures_max_rows: Option<u64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -100,6 +111,9 @@ pub struct Config {
     pub settings: byom_core::Settings,
     pub test_disk_limit: Option<u64>,
     pub test_worker_delay_ms: Option<u64>,
+    // --- audit of refused requests (admin scope) ---
+    pub audit_auth_failures_per_minute: u32,
+    pub audit_auth_failures_max_rows: u64,
 }
 
 /// Why the configuration could not be assembled.
@@ -209,6 +223,15 @@ impl Config {
             settings,
             test_disk_limit: args.test_disk_limit,
             test_worker_delay_ms: args.test_worker_delay_ms,
+            // --- audit of refused requests (admin scope) ---
+            audit_auth_failures_per_minute: args
+                .audit_auth_failures_per_minute
+                .or(file.audit_auth_failures_per_minute)
+                .unwrap_or(30),
+            audit_auth_failures_max_rows: args
+                .audit_auth_failures_max_rows
+                .or(file.audit_auth_failures_max_rows)
+                .unwrap_or(10_000),
         })
     }
 }

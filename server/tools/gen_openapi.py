@@ -9,6 +9,8 @@ from pathlib import Path
 S = lambda name: {"$ref": f"#/components/schemas/{name}"}
 nullable = lambda t: {"type": [t, "null"]}
 STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
+# admin: its own tenant only; operator: the whole server (tenant "admin" only). See docs/api.md.
+ROLES = ["viewer", "uploader", "admin", "operator"]
 
 
 def obj(props, required=None, extra=False):
@@ -67,8 +69,8 @@ fmt = obj({"settings": {"type": "object", "description": "byom_core::Settings: l
 tenant = obj({"name": {"type": "string"}, "quota_bytes": {"type": "integer"}, "used_bytes": {"type": "integer"},
               "created_at": {"type": "string"}})
 new_token = obj({"id": {"type": "string"}, "token": {"type": "string"}, "tenant": {"type": "string"},
-                 "role": {"enum": ["viewer", "uploader", "admin"]}, "created_at": {"type": "string"}})
-token_info = obj({"id": {"type": "string"}, "tenant": {"type": "string"}, "role": {"enum": ["viewer", "uploader", "admin"]},
+                 "role": {"enum": ROLES}, "created_at": {"type": "string"}})
+token_info = obj({"id": {"type": "string"}, "tenant": {"type": "string"}, "role": {"enum": ROLES},
                   "created_at": {"type": "string"}, "revoked_at": nullable("string")})
 audit = obj({"id": {"type": "integer"}, "at": {"type": "string"}, "tenant": nullable("string"),
              "token_id": nullable("string"), "action": {"type": "string"}, "subject": nullable("string"),
@@ -89,7 +91,7 @@ schemas = {
     "CompileRequest": obj({"targets": {"type": "array", "minItems": 1, "items": {"type": "string"}}}),
     "TenantRequest": obj({"name": {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"},
                           "quota_bytes": {"type": ["integer", "null"]}}, required=["name"]),
-    "TokenRequest": obj({"tenant": {"type": "string"}, "role": {"enum": ["viewer", "uploader", "admin"]}}),
+    "TokenRequest": obj({"tenant": {"type": "string"}, "role": {"enum": ROLES}}),
 }
 
 
@@ -136,7 +138,8 @@ OFFSET_HDR = {"Upload-Offset": {"schema": {"type": "integer"}}, "Upload-Length":
 
 paths = {
     "/healthz": {"get": op("Liveness", [resp("200", "ok", headers=None)], auth=False, tag="meta")},
-    "/metrics": {"get": op("Prometheus metrics (text exposition format)", [resp("200", "metrics")], auth=False, tag="meta")},
+    "/metrics": {"get": op("Prometheus metrics (text exposition format); operator token only", [resp("200", "metrics")],
+                           ["401", "403"], tag="meta")},
     "/api/v1/openapi.json": {"get": op("This document", [resp("200", "OpenAPI 3.1")], auth=False, tag="meta")},
     "/api/v1/format-spec": {"get": op("Validation settings in force (the browser validates under exactly these)",
                                       [resp("200", "settings", "FormatSpec")], auth=False, tag="meta")},
@@ -181,18 +184,21 @@ paths = {
         [("200", {"description": "the bundle", "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}})],
         ["401", "404"], params=[P("id", "job id"), P("target", "target name")])},
     "/api/v1/admin/tenants": {
-        "post": op("Create a tenant", [resp("201", "created", "TenantResponse")], ["400", "401", "403", "409"],
+        "post": op("Create a tenant (operator only)", [resp("201", "created", "TenantResponse")], ["400", "401", "403", "409"],
                    body={"required": True} | js("TenantRequest"), tag="admin"),
-        "get": op("List tenants", [resp("200", "list", "TenantList")], ["401", "403"], tag="admin"),
+        "get": op("List tenants (a tenant admin: its own)", [resp("200", "list", "TenantList")], ["401", "403"], tag="admin"),
     },
     "/api/v1/admin/tokens": {
-        "post": op("Create a token (the secret is shown once)", [resp("201", "created", "NewToken")],
+        "post": op("Create a token, secret shown once (a tenant admin: in its tenant, up to admin)",
+                   [resp("201", "created", "NewToken")],
                    ["400", "401", "403", "404"], body={"required": True} | js("TokenRequest"), tag="admin"),
-        "get": op("List tokens (never their secrets)", [resp("200", "list", "TokenList")], ["401", "403"], tag="admin"),
+        "get": op("List tokens, never their secrets (a tenant admin: its tenant's)", [resp("200", "list", "TokenList")],
+                  ["401", "403"], tag="admin"),
     },
-    "/api/v1/admin/tokens/{id}": {"delete": op("Revoke a token", [resp("204", "revoked")], ["401", "403", "404"],
+    "/api/v1/admin/tokens/{id}": {"delete": op("Revoke a token (a tenant admin: its tenant's; never the last operator)",
+                                               [resp("204", "revoked")], ["401", "403", "404", "409"],
                                                params=[P("id", "token id")], tag="admin")},
-    "/api/v1/admin/audit": {"get": op("The audit log, newest first", [resp("200", "events", "AuditList")], ["401", "403"],
+    "/api/v1/admin/audit": {"get": op("The audit log, newest first (a tenant admin: its tenant's)", [resp("200", "events", "AuditList")], ["401", "403"],
                                       params=[{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}],
                                       tag="admin")},
 }

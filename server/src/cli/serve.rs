@@ -115,6 +115,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         runner,
         uploads: Arc::default(),
         blob_lock: Arc::default(),
+        auth_failures: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::auth::{self, Role};
+use crate::auth::{self, Revoked, Role};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,7 +20,8 @@ pub enum Action {
     Create {
         #[arg(long)]
         tenant: String,
-        /// viewer, uploader or admin.
+        /// viewer, uploader, admin (of its own tenant) or operator (tenant "admin" only: manages
+        /// every tenant).
         #[arg(long)]
         role: String,
         #[arg(long, env = "BYOM_DATA_DIR", default_value = "data")]
@@ -62,11 +63,15 @@ async fn act(action: Action) -> Result<ExitCode, Box<dyn std::error::Error>> {
             data_dir,
         } => {
             let Some(role) = Role::parse(&role) else {
-                eprintln!("role must be viewer, uploader or admin");
+                eprintln!("role must be viewer, uploader, admin or operator");
                 return Ok(ExitCode::from(2));
             };
             if !auth::valid_tenant_name(&tenant) {
                 eprintln!("tenant name: 1 to 64 of a-z, 0-9, - and _");
+                return Ok(ExitCode::from(2));
+            }
+            if let Err(why) = auth::check_role_for_tenant(&tenant, role) {
+                eprintln!("{why}");
                 return Ok(ExitCode::from(2));
             }
             std::fs::create_dir_all(&data_dir)?;
@@ -84,12 +89,20 @@ async fn act(action: Action) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Action::Revoke { id, data_dir } => {
             let db = crate::db::open(&data_dir).await?;
-            if auth::revoke_token(&db, &id, None).await? {
-                eprintln!("revoked {id}");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("no live token {id}");
-                Ok(ExitCode::from(1))
+            match auth::revoke_token(&db, &id, None).await? {
+                Revoked::Done => {
+                    eprintln!("revoked {id}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Revoked::LastOperator => {
+                    eprintln!("{id} is the last live operator token; create another operator token first (token create --tenant admin --role operator)");
+                    Ok(ExitCode::from(1))
+                }
+                // The CLI has no tenant scope, so this is only "not found".
+                Revoked::NotFound | Revoked::OperatorToken => {
+                    eprintln!("no live token {id}");
+                    Ok(ExitCode::from(1))
+                }
             }
         }
     }

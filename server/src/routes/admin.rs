@@ -1,4 +1,9 @@
-//! Admin routes: tenants, tokens, the audit log. Admin role only.
+//! Admin routes: tenants, tokens, the audit log.
+//!
+//! Two scopes (see `auth`): an operator manages every tenant and token; a tenant admin manages
+//! only its own tenant's tokens (up to `admin`) and reads only its own tenant's audit events.
+//! Every query below filters by `Principal::admin_scope`, and a foreign tenant or token id
+//! answers 404 exactly like an unknown one.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -9,7 +14,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::app::AppState;
-use crate::auth::{self, Principal, Role};
+use crate::auth::{self, Principal, Revoked, Role};
 use crate::error::ApiError;
 
 #[derive(Deserialize)]
@@ -23,7 +28,7 @@ pub async fn create_tenant(
     principal: Principal,
     Json(req): Json<TenantRequest>,
 ) -> Result<Response, ApiError> {
-    principal.require(Role::Admin)?;
+    principal.require(Role::Operator)?;
     if !auth::valid_tenant_name(&req.name) {
         return Err(ApiError::BadRequest(
             "tenant name: 1 to 64 of a-z, 0-9, - and _".into(),
@@ -65,12 +70,14 @@ pub async fn list_tenants(
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Admin)?;
-    let ids: Vec<String> = sqlx::query("SELECT id FROM tenants ORDER BY id")
-        .fetch_all(&state.db)
-        .await?
-        .iter()
-        .map(|r| r.get("id"))
-        .collect();
+    let ids: Vec<String> =
+        sqlx::query("SELECT id FROM tenants WHERE ?1 IS NULL OR id = ?1 ORDER BY id")
+            .bind(principal.admin_scope())
+            .fetch_all(&state.db)
+            .await?
+            .iter()
+            .map(|r| r.get("id"))
+            .collect();
     let mut tenants = Vec::new();
     for id in ids {
         tenants.push(tenant_json(&state, &id).await?);
@@ -91,7 +98,16 @@ pub async fn create_token(
 ) -> Result<Response, ApiError> {
     principal.require(Role::Admin)?;
     let role = Role::parse(&req.role)
-        .ok_or_else(|| ApiError::BadRequest("role: viewer, uploader or admin".into()))?;
+        .ok_or_else(|| ApiError::BadRequest("role: viewer, uploader, admin or operator".into()))?;
+    // A tenant admin names only its own tenant: another tenant, existing or not, is 404.
+    if principal
+        .admin_scope()
+        .is_some_and(|scope| scope != req.tenant)
+    {
+        return Err(ApiError::NotFound("tenant"));
+    }
+    // Nobody mints a role above their own: a tenant admin never makes an operator.
+    principal.require(role)?;
     let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = ?")
         .bind(&req.tenant)
         .fetch_optional(&state.db)
@@ -99,6 +115,8 @@ pub async fn create_token(
     if exists.is_none() {
         return Err(ApiError::NotFound("tenant"));
     }
+    auth::check_role_for_tenant(&req.tenant, role)
+        .map_err(|why| ApiError::BadRequest(why.into()))?;
     let token = auth::create_token(&state.db, &req.tenant, role, Some(&principal)).await?;
     Ok((StatusCode::CREATED, Json(json!(token))).into_response())
 }
@@ -109,8 +127,10 @@ pub async fn list_tokens(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Admin)?;
     let rows = sqlx::query(
-        "SELECT id, tenant_id, role, created_at, revoked_at FROM tokens ORDER BY created_at",
+        "SELECT id, tenant_id, role, created_at, revoked_at FROM tokens \
+         WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at",
     )
+    .bind(principal.admin_scope())
     .fetch_all(&state.db)
     .await?;
     let tokens: Vec<Value> = rows
@@ -134,10 +154,13 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Role::Admin)?;
-    if auth::revoke_token(&state.db, &id, Some(&principal)).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("token"))
+    match auth::revoke_token(&state.db, &id, Some(&principal)).await? {
+        Revoked::Done => Ok(StatusCode::NO_CONTENT),
+        Revoked::NotFound => Err(ApiError::NotFound("token")),
+        Revoked::OperatorToken => Err(ApiError::Forbidden),
+        Revoked::LastOperator => Err(ApiError::Conflict(
+            "this is the last live operator token; mint another operator token first".into(),
+        )),
     }
 }
 
@@ -153,10 +176,16 @@ pub async fn audit(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Admin)?;
     let limit = q.limit.unwrap_or(200).clamp(1, 10_000);
-    let rows = sqlx::query("SELECT id, at, tenant_id, token_id, action, subject, detail FROM audit ORDER BY id DESC LIMIT ?")
-        .bind(limit)
-        .fetch_all(&state.db)
-        .await?;
+    // A tenant admin sees the events its own tenant's tokens caused (including refused
+    // attempts with them); events without a tenant (anonymous 401s) are the operator's.
+    let rows = sqlx::query(
+        "SELECT id, at, tenant_id, token_id, action, subject, detail FROM audit \
+         WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY id DESC LIMIT ?2",
+    )
+    .bind(principal.admin_scope())
+    .bind(limit)
+    .fetch_all(&state.db)
+    .await?;
     let events: Vec<Value> = rows
         .iter()
         .map(|r| {

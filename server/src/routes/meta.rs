@@ -1,5 +1,5 @@
-//! Unauthenticated routes: health, metrics, the format spec the browser validates under, and
-//! the OpenAPI document.
+//! Meta routes: health, the format spec the browser validates under and the OpenAPI document
+//! (unauthenticated), and metrics (operator token only).
 
 use axum::extract::State;
 use axum::http::header;
@@ -8,6 +8,8 @@ use axum::Json;
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
 
 /// The OpenAPI 3.1 document of this API (kept next to the code in `server/openapi.json`).
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -16,15 +18,21 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus metrics. They are server-wide (every tenant's upload counts and bytes, queue
+/// depth), so only an operator token reads them: a tenant admin gets 403, no token 401.
+pub async fn metrics(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Role::Operator)?;
     let counts = state.queue.counts().await.unwrap_or_default();
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(&counts),
-    )
+    ))
 }
 
 /// The settings (limits, required torch) in force, so the browser validates under exactly
