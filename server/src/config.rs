@@ -62,6 +62,21 @@ pub struct ServeArgs {
     /// TEST ONLY: every worker sleeps this long before compiling (to test kills and queues).
     #[arg(long, env = "BYOM_TEST_WORKER_DELAY_MS", hide = true)]
     pub test_worker_delay_ms: Option<u64>,
+
+    // --- Upload resources per tenant (see docs/security.md) ---
+    /// Resumable uploads a tenant may have open at once; more are refused with 429 [default: 4].
+    #[arg(long, env = "BYOM_MAX_OPEN_UPLOADS_PER_TENANT")]
+    pub max_open_uploads_per_tenant: Option<u64>,
+    /// Upload requests (PUT or PATCH) of one tenant receiving at once; more get 429 [default: 4].
+    #[arg(long, env = "BYOM_MAX_CONCURRENT_UPLOADS_PER_TENANT")]
+    pub max_concurrent_uploads_per_tenant: Option<u64>,
+    /// Upload requests of all tenants receiving at once; more get 429 [default: 64].
+    #[arg(long, env = "BYOM_MAX_CONCURRENT_UPLOADS")]
+    pub max_concurrent_uploads: Option<u64>,
+    /// Free bytes on the data disk that uploads may never use, so deletes, expiry and the
+    /// database keep working when it fills; uploads get 507 instead [default: 64 MiB].
+    #[arg(long, env = "BYOM_DISK_RESERVE_BYTES")]
+    pub disk_reserve_bytes: Option<u64>,
 }
 
 /// The same settings as read from a `--config` TOML file.
@@ -81,6 +96,11 @@ struct FileConfig {
     required_torch: Option<String>,
     settings: Option<PathBuf>,
     default_quota_bytes: Option<u64>,
+    // Upload resources per tenant.
+    max_open_uploads_per_tenant: Option<u64>,
+    max_concurrent_uploads_per_tenant: Option<u64>,
+    max_concurrent_uploads: Option<u64>,
+    disk_reserve_bytes: Option<u64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -100,6 +120,11 @@ pub struct Config {
     pub settings: byom_core::Settings,
     pub test_disk_limit: Option<u64>,
     pub test_worker_delay_ms: Option<u64>,
+    // Upload resources per tenant.
+    pub max_open_uploads_per_tenant: u64,
+    pub max_concurrent_uploads_per_tenant: u64,
+    pub max_concurrent_uploads: u64,
+    pub disk_reserve_bytes: u64,
 }
 
 /// Why the configuration could not be assembled.
@@ -209,6 +234,26 @@ impl Config {
             settings,
             test_disk_limit: args.test_disk_limit,
             test_worker_delay_ms: args.test_worker_delay_ms,
+            // Upload resources per tenant; a limit of 0 would refuse every upload, so 1 is the least.
+            max_open_uploads_per_tenant: args
+                .max_open_uploads_per_tenant
+                .or(file.max_open_uploads_per_tenant)
+                .unwrap_or(4)
+                .max(1),
+            max_concurrent_uploads_per_tenant: args
+                .max_concurrent_uploads_per_tenant
+                .or(file.max_concurrent_uploads_per_tenant)
+                .unwrap_or(4)
+                .max(1),
+            max_concurrent_uploads: args
+                .max_concurrent_uploads
+                .or(file.max_concurrent_uploads)
+                .unwrap_or(64)
+                .max(1),
+            disk_reserve_bytes: args
+                .disk_reserve_bytes
+                .or(file.disk_reserve_bytes)
+                .unwrap_or(64 * MIB),
         })
     }
 }
