@@ -290,10 +290,13 @@ pub async fn append(
         .try_start(&state.config, &principal.tenant)?;
     let path = part_path(&state, &id);
     let (token, slot) = take_slot(&state, &id)?;
-    let (kept, result) = write_part(
-        &state, &principal, &id, &name, length, claimed, &token, slot, body,
-    )
-    .await;
+    let upload = Upload {
+        id: &id,
+        name: &name,
+        length,
+    };
+    let (kept, result) =
+        write_part(&state, &principal, upload, claimed, (&token, slot), body).await;
     // Whatever happened, the slot is this request's no more. If the upload was deleted
     // meanwhile, this request removes the bytes the DELETE left to it.
     if !put_back(&state, &id, &token, kept) {
@@ -308,18 +311,25 @@ pub async fn append(
 /// How a `PATCH` ended: the state to keep for the next one (`None`: forget it), and the answer.
 type Written = (Option<Box<IngestState>>, Result<Response, ApiError>);
 
-#[allow(clippy::too_many_arguments)] // one request's parts, each used once
+/// The upload a `PATCH` writes to, as its row says.
+#[derive(Clone, Copy)]
+struct Upload<'a> {
+    id: &'a str,
+    name: &'a str,
+    length: u64,
+}
+
+/// Append `body` at `claimed` (which must be the bytes on disk), holding the upload's slot
+/// (its token and the state it held); complete the upload with its last byte.
 async fn write_part(
     state: &AppState,
     principal: &Principal,
-    id: &str,
-    name: &str,
-    length: u64,
+    upload: Upload<'_>,
     claimed: u64,
-    token: &SlotToken,
-    slot: Option<Box<IngestState>>,
+    (token, slot): (&SlotToken, Option<Box<IngestState>>),
     body: Body,
 ) -> Written {
+    let Upload { id, name, length } = upload;
     let path = part_path(state, id);
     let offset = match std::fs::metadata(&path) {
         Ok(m) => m.len(),
