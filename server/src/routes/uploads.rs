@@ -209,8 +209,10 @@ pub async fn abort(
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        crate::audit::record(&mut *tx, Some(&principal), "upload.abort", &id, "").await?;
-        tx.commit().await?;
+        if n > 0 {
+            crate::audit::record(&mut *tx, Some(&principal), "upload.abort", &id, "").await?;
+            tx.commit().await?;
+        }
         Ok::<u64, sqlx::Error>(n)
     }
     .await;
