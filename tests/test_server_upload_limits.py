@@ -118,6 +118,22 @@ def test_concurrent_creates_cannot_together_pass_the_quota(tmp_path):
         s.stop()
 
 
+def test_expiry_frees_the_reservation(tmp_path):
+    s = Server(tmp_path / "data", "--upload-expiry-s", "2").start()
+    try:
+        tok = s.tenant_token("exp", "uploader", quota=10_000)
+        uid = s.check(create(s, tok, 10_000), 201, "UploadStatus")["upload_id"]
+        s.error(create(s, tok, 1), 413, "quota_exceeded")
+        deadline = time.time() + 15
+        while (r := create(s, tok, 1)).status_code == 413 and time.time() < deadline:
+            time.sleep(0.3)
+        s.check(r, 201, "UploadStatus")
+        s.error(s.call("GET", f"/api/v1/uploads/{uid}", tok), 404, "not_found")
+        assert [e for e in audit_actions(s) if e["action"] == "upload.expire" and e["subject"] == uid]
+    finally:
+        s.stop()
+
+
 # --- finding 4: a full disk keeps the reserve, so deletes still work ------------------------------
 
 
