@@ -343,7 +343,8 @@ pub async fn commit(
     let reserved = open_reserved(&state.db, &principal.tenant, source.upload_id()).await?;
     let used = stored.saturating_add(reserved);
     if used.saturating_add(size) > quota {
-        // Only when the quota was lowered after a resumable upload reserved its length.
+        // A PUT that lost a race with others of its tenant, or a resumable upload whose
+        // tenant's quota was lowered after it reserved its length.
         discard(state, tmp);
         let mut tx = state.db.begin().await?;
         if end_upload(&mut tx, principal, source, "over quota").await? {
