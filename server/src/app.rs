@@ -23,10 +23,19 @@ use crate::storage::{BlobStore, DiskBudget};
 
 /// A resumable upload's in-memory state between requests.
 pub enum UploadSlot {
-    /// A PATCH is writing to it now.
-    Busy,
+    /// A PATCH is writing to it now. Sending `true` tells it that the upload was deleted: it
+    /// stops reading, drops its buffers and removes the file. The `Arc` is the PATCH's own, so
+    /// it can tell its slot from a later one.
+    Busy(Arc<tokio::sync::watch::Sender<bool>>),
     /// Idle, with the validator state for the bytes on disk.
     Ready(Box<IngestState>),
+}
+
+/// Uploads in memory: the resumable uploads' slots and the limits on uploads receiving at once.
+#[derive(Default)]
+pub struct Uploads {
+    pub slots: std::sync::Mutex<HashMap<String, UploadSlot>>,
+    pub limiter: crate::ingest::Limiter,
 }
 
 #[derive(Clone)]
@@ -38,7 +47,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub queue: Arc<dyn JobQueue>,
     pub runner: Arc<Runner>,
-    pub uploads: Arc<std::sync::Mutex<HashMap<String, UploadSlot>>>,
+    pub uploads: Arc<Uploads>,
     /// Serialises "commit blob + insert row" against "delete row + maybe delete blob", so a
     /// blob is never removed while another upload of the same bytes is being committed.
     pub blob_lock: Arc<tokio::sync::Mutex<()>>,

@@ -70,6 +70,21 @@ pub struct ServeArgs {
     /// Most audit rows of refused requests kept; the oldest are deleted [default: 10000].
     #[arg(long, env = "BYOM_AUDIT_AUTH_FAILURES_MAX_ROWS")]
     pub audit_auth_failures_max_rows: Option<u64>,
+
+    // --- Upload resources per tenant (see docs/security.md) ---
+    /// Resumable uploads a tenant may have open at once; more are refused with 429 [default: 4].
+    #[arg(long, env = "BYOM_MAX_OPEN_UPLOADS_PER_TENANT")]
+    pub max_open_uploads_per_tenant: Option<u64>,
+    /// Upload requests (PUT or PATCH) of one tenant receiving at once; more get 429 [default: 4].
+    #[arg(long, env = "BYOM_MAX_CONCURRENT_UPLOADS_PER_TENANT")]
+    pub max_concurrent_uploads_per_tenant: Option<u64>,
+    /// Upload requests of all tenants receiving at once; more get 429 [default: 64].
+    #[arg(long, env = "BYOM_MAX_CONCURRENT_UPLOADS")]
+    pub max_concurrent_uploads: Option<u64>,
+    /// Free bytes on the data disk that uploads may never use, so deletes, expiry and the
+    /// database keep working when it fills; uploads get 507 instead [default: 64 MiB].
+    #[arg(long, env = "BYOM_DISK_RESERVE_BYTES")]
+    pub disk_reserve_bytes: Option<u64>,
 }
 
 /// The same settings as read from a `--config` TOML file.
@@ -92,6 +107,11 @@ struct FileConfig {
     // --- audit of refused requests (admin scope) ---
     audit_auth_failures_per_minute: Option<u32>,
     audit_auth_failures_max_rows: Option<u64>,
+    // Upload resources per tenant.
+    max_open_uploads_per_tenant: Option<u64>,
+    max_concurrent_uploads_per_tenant: Option<u64>,
+    max_concurrent_uploads: Option<u64>,
+    disk_reserve_bytes: Option<u64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -114,6 +134,11 @@ pub struct Config {
     // --- audit of refused requests (admin scope) ---
     pub audit_auth_failures_per_minute: u32,
     pub audit_auth_failures_max_rows: u64,
+    // Upload resources per tenant.
+    pub max_open_uploads_per_tenant: u64,
+    pub max_concurrent_uploads_per_tenant: u64,
+    pub max_concurrent_uploads: u64,
+    pub disk_reserve_bytes: u64,
 }
 
 /// Why the configuration could not be assembled.
@@ -232,6 +257,26 @@ impl Config {
                 .audit_auth_failures_max_rows
                 .or(file.audit_auth_failures_max_rows)
                 .unwrap_or(10_000),
+            // Upload resources per tenant; a limit of 0 would refuse every upload, so 1 is the least.
+            max_open_uploads_per_tenant: args
+                .max_open_uploads_per_tenant
+                .or(file.max_open_uploads_per_tenant)
+                .unwrap_or(4)
+                .max(1),
+            max_concurrent_uploads_per_tenant: args
+                .max_concurrent_uploads_per_tenant
+                .or(file.max_concurrent_uploads_per_tenant)
+                .unwrap_or(4)
+                .max(1),
+            max_concurrent_uploads: args
+                .max_concurrent_uploads
+                .or(file.max_concurrent_uploads)
+                .unwrap_or(64)
+                .max(1),
+            disk_reserve_bytes: args
+                .disk_reserve_bytes
+                .or(file.disk_reserve_bytes)
+                .unwrap_or(64 * MIB),
         })
     }
 }

@@ -24,7 +24,7 @@ pub enum ApiError {
     OffsetMismatch { offset: u64 },
     #[error("upload exceeds the limit of {limit} bytes")]
     TooLarge { limit: u64 },
-    #[error("upload would exceed the tenant's quota of {quota} bytes ({used} bytes in use)")]
+    #[error("upload would exceed the tenant's quota of {quota} bytes ({used} bytes in use or reserved by open resumable uploads)")]
     QuotaExceeded { quota: u64, used: u64 },
     #[error("the package is invalid")]
     InvalidPackage(Box<byom_core::Report>),
@@ -34,12 +34,20 @@ pub enum ApiError {
     DiskFull,
     #[error("the job queue is full; retry later")]
     QueueFull { retry_after_s: u64 },
+    #[error("this tenant has {limit} resumable uploads open (the most allowed); finish or delete one first")]
+    TooManyOpenUploads { limit: u64 },
+    #[error("{limit} uploads of {scope} are already in progress (the most allowed); retry later")]
+    TooManyConcurrentUploads {
+        scope: &'static str,
+        limit: u64,
+        retry_after_s: u64,
+    },
     #[error("internal error")]
     Internal(String),
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
@@ -53,11 +61,14 @@ impl ApiError {
             ApiError::IdleTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::QueueFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyOpenUploads { .. } | ApiError::TooManyConcurrentUploads { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    fn code(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
@@ -71,6 +82,8 @@ impl ApiError {
             ApiError::IdleTimeout(_) => "idle_timeout",
             ApiError::DiskFull => "disk_full",
             ApiError::QueueFull { .. } => "queue_full",
+            ApiError::TooManyOpenUploads { .. } => "too_many_open_uploads",
+            ApiError::TooManyConcurrentUploads { .. } => "too_many_concurrent_uploads",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -106,7 +119,8 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {
-            ApiError::QueueFull { retry_after_s } => {
+            ApiError::QueueFull { retry_after_s }
+            | ApiError::TooManyConcurrentUploads { retry_after_s, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
             }
             ApiError::Unauthorized => {

@@ -68,6 +68,60 @@ impl DiskBudget {
     }
 }
 
+impl DiskBudget {
+    /// Free bytes under the test limit (`None` without one: the real file system decides).
+    fn test_free(&self) -> Option<u64> {
+        self.limit
+            .map(|l| l.saturating_sub(self.used.load(Ordering::SeqCst)))
+    }
+}
+
+/// Free bytes an unprivileged process may use on the file system holding `dir` (statvfs).
+#[allow(unsafe_code)] // statvfs(3) has no safe wrapper in std
+pub fn free_space(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a plain C struct statvfs fills in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    let (blocks, block_size) = (st.f_bavail as u64, st.f_frsize as u64);
+    Ok(blocks.saturating_mul(block_size))
+}
+
+/// The gate every upload byte passes before it is written: the test budget, and the disk
+/// reserve. Upload bytes may never eat into the last `reserve` free bytes of the data disk, so
+/// that on a "full" disk deleting an upload or a package, expiring uploads, the audit log and
+/// SQLite's WAL still have room (a full disk once made every DELETE fail, which then freed
+/// nothing). Past the reserve a write fails with ENOSPC, which becomes the usual 507.
+#[derive(Debug, Clone)]
+pub struct DiskGate {
+    pub budget: Arc<DiskBudget>,
+    pub dir: PathBuf,
+    pub reserve: u64,
+}
+
+impl DiskGate {
+    /// Account for `n` bytes about to be written, or fail with ENOSPC.
+    pub fn take(&self, n: u64) -> io::Result<()> {
+        self.budget.reserve(n)?;
+        let left = match self.budget.test_free() {
+            Some(free_after) => Some(free_after),
+            None => free_space(&self.dir)
+                .map(|free| free.checked_sub(n))
+                .unwrap_or(Some(u64::MAX)), // cannot tell: the write itself will say
+        };
+        if left.is_none_or(|l| l < self.reserve) {
+            self.budget.release(n);
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        Ok(())
+    }
+}
+
 /// Is this I/O error "no space left" (a real ENOSPC, EDQUOT, or the test budget's)?
 pub fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
@@ -172,6 +226,27 @@ mod tests {
         b.release(10);
         assert!(b.reserve(10).is_ok());
         assert!(DiskBudget::new(None, u64::MAX).reserve(u64::MAX).is_ok());
+    }
+
+    #[test]
+    fn the_gate_keeps_the_reserve_free() {
+        let gate = DiskGate {
+            budget: DiskBudget::new(Some(100), 40),
+            dir: std::env::temp_dir(),
+            reserve: 20,
+        };
+        assert!(gate.take(40).is_ok()); // 20 left = the reserve: still fine
+        assert!(is_disk_full(&gate.take(1).unwrap_err()));
+        gate.budget.release(10);
+        assert!(gate.take(10).is_ok());
+        // On the real disk: nobody has u64::MAX bytes free.
+        let real = DiskGate {
+            budget: DiskBudget::new(None, 0),
+            dir: std::env::temp_dir(),
+            reserve: u64::MAX,
+        };
+        assert!(is_disk_full(&real.take(1).unwrap_err()));
+        assert!(free_space(&std::env::temp_dir()).unwrap() > 0);
     }
 
     #[test]

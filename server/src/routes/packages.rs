@@ -4,7 +4,10 @@
 //! every upload is received and written to a temp file in full, validated, and answered with a
 //! new package of the caller's own; only at commit is the temp file either renamed into the
 //! blob store or removed because the blob exists. A tenant's quota counts its own packages'
-//! sizes, shared or not.
+//! sizes, shared or not, plus the declared length of each of its open resumable uploads (from
+//! the moment it is created), so open uploads cannot take more disk than the quota.
+//!
+//! Refused uploads (413, 422, 507) are audited as `upload.reject`.
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -56,13 +59,78 @@ pub async fn usage(state: &AppState, tenant: &str) -> Result<(u64, u64), ApiErro
     Ok((u64::try_from(used).unwrap_or(0), quota))
 }
 
-/// What this request may still send: the smaller of the size limit and the quota left.
+/// Bytes reserved by the tenant's open resumable uploads (their declared lengths), but for
+/// `except` (an upload being completed, whose reservation becomes its package).
+pub async fn open_reserved<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    tenant: &str,
+    except: &str,
+) -> Result<u64, ApiError> {
+    let reserved: i64 = sqlx::query(
+        "SELECT COALESCE(SUM(length), 0) AS n FROM uploads WHERE tenant_id = ? AND id != ?",
+    )
+    .bind(tenant)
+    .bind(except)
+    .fetch_one(db)
+    .await?
+    .get("n");
+    Ok(u64::try_from(reserved).unwrap_or(0))
+}
+
+/// (bytes stored or reserved by open resumable uploads, quota) of a tenant.
+pub async fn usage_and_reserved(state: &AppState, tenant: &str) -> Result<(u64, u64), ApiError> {
+    let (used, quota) = usage(state, tenant).await?;
+    let reserved = open_reserved(&state.db, tenant, "").await?;
+    Ok((used.saturating_add(reserved), quota))
+}
+
+/// The gate upload bytes pass before they are written (test budget, disk reserve).
+pub fn disk_gate(state: &AppState) -> crate::storage::DiskGate {
+    crate::storage::DiskGate {
+        budget: state.budget.clone(),
+        dir: state.config.data_dir.clone(),
+        reserve: state.config.disk_reserve_bytes,
+    }
+}
+
+/// Audit a refused upload (413, 422, 507): who tried what, and why it was refused. Best
+/// effort: on a full disk the record itself may not fit, which must not turn a 507 into a 500.
+pub async fn audit_rejected(
+    state: &AppState,
+    principal: &Principal,
+    subject: &str,
+    name: &str,
+    error: &ApiError,
+) {
+    let status = error.status().as_u16();
+    if !matches!(status, 413 | 422 | 507) {
+        return;
+    }
+    let detail = format!(
+        "name={name} status={status} error={}: {error}",
+        error.code()
+    );
+    if let Err(e) = crate::audit::record(
+        &state.db,
+        Some(principal),
+        "upload.reject",
+        subject,
+        &detail,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "could not audit a refused upload");
+    }
+}
+
+/// What this request may still send: the smaller of the size limit and the quota left (open
+/// resumable uploads' declared lengths count as used).
 pub async fn allowance(
     state: &AppState,
     tenant: &str,
     already: u64,
 ) -> Result<Allowance, ApiError> {
-    let (used, quota) = usage(state, tenant).await?;
+    let (used, quota) = usage_and_reserved(state, tenant).await?;
     let limit = state.config.max_upload_bytes;
     let size_left = limit.saturating_sub(already);
     let quota_left = quota.saturating_sub(used).saturating_sub(already);
@@ -123,8 +191,26 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     principal.require(Role::Uploader)?;
     let name = clean_name(q.name.as_deref())?;
-    let allowance = allowance(&state, &principal.tenant, 0).await?;
-    if let Some(len) = content_length(&headers) {
+    let result = receive_package(&state, &principal, &name, &headers, body).await;
+    if let Err(e) = &result {
+        audit_rejected(&state, &principal, "", &name, e).await;
+    }
+    result
+}
+
+async fn receive_package(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let _permit = state
+        .uploads
+        .limiter
+        .try_start(&state.config, &principal.tenant)?;
+    let allowance = allowance(state, &principal.tenant, 0).await?;
+    if let Some(len) = content_length(headers) {
         if len > allowance.max_bytes {
             Metrics::inc(&state.metrics.uploads_failed, 1);
             return Err(match allowance.over {
@@ -135,47 +221,135 @@ pub async fn upload(
             });
         }
     }
-    let (tmp, file) = temp_file(&state)?;
+    let (tmp, file) = temp_file(state)?;
     let idle = std::time::Duration::from_secs(state.config.idle_timeout_s);
     let fresh = IngestState::new(&state.config.settings);
-    let (ingest_state, outcome) =
-        ingest::receive(fresh, file, body, idle, allowance, state.budget.clone()).await;
+    let (ingest_state, outcome) = ingest::receive(
+        fresh,
+        file,
+        body,
+        idle,
+        allowance,
+        disk_gate(state),
+        std::future::pending(),
+    )
+    .await;
     Metrics::inc(&state.metrics.upload_bytes, ingest_state.bytes);
     if let Err(e) = outcome {
-        discard(&state, &tmp);
+        discard(state, &tmp);
         Metrics::inc(&state.metrics.uploads_failed, 1);
         tracing::warn!(tenant = %principal.tenant, error = %e, "upload failed; nothing stored");
         return Err(e);
     }
     let size = ingest_state.bytes;
     let (report, sha256) = ingest_state.finish();
-    let package = commit(&state, &principal, &name, &tmp, report, &sha256, size).await?;
+    let package = commit(
+        state,
+        principal,
+        name,
+        Source::Put(&tmp),
+        report,
+        &sha256,
+        size,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(json!({ "package": package }))).into_response())
 }
 
+/// Where the bytes being committed came from.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    /// A `PUT`'s temp file.
+    Put(&'a std::path::Path),
+    /// A completed resumable upload: its row (and quota reservation) ends in the same
+    /// transaction that creates the package.
+    Resumable {
+        id: &'a str,
+        path: &'a std::path::Path,
+    },
+}
+
+impl Source<'_> {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Source::Put(p) | Source::Resumable { path: p, .. } => p,
+        }
+    }
+
+    fn upload_id(&self) -> &str {
+        match self {
+            Source::Put(_) => "",
+            Source::Resumable { id, .. } => id,
+        }
+    }
+}
+
+/// End a completed resumable upload's row in `tx`; false when it is already gone (deleted
+/// while its last bytes arrived), which means nothing may be stored.
+async fn end_upload(
+    tx: &mut sqlx::SqliteConnection,
+    principal: &Principal,
+    source: Source<'_>,
+    outcome: &str,
+) -> Result<bool, ApiError> {
+    let Source::Resumable { id, .. } = source else {
+        return Ok(true);
+    };
+    let gone = sqlx::query("DELETE FROM uploads WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if gone == 0 {
+        return Ok(false);
+    }
+    crate::audit::record(&mut *tx, Some(principal), "upload.complete", id, outcome).await?;
+    Ok(true)
+}
+
+fn deleted_meanwhile() -> ApiError {
+    ApiError::Conflict("the upload was deleted while its last bytes arrived; nothing stored".into())
+}
+
 /// Turn a fully received, validated temp file into a package of the caller (or refuse it).
-/// The temp file is gone afterwards either way.
+/// The temp file (and a resumable upload's row) is gone afterwards either way.
 pub async fn commit(
     state: &AppState,
     principal: &Principal,
     name: &str,
-    tmp: &std::path::Path,
+    source: Source<'_>,
     report: byom_core::Report,
     sha256: &str,
     size: u64,
 ) -> Result<Value, ApiError> {
+    let tmp = source.path();
     if !report.valid {
+        let mut tx = state.db.begin().await?;
+        let ended = end_upload(&mut tx, principal, source, "invalid package").await;
         discard(state, tmp);
+        if !ended? {
+            return Err(deleted_meanwhile());
+        }
+        tx.commit().await?;
         Metrics::inc(&state.metrics.uploads_rejected, 1);
         tracing::info!(tenant = %principal.tenant, name, errors = report.errors.len(), "upload rejected: invalid package; nothing stored");
         return Err(ApiError::InvalidPackage(Box::new(report)));
     }
     let report_json = serde_json::to_string(&report).map_err(ApiError::internal)?;
     let _guard = state.blob_lock.lock().await;
-    // Quota again, now that concurrent uploads of this tenant are serialised.
-    let (used, quota) = usage(state, &principal.tenant).await?;
+    // Quota again, now that concurrent uploads of this tenant are serialised: stored bytes plus
+    // the other open uploads' reservations (this upload's own becomes the package).
+    let (stored, quota) = usage(state, &principal.tenant).await?;
+    let reserved = open_reserved(&state.db, &principal.tenant, source.upload_id()).await?;
+    let used = stored.saturating_add(reserved);
     if used.saturating_add(size) > quota {
+        // A PUT that lost a race with others of its tenant, or a resumable upload whose
+        // tenant's quota was lowered after it reserved its length.
         discard(state, tmp);
+        let mut tx = state.db.begin().await?;
+        if end_upload(&mut tx, principal, source, "over quota").await? {
+            tx.commit().await?;
+        }
         Metrics::inc(&state.metrics.uploads_failed, 1);
         return Err(ApiError::QuotaExceeded { quota, used });
     }
@@ -197,6 +371,19 @@ pub async fn commit(
     let now = crate::ids::now();
     let size_i = i64::try_from(size).map_err(ApiError::internal)?;
     let mut tx = state.db.begin().await?;
+    if !end_upload(&mut tx, principal, source, &format!("package {id}")).await? {
+        drop(tx);
+        // The bytes are in the blob store now: remove them unless a package has them (the
+        // blob lock is held, so no other commit or delete of this blob runs meanwhile).
+        let referenced = sqlx::query("SELECT 1 FROM packages WHERE sha256 = ? LIMIT 1")
+            .bind(sha256)
+            .fetch_optional(&state.db)
+            .await?;
+        if referenced.is_none() {
+            let _ = state.store.delete(sha256);
+        }
+        return Err(deleted_meanwhile());
+    }
     sqlx::query("INSERT OR IGNORE INTO blobs (sha256, size, created_at) VALUES (?, ?, ?)")
         .bind(sha256)
         .bind(size_i)
