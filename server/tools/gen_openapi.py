@@ -113,13 +113,16 @@ ERR = {c: {"description": d} | js("Error") for c, d in {
     "404": "Not found (also for other tenants' ids)", "409": "Conflict", "413": "Too large or over quota",
     "408": "Upload idle for too long", "422": "Invalid package: the report says why; nothing was stored",
     "503": "Job queue full (Retry-After header)", "507": "Disk full; nothing was stored",
+    "429": "Too many uploads of this tenant (or of all tenants) receiving at once; Retry-After says when to retry",
+    "429-open": "The tenant has the most resumable uploads open that it may",
 }.items()}
 
 
 def op(summary, responses, errors=(), body=None, params=(), auth=True, tag="api"):
     o = {"summary": summary, "tags": [tag], "responses": dict(responses)}
     for e in errors:
-        o["responses"][e] = ERR[e]
+        # "429-open": a second wording of 429 (the same status, another cause).
+        o["responses"][e.split("-")[0]] = ERR[e]
     if body:
         o["requestBody"] = body
     if params:
@@ -145,7 +148,7 @@ paths = {
                                       [resp("200", "settings", "FormatSpec")], auth=False, tag="meta")},
     "/api/v1/packages": {
         "put": op("Upload a package (raw .tar.gz body), validated while it streams in",
-                  [resp("201", "stored", "PackageResponse")], ["400", "401", "403", "408", "413", "422", "507"],
+                  [resp("201", "stored", "PackageResponse")], ["400", "401", "403", "408", "413", "422", "429", "507"],
                   body=RAW, params=[NAME]),
         "get": op("This tenant's packages", [resp("200", "list", "PackageList")], ["401"]),
     },
@@ -162,7 +165,7 @@ paths = {
     },
     "/api/v1/uploads": {
         "post": op("Open a resumable upload", [resp("201", "opened", "UploadStatus", OFFSET_HDR)],
-                   ["400", "401", "403", "413", "507"], params=[NAME, H("Upload-Length", "total bytes")]),
+                   ["400", "401", "403", "413", "429-open", "507"], params=[NAME, H("Upload-Length", "total bytes")]),
     },
     "/api/v1/uploads/{id}": {
         "get": op("Bytes received so far", [resp("200", "offset", "UploadStatus", OFFSET_HDR)], ["401", "404"],
@@ -171,7 +174,7 @@ paths = {
                    params=[P("id", "upload id")]),
         "patch": op("Append bytes at Upload-Offset; the last byte validates and stores the package",
                     [resp("200", "more expected", "UploadStatus", OFFSET_HDR), resp("201", "complete and stored", "PackageResponse")],
-                    ["400", "401", "403", "404", "408", "409", "413", "422", "507"],
+                    ["400", "401", "403", "404", "408", "409", "413", "422", "429", "507"],
                     params=[P("id", "upload id"), H("Upload-Offset", "where these bytes start")], body=RAW),
         "delete": op("Abandon an upload", [resp("204", "removed")], ["401", "403", "404"], params=[P("id", "upload id")]),
     },
