@@ -1174,8 +1174,7 @@ pub(crate) mod tests {
         );
         let cd = (0..z.len())
             .rev()
-            .filter(|&i| z[i..].starts_with(&SIG_CENTRAL))
-            .next()
+            .find(|&i| z[i..].starts_with(&SIG_CENTRAL))
             .unwrap();
         z[cd + 42..cd + 46].copy_from_slice(&0u32.to_le_bytes());
         let v = scan(&z, 5);
