@@ -339,9 +339,10 @@ pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
         }
     }
     insp.globals = names(&all_globals);
+    // In PyTorchStreamReader's order: `.data/version` when present, else `version`.
     insp.archive_version = view
-        .record("version")
-        .or_else(|| view.record(".data/version"))
+        .record(".data/version")
+        .or_else(|| view.record("version"))
         .and_then(|r| {
             std::str::from_utf8(&r.data)
                 .ok()
