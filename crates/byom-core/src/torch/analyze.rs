@@ -317,7 +317,8 @@ pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
     // torch looks them up (ASCII case-insensitively: `DATA.PKL` is its data.pkl).
     let mut all_globals: Vec<(String, String)> = Vec::new();
     let mut data_pickle: Option<Pickle> = None;
-    for (name, rec) in &view.records {
+    let shadowed = view.shadowed.iter().map(|(n, r)| (n, r));
+    for (name, rec) in view.records.iter().chain(shadowed) {
         let key = view.key(name);
         let rel = key.as_str();
         let hidden_pickle =

@@ -129,6 +129,11 @@ fn duplicate_data_pkl_hostile_first_is_refused() {
         dup.message
     );
     assert_eq!(dup.severity, Severity::Error);
+    // Both records are walked: the payload is named whichever one torch would read.
+    assert!(codes(&issues).contains(&"BYOM602"), "{issues:?}");
+    let z = benign_zip_with(&[("archive/data.pkl", OS_SYSTEM_P0)], false);
+    let issues = assert_refused(&z, "BYOM613");
+    assert!(codes(&issues).contains(&"BYOM602"), "{issues:?}");
 }
 
 #[test]

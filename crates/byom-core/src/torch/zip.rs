@@ -113,6 +113,8 @@ pub struct ZipView {
     pub central: Vec<CentralEntry>,
     /// Records kept, by full entry name.
     pub records: BTreeMap<String, Record>,
+    /// Later records whose name is already in `records` (a duplicate, refused as BYOM613).
+    pub shadowed: Vec<(String, Record)>,
     pub problems: Vec<ZipProblem>,
 }
 
@@ -505,7 +507,13 @@ impl ZipScanner {
                     return;
                 }
             };
-            self.view.records.insert(name, record);
+            if self.view.records.contains_key(&name) {
+                // A second record of one name (refused, BYOM613): kept aside, still walked, so
+                // a payload is named whichever of the two torch would read.
+                self.view.shadowed.push((name, record));
+            } else {
+                self.view.records.insert(name, record);
+            }
         }
     }
 
@@ -1079,6 +1087,12 @@ pub(crate) mod tests {
             "{dup:?}"
         );
         assert!(!has(&v, |p| matches!(p, ZipProblem::NameMismatch(_))));
+        // Neither record is dropped: the first stays the record, the second is kept aside.
+        assert!(v
+            .record("data.pkl")
+            .is_some_and(|r| r.data.starts_with(b"cos")));
+        assert_eq!(v.shadowed.len(), 1);
+        assert!(v.shadowed[0].1.data.starts_with(b"\x80\x02"));
     }
 
     #[test]
