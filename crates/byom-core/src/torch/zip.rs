@@ -507,12 +507,15 @@ impl ZipScanner {
                     return;
                 }
             };
-            if self.view.records.contains_key(&name) {
+            match self.view.records.entry(name) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(record);
+                }
                 // A second record of one name (refused, BYOM613): kept aside, still walked, so
                 // a payload is named whichever of the two torch would read.
-                self.view.shadowed.push((name, record));
-            } else {
-                self.view.records.insert(name, record);
+                std::collections::btree_map::Entry::Occupied(o) => {
+                    self.view.shadowed.push((o.key().clone(), record));
+                }
             }
         }
     }
