@@ -298,20 +298,29 @@ pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
             ZipProblem::Corrupt(m) => rules::CORRUPT.issue(f, m.clone()),
             ZipProblem::NameMismatch(m) => rules::NAME_MISMATCH.issue(f, m.clone()),
             ZipProblem::Limit(m) => rules::MODEL_LIMIT.issue(f, m.clone()),
+            ZipProblem::DuplicateName(m) => rules::DUPLICATE_NAME.issue(f, m.clone()),
+            ZipProblem::CaseCollision(m) => rules::CASE_COLLISION.issue(f, m.clone()),
+            ZipProblem::OutsidePrefix(m) => rules::OUTSIDE_PREFIX.issue(f, m.clone()),
         });
     }
     let wl = walk_limits(ctx.settings);
-    let torchscript = view.record("constants.pkl").is_some()
+    // TorchScript (which widens the allowlist) only by the exact names: torch.load decides it
+    // with `"constants.pkl" in get_all_records()`, a case-sensitive test, and would unpickle a
+    // `CONSTANTS.PKL` archive's data.pkl as a plain pickle; such a file is judged as one here.
+    let torchscript = view.records.keys().any(|n| view.rel(n) == "constants.pkl")
         || view
             .local
             .iter()
             .any(|e| view.rel(&e.name).starts_with("code/"));
 
-    // Every pickle in the zip is walked for globals, not only data.pkl.
+    // Every pickle in the zip is walked for globals, not only data.pkl. Names are compared as
+    // torch looks them up (ASCII case-insensitively: `DATA.PKL` is its data.pkl).
     let mut all_globals: Vec<(String, String)> = Vec::new();
     let mut data_pickle: Option<Pickle> = None;
-    for (name, rec) in &view.records {
-        let rel = view.rel(name);
+    let shadowed = view.shadowed.iter().map(|(n, r)| (n, r));
+    for (name, rec) in view.records.iter().chain(shadowed) {
+        let key = view.key(name);
+        let rel = key.as_str();
         let hidden_pickle =
             !rel.ends_with(".pkl") && !rel.starts_with("code/") && rec.data.first() == Some(&0x80);
         if !(rel.ends_with(".pkl") || hidden_pickle) || rec.truncated {
@@ -331,9 +340,10 @@ pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
         }
     }
     insp.globals = names(&all_globals);
+    // In PyTorchStreamReader's order: `.data/version` when present, else `version`.
     insp.archive_version = view
-        .record("version")
-        .or_else(|| view.record(".data/version"))
+        .record(".data/version")
+        .or_else(|| view.record("version"))
         .and_then(|r| {
             std::str::from_utf8(&r.data)
                 .ok()
@@ -398,7 +408,9 @@ pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
     insp.checkpoint_key = key;
     fill_tensors(ctx, &mut insp, found);
 
-    // Storage sizes vs data/* records (only when the directory was read).
+    // Storage sizes vs data/* records (only when the directory was read). Matched exactly, not
+    // case-insensitively as torch would: the compile server reads `data/<key>` by exact name,
+    // and torch.save never writes another case, so a case-only match is refused (BYOM605).
     if !view.central.is_empty() {
         let sizes: std::collections::HashMap<&str, u64> =
             view.sizes().map(|(n, s)| (view.rel(n), s)).collect();
@@ -472,8 +484,8 @@ pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
 fn code_text(view: &ZipView) -> String {
     let mut s = String::new();
     for (name, rec) in &view.records {
-        let rel = view.rel(name);
-        if rel.starts_with("code/") && rel.ends_with(".py") {
+        let key = view.key(name);
+        if key.starts_with("code/") && key.ends_with(".py") {
             s.push_str(&String::from_utf8_lossy(&rec.data));
             s.push('\n');
         }
@@ -484,7 +496,7 @@ fn code_text(view: &ZipView) -> String {
 fn debug_records(view: &ZipView) -> impl Iterator<Item = &[u8]> {
     view.records
         .iter()
-        .filter(|(n, _)| n.ends_with(".debug_pkl"))
+        .filter(|(n, _)| n.to_ascii_lowercase().ends_with(".debug_pkl"))
         .map(|(_, r)| r.data.as_slice())
 }
 
@@ -500,7 +512,7 @@ fn scripted(view: &ZipView) -> bool {
     if view
         .local
         .iter()
-        .any(|e| view.rel(&e.name) == "traced_inputs.pkl")
+        .any(|e| view.key(&e.name) == "traced_inputs.pkl")
     {
         return false;
     }

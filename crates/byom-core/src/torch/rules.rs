@@ -83,8 +83,9 @@ pub const NAME_MISMATCH: Rule = Rule {
     summary: "The zip's local headers and central directory disagree.",
     hint: "Re-save the model with torch.save or torch.jit.save; do not post-process the zip.",
     doc: "PyTorch reads records through the central directory; stream scanners read local \
-headers. When the names (or the set of records) differ, a scanner and PyTorch see different \
-files — a known way to smuggle a malicious pickle past scanners.",
+headers. When the names, the compression methods or the set of records differ (a record the \
+directory hides, or one it lists twice), a scanner and PyTorch see different files — a known \
+way to smuggle a malicious pickle past scanners.",
 };
 
 pub const LEGACY: Rule = Rule {
@@ -151,6 +152,45 @@ pub const CLASSIFIER: Rule = Rule {
     doc: "For a recognised state dict the final linear layer's weight is `[classes, features]`.",
 };
 
+pub const DUPLICATE_NAME: Rule = Rule {
+    code: "BYOM613",
+    name: "zip-duplicate-name",
+    severity: Severity::Error,
+    summary: "The `.pt` zip holds two records with the same name.",
+    hint: "Re-save the model with torch.save or torch.jit.save (or torch.jit.trace(...).save); do not add files to the zip afterwards.",
+    doc: "PyTorch's zip reader (miniz, used by `torch.load`, `torch.jit.load` and libtorch) sorts \
+the central directory by name and finds a record by binary search, so with two records of one \
+name which one it reads is unspecified. A zip with a harmless `archive/data.pkl` and a second, \
+malicious one lets a scanner inspect one while `torch.load(weights_only=False)` runs the other. \
+torch.save never writes a name twice, so any duplicate is refused; the message names it.",
+};
+
+pub const CASE_COLLISION: Rule = Rule {
+    code: "BYOM614",
+    name: "zip-name-case-collision",
+    severity: Severity::Error,
+    summary: "Two `.pt` zip records have names that differ only in letter case.",
+    hint: "Re-save the model with torch.save or torch.jit.save; do not add files to the zip afterwards.",
+    doc: "PyTorch looks records up case-insensitively (miniz compares names after ASCII \
+lower-casing; nothing else is normalised), so `archive/DATA.PKL` is as much its `data.pkl` as \
+`archive/data.pkl`, and with both present either may be loaded. byom reads names the same way \
+(a lone `DATA.PKL` is inspected as `data.pkl`) and refuses any two names equal under ASCII case \
+folding, naming them.",
+};
+
+pub const OUTSIDE_PREFIX: Rule = Rule {
+    code: "BYOM615",
+    name: "zip-record-outside-archive",
+    severity: Severity::Error,
+    summary: "A `.pt` zip record is not under the archive folder PyTorch derives.",
+    hint: "Re-save the model with torch.save or torch.jit.save: every record must be under one top folder (e.g. archive/).",
+    doc: "PyTorch takes the archive folder from the first record of the central directory (the \
+text before its first `/`, e.g. `archive`) and reads every record as `<folder>/<name>`; a first \
+record without a folder makes the zip unreadable. A record under another folder, or none, is \
+never what torch.save writes: it is refused, so that the folder byom reads records under is \
+provably the one torch reads them under.",
+};
+
 pub const TORCH_TOO_NEW: Rule = Rule {
     code: "BYOM701",
     name: "torch-too-new",
@@ -187,6 +227,9 @@ pub const ALL: &[&Rule] = &[
     &MODEL_LIMIT,
     &INPUT_CHANNELS,
     &CLASSIFIER,
+    &DUPLICATE_NAME,
+    &CASE_COLLISION,
+    &OUTSIDE_PREFIX,
     &TORCH_TOO_NEW,
     &NOT_TORCH_18,
 ];

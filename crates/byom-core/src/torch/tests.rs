@@ -85,6 +85,90 @@ fn zip_name_mismatch_is_an_error() {
     assert_ne!(i.safety, Safety::Safe);
 }
 
+/// A protocol-0 pickle calling os.system (what `pickle.dumps(Evil(), 0)` writes on Linux).
+const OS_SYSTEM_P0: &[u8] = b"cposix\nsystem\np0\n(Vtouch /tmp/x\np1\ntp2\nRp3\n.";
+
+fn benign_zip_with(extra: &[(&str, &[u8])], hostile_first: bool) -> Vec<u8> {
+    let pkl = state_dict_pickle("0", 6);
+    let data = [0u8; 24];
+    let mut entries: Vec<(&str, &[u8])> = vec![
+        ("archive/data.pkl", &pkl),
+        ("archive/data/0", &data),
+        ("archive/version", b"3\n"),
+    ];
+    if hostile_first {
+        entries.splice(0..0, extra.iter().copied());
+    } else {
+        entries.extend_from_slice(extra);
+    }
+    build_zip(&entries, None)
+}
+
+fn assert_refused(z: &[u8], code: &str) -> Vec<Issue> {
+    let s = Settings::default();
+    let (base, issues) = inspect_bytes(z, &s, "m.pt");
+    assert!(codes(&issues).contains(&code), "{issues:?}");
+    assert_ne!(base.safety, Safety::Safe);
+    assert!(base.verdict.contains('['), "{}", base.verdict);
+    for chunk in [1, 3, 64, 4096] {
+        let (i, again) = inspect_chunked(z, chunk, &s);
+        assert_eq!((i, &again), (base.clone(), &issues), "chunk {chunk}");
+    }
+    issues
+}
+
+#[test]
+fn duplicate_data_pkl_hostile_first_is_refused() {
+    // byom used to keep the last record of a name (benign) while torch may read the first.
+    let z = benign_zip_with(&[("archive/data.pkl", OS_SYSTEM_P0)], true);
+    let issues = assert_refused(&z, "BYOM613");
+    let dup = issues.iter().find(|i| i.code == "BYOM613").unwrap();
+    assert!(
+        dup.message.contains("\"archive/data.pkl\""),
+        "{}",
+        dup.message
+    );
+    assert_eq!(dup.severity, Severity::Error);
+    // Both records are walked: the payload is named whichever one torch would read.
+    assert!(codes(&issues).contains(&"BYOM602"), "{issues:?}");
+    let z = benign_zip_with(&[("archive/data.pkl", OS_SYSTEM_P0)], false);
+    let issues = assert_refused(&z, "BYOM613");
+    assert!(codes(&issues).contains(&"BYOM602"), "{issues:?}");
+}
+
+#[test]
+fn upper_case_data_pkl_beside_data_pkl_is_refused() {
+    let z = benign_zip_with(&[("archive/DATA.PKL", OS_SYSTEM_P0)], false);
+    let issues = assert_refused(&z, "BYOM614");
+    // The record is also read as torch would read it: a pickle, walked, its call named.
+    assert!(codes(&issues).contains(&"BYOM602"), "{issues:?}");
+}
+
+#[test]
+fn lone_upper_case_data_pkl_is_inspected_as_data_pkl() {
+    // torch.load finds `archive/DATA.PKL` for "data.pkl": so must byom.
+    let z = build_zip(
+        &[
+            ("archive/DATA.PKL", OS_SYSTEM_P0),
+            ("archive/version", b"3\n"),
+        ],
+        None,
+    );
+    let issues = assert_refused(&z, "BYOM602");
+    assert!(issues[0].message.contains("posix.system"), "{issues:?}");
+}
+
+#[test]
+fn record_outside_the_archive_folder_is_refused() {
+    let z = benign_zip_with(&[("other/data.pkl", OS_SYSTEM_P0)], false);
+    let issues = assert_refused(&z, "BYOM615");
+    let m = &issues.iter().find(|i| i.code == "BYOM615").unwrap().message;
+    assert!(
+        m.contains("other/data.pkl") && m.contains("\"archive/\""),
+        "{m}"
+    );
+}
+
 #[test]
 fn memo_trick_inside_a_zip_is_caught() {
     // The global is stored in the memo under a benign-looking flow and called via GET.

@@ -11,11 +11,28 @@
 //! local header carries sizes are skipped exactly.
 //!
 //! At `finish` the tail (from the first central-directory signature) is parsed and every
-//! central-directory entry must match a local header seen at that offset with the same name and
-//! size: a reader that trusts local headers and PyTorch (which trusts the central directory)
-//! would otherwise see different files — a known scanner bypass.
+//! central-directory entry must match a local header seen at that offset with the same name,
+//! size and compression method, one to one: a reader that trusts local headers and PyTorch
+//! (which trusts the central directory) would otherwise see different files — a known scanner
+//! bypass.
+//!
+//! One view of the names, PyTorch's. Its reader (caffe2 `PyTorchStreamReader` over miniz) takes
+//! the archive folder from the FIRST central-directory name (text before its first `/`) and
+//! finds every record with `mz_zip_reader_locate_file(archive + "/" + name, flags 0)`: a binary
+//! search over names sorted with `MZ_TOLOWER`, so a lookup matches any name of the same length
+//! equal byte by byte after ASCII lower-casing (nothing else is normalised: not `\` vs `/`,
+//! not `./`, not Unicode). With two such names which one torch reads is unspecified (heap sort,
+//! then binary search), so a zip holding two `data.pkl` (or `data.pkl` and `DATA.PKL`) lets a
+//! scanner inspect one while `torch.load` runs the other. Hence, on the central directory:
+//! an exact duplicate name, two names equal under ASCII case folding, and a name outside the
+//! archive folder are each refused ([`ZipProblem::DuplicateName`], [`ZipProblem::CaseCollision`],
+//! [`ZipProblem::OutsidePrefix`]); and records are classified and looked up case-insensitively,
+//! as torch does, so the record byom inspects as `data.pkl` is provably the one torch loads.
+//! The checks are bounded by `max_records` (one folded name per entry in a hash map).
+//! The end record is chosen as miniz chooses it (the last `PK\x05\x06` with 22 bytes after
+//! it), and refused unless it ends exactly at the end of the file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 const SIG_LOCAL: [u8; 4] = *b"PK\x03\x04";
 const SIG_CENTRAL: [u8; 4] = *b"PK\x01\x02";
@@ -71,6 +88,12 @@ pub enum ZipProblem {
     NameMismatch(String),
     /// A budget was exceeded (→ BYOM610).
     Limit(String),
+    /// Two central-directory entries have the same name (→ BYOM613).
+    DuplicateName(String),
+    /// Two names are equal once ASCII case is folded, as PyTorch's lookup compares (→ BYOM614).
+    CaseCollision(String),
+    /// A name outside the archive folder PyTorch derives from the first entry (→ BYOM615).
+    OutsidePrefix(String),
 }
 
 /// A record kept for inspection (decompressed when it was deflated).
@@ -90,6 +113,8 @@ pub struct ZipView {
     pub central: Vec<CentralEntry>,
     /// Records kept, by full entry name.
     pub records: BTreeMap<String, Record>,
+    /// Later records whose name is already in `records` (a duplicate, refused as BYOM613).
+    pub shadowed: Vec<(String, Record)>,
     pub problems: Vec<ZipProblem>,
 }
 
@@ -99,11 +124,18 @@ impl ZipView {
         rel_name(name)
     }
 
-    /// A kept record by its name relative to the top folder.
+    /// A name as PyTorch looks it up: relative to the top folder, ASCII lower-cased (miniz
+    /// compares names with `MZ_TOLOWER`). Compare it with lower-case constants.
+    pub fn key(&self, name: &str) -> String {
+        rel_key(name)
+    }
+
+    /// A kept record by its name relative to the top folder, found as PyTorch finds it
+    /// (ASCII case-insensitively; names that collide so are refused, so at most one matches).
     pub fn record(&self, rel: &str) -> Option<&Record> {
         self.records
             .iter()
-            .find(|(k, _)| rel_name(k) == rel)
+            .find(|(k, _)| rel_name(k).eq_ignore_ascii_case(rel))
             .map(|(_, v)| v)
     }
 
@@ -123,6 +155,11 @@ pub fn rel_name(name: &str) -> &str {
     }
 }
 
+/// [`rel_name`], ASCII lower-cased: the name as PyTorch's case-insensitive lookup sees it.
+pub fn rel_key(name: &str) -> String {
+    rel_name(name).to_ascii_lowercase()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keep {
     No,
@@ -135,7 +172,9 @@ enum Keep {
 }
 
 fn wanted(name: &str) -> Keep {
-    let rel = rel_name(name);
+    // Classified as torch will look it up: `archive/DATA.PKL` is what torch reads as data.pkl.
+    let key = rel_key(name);
+    let rel = key.as_str();
     if rel.ends_with(".pkl") {
         Keep::Pickle
     } else if rel == "version"
@@ -293,7 +332,16 @@ impl ZipScanner {
                     if d.len() < hlen {
                         return pos;
                     }
-                    let name = String::from_utf8_lossy(&d[30..30 + nlen]).into_owned();
+                    let raw_name = &d[30..30 + nlen];
+                    let name = String::from_utf8_lossy(raw_name).into_owned();
+                    if std::str::from_utf8(raw_name).is_err() {
+                        // torch compares raw bytes; two different non-UTF-8 names could decode
+                        // to the same text here. torch.save writes ASCII names.
+                        self.view.problems.push(ZipProblem::Corrupt(format!(
+                            "record name {name:?} at offset {} is not valid UTF-8",
+                            self.offset
+                        )));
+                    }
                     if csize == 0xFFFF_FFFF {
                         if let Some(z) =
                             zip64_extra(&d[30 + nlen..hlen], usize_ == 0xFFFF_FFFF, true, false)
@@ -459,7 +507,16 @@ impl ZipScanner {
                     return;
                 }
             };
-            self.view.records.insert(name, record);
+            match self.view.records.entry(name) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(record);
+                }
+                // A second record of one name (refused, BYOM613): kept aside, still walked, so
+                // a payload is named whichever of the two torch would read.
+                std::collections::btree_map::Entry::Occupied(o) => {
+                    self.view.shadowed.push((o.key().clone(), record));
+                }
+            }
         }
     }
 
@@ -486,15 +543,26 @@ impl ZipScanner {
         self.view
     }
 
+    /// Local headers and central directory must describe the same records one to one: each
+    /// directory entry at a local header seen at its offset, with the same name, size and
+    /// compression method; no offset listed twice; no local record the directory hides.
     fn cross_check(&mut self) {
-        let by_offset: BTreeMap<u64, &LocalEntry> = self
+        let by_offset: HashMap<u64, &LocalEntry> = self
             .view
             .local
             .iter()
             .map(|e| (e.header_offset, e))
             .collect();
+        let mut listed: HashSet<u64> = HashSet::with_capacity(self.view.central.len());
         let mut problems = Vec::new();
         for c in &self.view.central {
+            if !listed.insert(c.header_offset) {
+                problems.push(ZipProblem::NameMismatch(format!(
+                    "the central directory lists the record at offset {} twice (again as {:?})",
+                    c.header_offset, c.name
+                )));
+                continue;
+            }
             match by_offset.get(&c.header_offset) {
                 None => problems.push(ZipProblem::NameMismatch(format!(
                     "the central directory lists {} at offset {}, where no local header was seen",
@@ -513,23 +581,112 @@ impl ZipScanner {
                             c.compressed_size
                         )));
                     }
+                    if l.method != c.method {
+                        // torch inflates by the directory's method, we by the local header's:
+                        // the same bytes would be read as two different records.
+                        problems.push(ZipProblem::NameMismatch(format!(
+                            "record {:?}: compression method {} in its local header, {} in the central directory",
+                            c.name, l.method, c.method
+                        )));
+                    }
                 }
             }
         }
-        if self.view.central.len() < self.view.local.len() {
-            let listed: std::collections::HashSet<u64> =
-                self.view.central.iter().map(|c| c.header_offset).collect();
-            for l in &self.view.local {
-                if !listed.contains(&l.header_offset) {
-                    problems.push(ZipProblem::NameMismatch(format!(
-                        "local record {:?} at offset {} is hidden: the central directory does not list it",
-                        l.name, l.header_offset
-                    )));
-                }
+        // Always checked (not only when the directory is shorter): a directory listing one
+        // record twice could otherwise hide another at the same count.
+        for l in &self.view.local {
+            if !listed.contains(&l.header_offset) {
+                problems.push(ZipProblem::NameMismatch(format!(
+                    "local record {:?} at offset {} is hidden: the central directory does not list it",
+                    l.name, l.header_offset
+                )));
             }
         }
+        problems.extend(check_names(&self.view.central));
         self.view.problems.extend(problems);
     }
+}
+
+/// Most entries named in one problem message.
+const NAMED: usize = 5;
+
+fn named(list: &[String]) -> String {
+    let shown: Vec<&str> = list.iter().take(NAMED).map(String::as_str).collect();
+    let more = list.len().saturating_sub(NAMED);
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// The names as PyTorch's reader sees them (see the module doc): the archive folder is the
+/// text before the first `/` of the first central-directory name; every name must be under it
+/// (exactly: `getAllRecords` compares it with `strncmp`); no two names may be equal, or equal
+/// after ASCII lower-casing (miniz's lookup). One problem per kind, naming the entries.
+/// Memory: one folded copy of each name, bounded by `max_records` and the directory limit.
+pub fn check_names(central: &[CentralEntry]) -> Vec<ZipProblem> {
+    let mut out = Vec::new();
+    let Some(first) = central.first() else {
+        return out;
+    };
+    let mut outside = Vec::new();
+    let prefix = match first.name.split_once('/') {
+        Some((p, _)) => Some(format!("{p}/")),
+        None => {
+            out.push(ZipProblem::OutsidePrefix(format!(
+                "the first record {:?} is not in a folder: PyTorch takes the archive folder from the first record and cannot read this zip",
+                first.name
+            )));
+            None
+        }
+    };
+    let mut seen: HashMap<String, &str> = HashMap::with_capacity(central.len());
+    let mut duplicates = Vec::new();
+    let mut collisions = Vec::new();
+    for c in central {
+        if let Some(p) = &prefix {
+            if !c.name.starts_with(p.as_str()) {
+                outside.push(format!("{:?}", c.name));
+            }
+        }
+        match seen.get(c.name.to_ascii_lowercase().as_str()) {
+            Some(&other) if other == c.name => {
+                let n = format!("{:?}", c.name);
+                if !duplicates.contains(&n) {
+                    duplicates.push(n);
+                }
+            }
+            Some(&other) => collisions.push(format!("{other:?} and {:?}", c.name)),
+            None => {
+                seen.insert(c.name.to_ascii_lowercase(), c.name.as_str());
+            }
+        }
+    }
+    if let (Some(p), false) = (&prefix, outside.is_empty()) {
+        out.push(ZipProblem::OutsidePrefix(format!(
+            "{} outside the archive folder {p:?} PyTorch derives from the first record: {}",
+            if outside.len() == 1 {
+                "a record is"
+            } else {
+                "records are"
+            },
+            named(&outside)
+        )));
+    }
+    if !duplicates.is_empty() {
+        out.push(ZipProblem::DuplicateName(format!(
+            "the zip holds two or more records named {}: which one PyTorch reads is unspecified, so the one inspected may not be the one loaded",
+            named(&duplicates)
+        )));
+    }
+    if !collisions.is_empty() {
+        out.push(ZipProblem::CaseCollision(format!(
+            "records {} differ only in letter case: PyTorch's zip reader ignores case, so it may load either",
+            named(&collisions)
+        )));
+    }
+    out
 }
 
 /// Look for the end of a bit-3 entry in `d` (bytes after the `committed` data bytes already
@@ -638,32 +795,33 @@ fn zip64_extra(
     None
 }
 
+const NO_EOCD: &str = "the .pt zip has no end-of-central-directory record";
+
 /// Parse EOCD / Zip64 EOCD and the central directory from the kept tail.
 fn parse_directory(
     tail: &[u8],
     tail_offset: u64,
     max_records: u64,
 ) -> Result<Vec<CentralEntry>, String> {
-    // EOCD: search backwards; the comment length must reach exactly to the end.
-    let mut eocd = None;
+    // EOCD: the last signature with a whole record after it, as miniz (PyTorch's reader)
+    // picks it; its comment must then reach exactly to the end. Skipping a signature whose
+    // comment length does not fit (as this search once did) would let a second end record,
+    // hidden in the real one's comment, point torch at another central directory.
     // A tail shorter than one EOCD record has none (found by cargo fuzz: a 13-byte tail made
-    // the search below index past its end).
-    let mut i = if tail.len() >= 22 {
-        (tail.len() - 22) as isize
-    } else {
-        -1
-    };
-    while i >= 0 {
-        let u = i as usize;
-        if tail[u..u + 4] == SIG_EOCD
-            && u + 22 + usize::from(le16(&tail[u + 20..u + 22])) == tail.len()
-        {
-            eocd = Some(u);
-            break;
-        }
-        i -= 1;
+    // the search index past its end).
+    let e = (0..=tail.len().checked_sub(22).ok_or(NO_EOCD)?)
+        .rev()
+        .find(|&u| tail[u..u + 4] == SIG_EOCD)
+        .ok_or(NO_EOCD)?;
+    let comment = usize::from(le16(&tail[e + 20..e + 22]));
+    if e + 22 + comment != tail.len() {
+        return Err(format!(
+            "the last end-of-central-directory record (at offset {}) does not end at the end of the file ({} bytes declared after it, {} present)",
+            tail_offset + e as u64,
+            comment,
+            tail.len() - e - 22
+        ));
     }
-    let e = eocd.ok_or("the .pt zip has no end-of-central-directory record")?;
     let mut count = u64::from(le16(&tail[e + 10..e + 12]));
     let mut cd_size = u64::from(le32(&tail[e + 12..e + 16]));
     let mut cd_off = u64::from(le32(&tail[e + 16..e + 20]));
@@ -719,7 +877,14 @@ fn parse_directory(
                 out.len()
             ));
         }
-        let name = String::from_utf8_lossy(&cd[p + 46..p + 46 + nlen]).into_owned();
+        let name = std::str::from_utf8(&cd[p + 46..p + 46 + nlen])
+            .map_err(|_| {
+                format!(
+                    "central directory entry {} has a name that is not valid UTF-8",
+                    out.len()
+                )
+            })?
+            .to_string();
         let extra = &cd[p + 46 + nlen..p + 46 + nlen + xlen];
         if csize == 0xFFFF_FFFF || usize_ == 0xFFFF_FFFF || off == 0xFFFF_FFFF {
             let (u, c, o) = zip64_extra(
@@ -892,6 +1057,224 @@ pub(crate) mod tests {
             v.problems
                 .iter()
                 .any(|p| matches!(p, ZipProblem::NameMismatch(_))),
+            "{:?}",
+            v.problems
+        );
+    }
+
+    fn has(v: &ZipView, f: fn(&ZipProblem) -> bool) -> bool {
+        v.problems.iter().any(f)
+    }
+
+    #[test]
+    fn duplicate_name_is_reported_and_named() {
+        // The hostile data.pkl first, a benign one after: the scanner keeps the last by name,
+        // torch's binary search may read either.
+        let z = build_zip(
+            &[
+                ("archive/data.pkl", b"cos\nsystem\n(S'x'\ntR."),
+                ("archive/data.pkl", b"\x80\x02}q\x00."),
+                ("archive/version", b"3\n"),
+            ],
+            None,
+        );
+        let v = scan(&z, 7);
+        let dup: Vec<&ZipProblem> = v
+            .problems
+            .iter()
+            .filter(|p| matches!(p, ZipProblem::DuplicateName(_)))
+            .collect();
+        assert_eq!(dup.len(), 1, "{:?}", v.problems);
+        assert!(
+            matches!(dup[0], ZipProblem::DuplicateName(m) if m.contains("\"archive/data.pkl\"")),
+            "{dup:?}"
+        );
+        assert!(!has(&v, |p| matches!(p, ZipProblem::NameMismatch(_))));
+        // Neither record is dropped: the first stays the record, the second is kept aside.
+        assert!(v
+            .record("data.pkl")
+            .is_some_and(|r| r.data.starts_with(b"cos")));
+        assert_eq!(v.shadowed.len(), 1);
+        assert!(v.shadowed[0].1.data.starts_with(b"\x80\x02"));
+    }
+
+    #[test]
+    fn names_equal_under_case_folding_collide() {
+        let z = build_zip(
+            &[
+                ("archive/data.pkl", b"\x80\x02}q\x00."),
+                ("archive/DATA.PKL", b"cos\nsystem\n(S'x'\ntR."),
+                ("archive/version", b"3\n"),
+            ],
+            None,
+        );
+        let v = scan(&z, 3);
+        assert!(
+            has(&v, |p| matches!(p, ZipProblem::CaseCollision(m)
+                if m.contains("\"archive/data.pkl\" and \"archive/DATA.PKL\""))),
+            "{:?}",
+            v.problems
+        );
+        assert!(!has(&v, |p| matches!(p, ZipProblem::DuplicateName(_))));
+        // Only ASCII letters fold (miniz's MZ_TOLOWER): these names are distinct for torch.
+        let z = build_zip(
+            &[
+                ("archive/data.pkl", b"\x80\x02}q\x00."),
+                ("archive/data/0", b"1"),
+                ("archive/data\\0", b"1"),
+                ("archive/d\u{c4}ta.pkl", b"1"),
+                ("archive/d\u{e4}ta.pkl", b"1"),
+            ],
+            None,
+        );
+        assert!(scan(&z, 64).problems.is_empty());
+    }
+
+    #[test]
+    fn record_outside_the_archive_folder_is_reported() {
+        let z = build_zip(
+            &[
+                ("archive/data.pkl", b"\x80\x02}q\x00."),
+                ("other/data.pkl", b"\x80\x02}q\x00."),
+                ("ARCHIVE/x", b"1"),
+                ("loose", b"1"),
+            ],
+            None,
+        );
+        let v = scan(&z, 64);
+        let m = v
+            .problems
+            .iter()
+            .find_map(|p| match p {
+                ZipProblem::OutsidePrefix(m) => Some(m.clone()),
+                _ => None,
+            })
+            .expect("outside-prefix problem");
+        for n in ["other/data.pkl", "ARCHIVE/x", "loose"] {
+            assert!(m.contains(n), "{m}");
+        }
+        // The folder comes from the first central-directory record; a first record without
+        // one makes the zip unreadable for torch.
+        let z = build_zip(&[("data.pkl", b"\x80\x02}q\x00.")], None);
+        assert!(has(&scan(&z, 64), |p| matches!(
+            p,
+            ZipProblem::OutsidePrefix(_)
+        )));
+    }
+
+    #[test]
+    fn record_lookups_ignore_case_like_torch() {
+        let z = build_zip(
+            &[
+                ("archive/DATA.PKL", b"\x80\x02}q\x00."),
+                ("archive/Version", b"3\n"),
+            ],
+            None,
+        );
+        let v = scan(&z, 64);
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(v.record("data.pkl").map(|r| r.data.len()), Some(6));
+        assert_eq!(
+            v.record("version").map(|r| r.data.clone()),
+            Some(b"3\n".to_vec())
+        );
+        assert_eq!(v.key("archive/DATA.PKL"), "data.pkl");
+    }
+
+    #[test]
+    fn directory_listing_one_record_twice_cannot_hide_another() {
+        // Same count of directory entries as local headers, but the second entry points at the
+        // first record again: the second local record is hidden from torch.
+        let mut z = build_zip(
+            &[("a/data.pkl", b"\x80\x02N."), ("a/evil.pkl", b"\x80\x02N.")],
+            Some(&["a/data.pkl", "a/data.pkl"]),
+        );
+        let cd = (0..z.len())
+            .rev()
+            .find(|&i| z[i..].starts_with(&SIG_CENTRAL))
+            .unwrap();
+        z[cd + 42..cd + 46].copy_from_slice(&0u32.to_le_bytes());
+        let v = scan(&z, 5);
+        assert!(
+            has(
+                &v,
+                |p| matches!(p, ZipProblem::NameMismatch(m) if m.contains("twice"))
+            ),
+            "{:?}",
+            v.problems
+        );
+        assert!(
+            has(
+                &v,
+                |p| matches!(p, ZipProblem::NameMismatch(m) if m.contains("a/evil.pkl") && m.contains("hidden"))
+            ),
+            "{:?}",
+            v.problems
+        );
+    }
+
+    #[test]
+    fn compression_method_mismatch_is_reported() {
+        let mut z = build_zip(&[("a/data.pkl", b"\x80\x02N.")], None);
+        let cd = (0..z.len())
+            .find(|&i| z[i..].starts_with(&SIG_CENTRAL))
+            .unwrap();
+        z[cd + 10] = 8; // the directory says deflated, the local header stored
+        let v = scan(&z, 5);
+        assert!(
+            has(
+                &v,
+                |p| matches!(p, ZipProblem::NameMismatch(m) if m.contains("compression method"))
+            ),
+            "{:?}",
+            v.problems
+        );
+    }
+
+    #[test]
+    fn end_record_is_the_last_signature_as_miniz_picks_it() {
+        // A second end record hidden in the real one's comment: miniz takes the last signature,
+        // whatever its comment length says; so it must be the one that ends the file.
+        let mut z = build_zip(&[("a/data.pkl", b"\x80\x02N.")], None);
+        let mut fake = SIG_EOCD.to_vec();
+        fake.extend_from_slice(&[0; 16]);
+        fake.extend_from_slice(&100u16.to_le_bytes());
+        let comment = [fake.as_slice(), b"xx"].concat();
+        let n = z.len();
+        z[n - 2..].copy_from_slice(&(comment.len() as u16).to_le_bytes());
+        z.extend_from_slice(&comment);
+        let v = scan(&z, 9);
+        assert!(
+            has(
+                &v,
+                |p| matches!(p, ZipProblem::Corrupt(m) if m.contains("end-of-central-directory"))
+            ),
+            "{:?}",
+            v.problems
+        );
+        // A comment without a signature is fine.
+        let mut z = build_zip(&[("a/data.pkl", b"\x80\x02N.")], None);
+        let n = z.len();
+        z[n - 2..].copy_from_slice(&5u16.to_le_bytes());
+        z.extend_from_slice(b"hello");
+        assert!(scan(&z, 9).problems.is_empty());
+    }
+
+    #[test]
+    fn non_utf8_names_are_refused() {
+        let mut z = build_zip(&[("a/data.pkl", b"\x80\x02N.")], None);
+        // Patch the name byte in the local header and the directory alike.
+        for i in 0..z.len() - 10 {
+            if &z[i..i + 10] == b"a/data.pkl" {
+                z[i + 2] = 0xFF;
+            }
+        }
+        let v = scan(&z, 64);
+        assert!(
+            has(
+                &v,
+                |p| matches!(p, ZipProblem::Corrupt(m) if m.contains("UTF-8"))
+            ),
             "{:?}",
             v.problems
         );
