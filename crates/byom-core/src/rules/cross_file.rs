@@ -555,10 +555,8 @@ fn check_preprocessing(manifest: &Value, input: Option<&[i64]>, out: &mut Vec<Is
 
 fn check_postprocessing(post: &Value, out: &mut Vec<Issue>) {
     if let Some(t) = post.get("type") {
-        if !t
-            .as_str()
-            .is_some_and(|t| t.parse::<PostProcessing>().is_ok())
-        {
+        let known = t.as_str().and_then(|t| t.parse::<PostProcessing>().ok());
+        if known.is_none() {
             out.push(UNKNOWN_POSTPROCESSING.issue(
                 Some(MANIFEST),
                 format!(
