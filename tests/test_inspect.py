@@ -259,14 +259,16 @@ def test_pack_passes_both_validators(kind, args, pt_dir, made, tmp_path):
     assert out.read_bytes() == out2.read_bytes()
 
 
-def test_pack_non_square_resize_is_height_then_width(pt_dir, made, tmp_path):
+@pytest.mark.parametrize("resize", [["--resize", "128,96"], []], ids=["explicit", "defaulted"])
+def test_pack_non_square_resize_is_height_then_width(resize, pt_dir, made, tmp_path):
     """Issue 10: --resize is H,W like --input's H,W, and manifest.json gets [height, width]
-    (what BYOM509 and the page's builder use), so a non-square model is never transposed."""
+    (what BYOM509 and the page's builder use), so a non-square model is never transposed.
+    The defaulted resize (preprocessing given, no --resize) used to be written [width, height]."""
     import tarfile
 
     pt, _ = _make(pt_dir, made, "sd_resnet18")
     out = tmp_path / "model.tar.gz"
-    r = _pack(pt, out, "--input", "1,3,128,96", "--resize", "128,96", "--mean", "0.5,0.5,0.5",
+    r = _pack(pt, out, "--input", "1,3,128,96", *resize, "--mean", "0.5,0.5,0.5",
               "--std", "0.25,0.25,0.25", "--postprocessing", "softmax")
     assert r.returncode == 0, r.stderr
     with tarfile.open(out) as t:

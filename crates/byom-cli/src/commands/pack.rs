@@ -227,6 +227,13 @@ mod tests {
         assert_eq!(a.mochi_json, b.mochi_json);
         assert_eq!(a.manifest_json, b.manifest_json);
         assert_eq!(a.tar_gz, b.tar_gz);
+        // Without --resize the CLI writes the input size, the same [height, width].
+        let defaulted = PackOptions {
+            resize: None,
+            ..cli.clone()
+        };
+        let c = pack_with_details(TINY_PT, "model.pt", &defaulted).unwrap();
+        assert_eq!(c.manifest_json, b.manifest_json);
         let manifest: serde_json::Value = serde_json::from_str(&a.manifest_json).unwrap();
         assert_eq!(
             manifest["preprocessing"]["resize"],
