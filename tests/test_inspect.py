@@ -259,6 +259,48 @@ def test_pack_passes_both_validators(kind, args, pt_dir, made, tmp_path):
     assert out.read_bytes() == out2.read_bytes()
 
 
+@pytest.mark.parametrize("resize", [["--resize", "128,96"], []], ids=["explicit", "defaulted"])
+def test_pack_non_square_resize_is_height_then_width(resize, pt_dir, made, tmp_path):
+    """Issue 10: --resize is H,W like --input's H,W, and manifest.json gets [height, width]
+    (what BYOM509 and the page's builder use), so a non-square model is never transposed.
+    The defaulted resize (preprocessing given, no --resize) used to be written [width, height]."""
+    import tarfile
+
+    pt, _ = _make(pt_dir, made, "sd_resnet18")
+    out = tmp_path / "model.tar.gz"
+    r = _pack(pt, out, "--input", "1,3,128,96", *resize, "--mean", "0.5,0.5,0.5",
+              "--std", "0.25,0.25,0.25", "--postprocessing", "softmax")
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(out) as t:
+        manifest = json.load(t.extractfile("export_artifacts/manifest.json"))
+        config = t.extractfile("config.yaml").read().decode()
+    assert manifest["preprocessing"]["resize"] == [128, 96]
+    assert "image_width: 96\n  image_height: 128\n" in config
+    v = subprocess.run([str(_byom()), "validate", "--format", "json", str(out)], capture_output=True, text=True,
+                       timeout=300)
+    report = json.loads(v.stdout)
+    assert report["valid"] and "BYOM509" not in {w["code"] for w in report["warnings"]}, report
+
+
+@pytest.mark.parametrize("command", ["validate", "inspect", "pack"])
+def test_pack_and_friends_refuse_a_required_torch_that_is_not_a_version(command, tmp_path):
+    """`--required-torch banana` used to become the default 2.11 silently; now it is refused."""
+    extra = ["--input", "1,3,16,16"] if command == "pack" else []
+    r = subprocess.run([str(_byom()), command, str(tmp_path / "x.pt"), *extra, "--required-torch", "banana"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert '"banana" is not a torch version: expected major.minor' in r.stderr, r.stderr
+
+
+def test_pack_settings_file_with_a_bad_required_torch_is_refused(tmp_path):
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"required_torch": "banana"}))
+    r = subprocess.run([str(_byom()), "validate", "--settings", str(settings), str(tmp_path / "x.tar.gz")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "invalid settings" in r.stderr and '"banana" is not a torch version' in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("kind", ["whole_module", "not_pytorch"])
 def test_pack_refuses_unusable_files(kind, pt_dir, made, tmp_path):
     pt, _ = _make(pt_dir, made, kind)

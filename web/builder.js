@@ -25,14 +25,6 @@ function classNames(text) {
   return text.split(/[\n,]+/).map((s) => s.trim()).filter(Boolean);
 }
 
-const DEFAULT_POSTPROCESSING = {
-  classification: "softmax",
-  multi_class_classification: "softmax",
-  anomaly_detection: "anomaly_score",
-  semantic_segmentation: "argmax_per_pixel",
-  object_detection: "yolo_nms",
-};
-
 /** The form as the core's PackOptions JSON (see PackOptions in byom_wasm.d.ts). */
 export function packOptions(form, inferred = {}) {
   const data = new FormData(form);
@@ -48,10 +40,13 @@ export function packOptions(form, inferred = {}) {
     input_shape: [1, channels, height, width],
     class_names: names,
     channel_order: String(data.get("channel_order") || "RGB"),
-    postprocessing: String(data.get("postprocessing") || DEFAULT_POSTPROCESSING[modelType] || "softmax"),
   };
+  // Empty: "(default for the type)", which the worker asks the core for.
+  const postprocessing = String(data.get("postprocessing") || "");
+  if (postprocessing) options.postprocessing = postprocessing;
   if (names.length) options.num_classes = names.length;
-  if (data.get("resize")) options.resize = [height, width];
+  // byom_core::pack::Resize: named axes, so the order cannot be swapped on the way.
+  if (data.get("resize")) options.resize = { height, width };
   const mean = numbers(String(data.get("mean") || ""));
   const std = numbers(String(data.get("std") || ""));
   if (mean.length) options.mean = mean;
@@ -69,6 +64,12 @@ export function setupBuilder({ worker, settingsJson, setupDropzone, onValidate }
   const result = $("pt-result");
   const form = $("pack-form");
   const packResult = $("pack-result");
+
+  // The post-processing choices come from the core (byom.postProcessingTypes()), not a copy.
+  worker.ready.then(({ postProcessingTypes = [] }) => {
+    const select = form.elements.postprocessing;
+    select.append(...postProcessingTypes.map((name) => el("option", { value: name, text: name })));
+  }).catch(() => {});
 
   setupDropzone($("pt-dropzone"), $("pt-input"), async (file) => {
     ptFile = file;

@@ -11,7 +11,7 @@
 // Messages in:  {type: "validate", id, file, settings, chunkBytes?, mode?: "stream"|"js"|"wasm"}
 //               {type: "inspect", id, file, settings}
 //               {type: "pack", id, file, options}
-// Messages out: {type: "ready", version, defaultSettings}
+// Messages out: {type: "ready", version, defaultSettings, postProcessingTypes}
 //               {type: "progress", id, read, total}
 //               {type: "events", id, events}
 //               {type: "report", id, report, elapsedMs, bytesRead, memory}
@@ -158,7 +158,10 @@ async function handle(message) {
     self.postMessage({ type: "inspection", id, result });
   } else if (type === "pack") {
     const bytes = new Uint8Array(new FileReaderSync().readAsArrayBuffer(message.file));
-    const packed = byom.packDetailed(bytes, message.file.name, JSON.stringify(message.options));
+    // No post-processing chosen: the core's usual one for the stage type (one list, in Rust).
+    const options = { ...message.options };
+    if (!options.postprocessing) options.postprocessing = byom.defaultPostProcessing(options.model_type ?? "classification");
+    const packed = byom.packDetailed(bytes, message.file.name, JSON.stringify(options));
     self.postMessage({ type: "packed", id, packed }, [packed.package.buffer]);
   } else if (type === "memory") {
     self.postMessage({ type: "memory", id, memory: memoryStats() });
@@ -170,7 +173,9 @@ async function handle(message) {
 const ready = init().then((exports) => {
   wasm = exports;
   sampleMemory();
-  self.postMessage({ type: "ready", version: byom.version(), defaultSettings: byom.defaultSettings() });
+  self.postMessage({
+    type: "ready", version: byom.version(), defaultSettings: byom.defaultSettings(), postProcessingTypes: byom.postProcessingTypes(),
+  });
 });
 
 self.onmessage = async (event) => {

@@ -193,15 +193,10 @@ impl Config {
             None => byom_core::Settings::default(),
         };
         if let Some(torch) = args.required_torch.or(file.required_torch) {
-            let ok = torch.split_once('.').is_some_and(|(a, b)| {
-                !a.is_empty()
-                    && !b.is_empty()
-                    && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
-            });
-            if !ok {
-                return Err(ConfigError::Torch(torch));
-            }
-            settings.required_torch = torch;
+            settings.required_torch = match torch.parse() {
+                Ok(v) => v,
+                Err(_) => return Err(ConfigError::Torch(torch)),
+            };
         }
         let workers = args.workers.or(file.workers).unwrap_or(1);
         if workers == 0 {

@@ -3,10 +3,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  FIXTURES_DIR, SCREENSHOT_DIR, assertWasmBuilt, cliReport, launchBrowser, startStaticServer, tempDir,
+  CLI, FIXTURES_DIR, SCREENSHOT_DIR, assertWasmBuilt, cliReport, launchBrowser, startStaticServer, tempDir,
 } from "./helpers.mjs";
 
 /** A bare .pt taken out of a generated fixture (a resnet18 state dict: a known architecture). */
@@ -76,6 +76,49 @@ test("a bare state dict is inspected, packed in the browser, and the package is 
   const codes = await page.$$eval('#issues [data-testid="issue"]', (els) => els.map((e) => e.dataset.code).sort());
   assert.deepEqual(codes, [...cli.errors, ...cli.warnings].map((i) => i.code).sort());
   assert.equal(pageErrors.length, 0, pageErrors.join("\n"));
+});
+
+/** The three metadata files of a package, as text. */
+function metadataOf(archive) {
+  const dir = tempDir("byom-meta-");
+  execFileSync("tar", ["xzf", archive, "-C", dir]);
+  return Object.fromEntries(["config.yaml", "mochi.json", "export_artifacts/manifest.json"]
+    .map((name) => [name, readFileSync(join(dir, name), "utf8")]));
+}
+
+test("a non-square package built in the page has the same metadata as `byom pack`", { skip, timeout: 180_000 }, async () => {
+  await page.click('[data-testid="tab-build"]');
+  await page.setInputFiles('[data-testid="pt-input"]', pt);
+  await page.locator('[data-testid="pt-verdict"][data-valid="true"]').waitFor({ timeout: 60_000 });
+  // The post-processing choices come from the core through wasm (no copy in the page).
+  const choices = await page.$$eval('[data-testid="pack-postprocessing"] option', (els) => els.map((e) => e.value));
+  assert.deepEqual(choices, ["", "softmax", "argmax", "yolo_nms", "anomaly_score", "argmax_per_pixel"]);
+  await page.fill('[data-testid="pack-height"]', "256");
+  await page.fill('[data-testid="pack-width"]', "320");
+  await page.fill('[data-testid="pack-classes"]', "good\ndefect");
+  await page.click('[data-testid="pack-button"]');
+  const link = page.locator('[data-testid="pack-download"]');
+  await link.waitFor({ timeout: 120_000 });
+  const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
+  const built = join(tempDir(), "page.tar.gz");
+  await download.saveAs(built);
+
+  // The same declaration on the command line: resize is H,W there, {height, width} in the page;
+  // and without --resize the CLI defaults to the input size (once written [width, height]).
+  const fromPage = metadataOf(built);
+  for (const resize of [["--resize", "256,320"], []]) {
+    const cliBuilt = join(tempDir(), "cli.tar.gz");
+    execFileSync(CLI, ["pack", pt, "--input", "1,3,256,320", "--classes", "good,defect", ...resize,
+      "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--channel-order", "RGB",
+      "--postprocessing", "softmax", "-o", cliBuilt]);
+    assert.deepEqual(fromPage, metadataOf(cliBuilt), `byom pack ${resize.join(" ")}`);
+  }
+  const manifest = JSON.parse(fromPage["export_artifacts/manifest.json"]);
+  assert.deepEqual(manifest.preprocessing.resize, [256, 320], "[height, width]");
+  assert.match(fromPage["config.yaml"], /image_width: 320\n  image_height: 256\n/);
+  const cli = await cliReport(built);
+  assert.equal(cli.valid, true, JSON.stringify(cli.errors));
+  assert.ok(!cli.warnings.some((w) => w.code === "BYOM509"), JSON.stringify(cli.warnings));
 });
 
 test("a file that is not a model is refused with a reason, and cannot be packed", { skip }, async () => {

@@ -64,6 +64,34 @@ test("unknown settings fields are refused, not half-applied", async () => {
   assert.ok(message && /settings/.test(message), `expected a settings error, got ${message}`);
 });
 
+test("typed contracts: required_torch, resize and post-processing are refused when malformed", async () => {
+  const result = await page.evaluate(() => {
+    const { byom } = window;
+    const error = (f) => {
+      try {
+        f();
+        return null;
+      } catch (e) {
+        return String(e.message || e);
+      }
+    };
+    return {
+      torch: error(() => byom.settingsHash(JSON.stringify({ required_torch: "banana" }))),
+      // An array resize was the ambiguous order; only {height, width} is taken.
+      resize: error(() => byom.pack(new Uint8Array(0), "m.pt", JSON.stringify({ resize: [256, 320] }))),
+      post: error(() => byom.pack(new Uint8Array(0), "m.pt", JSON.stringify({ postprocessing: "sigmoid" }))),
+      types: byom.postProcessingTypes(),
+      defaults: ["classification", "object_detection", "semantic_segmentation", "anomaly_detection", "other"]
+        .map((t) => byom.defaultPostProcessing(t)),
+    };
+  });
+  assert.match(result.torch, /"banana" is not a torch version: expected major\.minor/);
+  assert.match(result.resize, /expected an object \{"height": H, "width": W\}/);
+  assert.match(result.post, /unknown post-processing "sigmoid"/);
+  assert.deepEqual(result.types, ["softmax", "argmax", "yolo_nms", "anomaly_score", "argmax_per_pixel"]);
+  assert.deepEqual(result.defaults, ["softmax", "yolo_nms", "argmax_per_pixel", "anomaly_score", "softmax"]);
+});
+
 test("every fixture: wasm report JSON == `byom validate --format json`", { skip: !fixtures && "tests/out/fixtures/expected.json is missing: generate the fixtures first (LOUDLY skipped)" }, async (t) => {
   assert.ok(fixtures.length > 0, "no fixture files found");
   const chunks = [4 << 20, 65_537, 1000];

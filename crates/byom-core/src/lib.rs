@@ -20,6 +20,7 @@ pub mod validate;
 pub use limits::Limits;
 pub use report::{Event, Issue, Report, Severity, Summary};
 pub use settings::Settings;
+pub use torch::version::TorchVersion;
 pub use validate::Validator;
 
 /// The crate version, carried in every report so a verdict can be traced to the code that made it.

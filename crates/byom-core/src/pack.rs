@@ -12,14 +12,59 @@ use std::io::Write;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::package::PostProcessing;
 use crate::report::{Issue, Severity};
 use crate::settings::Settings;
 use crate::torch::{self, PtInspection};
 
+/// The size images are resized to before inference, named by axis so that no caller can swap
+/// them: written to `manifest.json` as `[height, width]` (the order of `input_shape`'s last two
+/// dimensions and of BYOM509's check). The CLI takes `--resize H,W`, the page sends
+/// `{"height": .., "width": ..}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Resize {
+    pub height: u64,
+    pub width: u64,
+}
+
+impl<'de> Deserialize<'de> for Resize {
+    /// Only `{"height": .., "width": ..}`: serde's derived impl would also take `[a, b]`, the
+    /// very form whose order was ambiguous.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Named {
+            height: u64,
+            width: u64,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Resize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object {\"height\": H, \"width\": W}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Resize, A::Error> {
+                let n = Named::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Resize {
+                    height: n.height,
+                    width: n.width,
+                })
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 /// Everything the guide's metadata carries, as a user would declare it.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Also the page's JSON contract (the wasm face deserialises it directly): every field is
+/// optional there (missing ones take [`PackOptions::default`]), and an unknown field is refused
+/// so a typo never silently drops what the user declared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PackOptions {
     /// Stage type (`classification`, `object_detection`, `anomaly_detection`, ...).
     pub model_type: String,
@@ -30,14 +75,13 @@ pub struct PackOptions {
     /// Class names; when empty, `num_classes` (or the model's classifier) gives the count.
     pub class_names: Vec<String>,
     pub num_classes: Option<u64>,
-    /// `[width, height]` for preprocessing; defaults to the input size when normalisation is given.
-    pub resize: Option<(u64, u64)>,
+    /// Preprocessing resize; defaults to the input size when any preprocessing is given.
+    pub resize: Option<Resize>,
     pub mean: Option<Vec<f64>>,
     pub std: Option<Vec<f64>>,
     /// `RGB` or `BGR`.
     pub channel_order: Option<String>,
-    /// `softmax`, `argmax`, `yolo_nms`, `anomaly_score`, `argmax_per_pixel`.
-    pub postprocessing: Option<String>,
+    pub postprocessing: Option<PostProcessing>,
     pub threshold: Option<f64>,
     pub confidence_threshold: Option<f64>,
     pub nms_threshold: Option<f64>,
@@ -70,6 +114,14 @@ impl Default for PackOptions {
             architecture: None,
             settings: Settings::default(),
         }
+    }
+}
+
+impl PackOptions {
+    /// The options as JSON (the page's contract: see the type's documentation). The wasm face
+    /// reads them with exactly this, so a test of it natively is a test of the page's path.
+    pub fn from_json(json: &str) -> Result<PackOptions, PackError> {
+        serde_json::from_str(json).map_err(|e| PackError::Invalid(format!("pack options: {e}")))
     }
 }
 
@@ -121,6 +173,12 @@ pub fn pack_with_details(
         )));
     }
     let (height, width) = (shape[2], shape[3]);
+    if let Some(r) = opts.resize.filter(|r| r.height == 0 || r.width == 0) {
+        return Err(PackError::Invalid(format!(
+            "resize {}x{} (height x width) must be positive",
+            r.height, r.width
+        )));
+    }
     let pt_name = pt_file_name(pt_name)?;
     let path = format!("export_artifacts/{pt_name}");
 
@@ -220,7 +278,7 @@ pub fn pack_with_details(
         "compilable_models".into(),
         json!([{ "filename": pt_name, "data_input_config": { "input": shape }, "framework": "PYTORCH" }]),
     );
-    if let Some(p) = preprocessing(opts, width, height) {
+    if let Some(p) = preprocessing(opts, height, width) {
         manifest.insert("preprocessing".into(), p);
     }
     if let Some(p) = postprocessing(opts) {
@@ -319,7 +377,7 @@ fn stage(
     Value::Object(m)
 }
 
-fn preprocessing(opts: &PackOptions, width: i64, height: i64) -> Option<Value> {
+fn preprocessing(opts: &PackOptions, height: i64, width: i64) -> Option<Value> {
     if opts.resize.is_none()
         && opts.mean.is_none()
         && opts.std.is_none()
@@ -328,10 +386,12 @@ fn preprocessing(opts: &PackOptions, width: i64, height: i64) -> Option<Value> {
         return None;
     }
     let mut m = Map::new();
-    let (w, h) = opts
-        .resize
-        .map_or((width, height), |(w, h)| (w as i64, h as i64));
-    m.insert("resize".into(), json!([w, h]));
+    // [height, width], as BYOM509 reads it.
+    let resize = match opts.resize {
+        Some(r) => json!([r.height, r.width]),
+        None => json!([height, width]),
+    };
+    m.insert("resize".into(), resize);
     if opts.mean.is_some() || opts.std.is_some() {
         let c = usize::try_from(opts.input_shape.get(1).copied().unwrap_or(3)).unwrap_or(3);
         m.insert(
@@ -352,7 +412,7 @@ fn preprocessing(opts: &PackOptions, width: i64, height: i64) -> Option<Value> {
 fn postprocessing(opts: &PackOptions) -> Option<Value> {
     let t = opts.postprocessing.as_ref()?;
     let mut m = Map::new();
-    m.insert("type".into(), json!(t));
+    m.insert("type".into(), json!(t.as_str()));
     if let Some(v) = opts.threshold {
         m.insert("threshold".into(), json!(v));
     }
@@ -432,6 +492,115 @@ mod tests {
         assert_eq!(
             pt_file_name("dir/model.pth").ok().as_deref(),
             Some("model.pt")
+        );
+    }
+
+    const TINY_PT: &[u8] = include_bytes!("../tests/data/tiny_traced.pt");
+
+    /// What the page's builder sends for a 256x320 (height x width) model, with every
+    /// preprocessing field it sets (web/builder.js `packOptions`).
+    const PAGE_JSON: &str = r#"{
+        "model_type": "classification",
+        "input_shape": [1, 3, 256, 320],
+        "class_names": ["good", "defect"],
+        "channel_order": "RGB",
+        "postprocessing": "softmax",
+        "num_classes": 2,
+        "resize": {"height": 256, "width": 320},
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225]
+    }"#;
+
+    fn non_square() -> PackOptions {
+        PackOptions {
+            input_shape: vec![1, 3, 256, 320],
+            class_names: vec!["good".into(), "defect".into()],
+            num_classes: Some(2),
+            resize: Some(Resize {
+                height: 256,
+                width: 320,
+            }),
+            mean: Some(vec![0.485, 0.456, 0.406]),
+            std: Some(vec![0.229, 0.224, 0.225]),
+            channel_order: Some("RGB".into()),
+            postprocessing: Some(PostProcessing::Softmax),
+            ..PackOptions::default()
+        }
+    }
+
+    #[test]
+    fn page_json_is_the_same_options_as_the_struct() {
+        assert_eq!(PackOptions::from_json(PAGE_JSON).unwrap(), non_square());
+        assert_eq!(
+            PackOptions::from_json("{}").unwrap(),
+            PackOptions::default()
+        );
+    }
+
+    #[test]
+    fn resize_is_written_height_then_width_and_passes_byom509() {
+        let p = pack_with_details(TINY_PT, "model.pt", &non_square()).unwrap();
+        let manifest: Value = serde_json::from_str(&p.manifest_json).unwrap();
+        assert_eq!(manifest["preprocessing"]["resize"], json!([256, 320]));
+        assert_eq!(manifest["postprocessing"]["type"], "softmax");
+        assert!(p
+            .config_yaml
+            .contains("image_width: 320\n  image_height: 256\n"));
+        // The defaulted resize (preprocessing without resize) is the input's [height, width].
+        let o = PackOptions {
+            resize: None,
+            ..non_square()
+        };
+        let p2 = pack_with_details(TINY_PT, "model.pt", &o).unwrap();
+        assert_eq!(p2.manifest_json, p.manifest_json);
+        // The validator finds nothing to warn about in the preprocessing.
+        let mut v = crate::Validator::new(&Settings::default());
+        v.feed(&p.tar_gz);
+        let report = v.finish();
+        assert!(report.valid, "{:?}", report.errors);
+        assert!(
+            report.warnings.iter().all(|w| w.code != "BYOM509"),
+            "{:?}",
+            report.warnings
+        );
+    }
+
+    #[test]
+    fn bad_page_options_are_refused_with_the_field_named() {
+        for (json, needle) in [
+            (
+                r#"{"resize": [256, 320]}"#,
+                "expected an object {\"height\": H, \"width\": W}",
+            ),
+            (r#"{"resize": {"height": 256}}"#, "missing field `width`"),
+            (r#"{"resize": {"h": 256, "w": 320}}"#, "unknown field `h`"),
+            (
+                r#"{"postprocessing": "sigmoid"}"#,
+                "unknown post-processing \"sigmoid\"",
+            ),
+            (
+                r#"{"settings": {"required_torch": "banana"}}"#,
+                "\"banana\" is not a torch version",
+            ),
+            (
+                r#"{"input_shapes": [1, 3, 2, 2]}"#,
+                "unknown field `input_shapes`",
+            ),
+        ] {
+            let e = PackOptions::from_json(json).unwrap_err().to_string();
+            assert!(e.contains(needle), "{json}: {e}");
+        }
+        let o = PackOptions {
+            resize: Some(Resize {
+                height: 0,
+                width: 320,
+            }),
+            ..non_square()
+        };
+        let e = pack(TINY_PT, "model.pt", &o).unwrap_err().to_string();
+        assert!(
+            e.contains("resize 0x320 (height x width) must be positive"),
+            "{e}"
         );
     }
 

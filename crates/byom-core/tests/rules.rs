@@ -334,8 +334,16 @@ fn plausibility_warnings() {
     let n: Vec<_> = r.warnings.iter().filter(|i| i.code == "BYOM510").collect();
     assert_eq!(n.len(), 2, "{r:#?}");
     assert!(has(&manifest_replacing("\"RGB\"", "\"RGBA\""), "BYOM511"));
-    assert!(has(
-        &manifest_replacing("\"softmax\"", "\"sigmoid_magic\""),
+    // The known types are the core's one PostProcessing list, matched exactly (the runtime does).
+    assert_eq!(
+        only(
+            &manifest_replacing("\"softmax\"", "\"Softmax\""),
+            "BYOM512"
+        ),
+        "postprocessing.type \"Softmax\" is not one of softmax, argmax, yolo_nms, anomaly_score, argmax_per_pixel."
+    );
+    assert!(!has(
+        &manifest_replacing("\"softmax\"", "\"argmax_per_pixel\""),
         "BYOM512"
     ));
     assert!(has(

@@ -7,7 +7,7 @@
 //! serde-wasm-bindgen's Map-vs-object choices).
 //!
 //! Modules: [`validator`] (the streaming `Validator` class), [`blob`] (`validateBlob`, the
-//! whole-Blob convenience loop), [`model`] (`inspectPt`, `pack`), [`typings`] (TypeScript types
+//! whole-Blob convenience loop), [`model`] (`inspectPt`, `pack`, `postProcessingTypes`), [`typings`] (TypeScript types
 //! of the JSON shapes), [`js`] (small conversions shared by the others).
 
 mod blob;
@@ -19,7 +19,7 @@ mod validator;
 use wasm_bindgen::prelude::*;
 
 pub use blob::validate_blob;
-pub use model::{inspect_pt, pack, pack_detailed};
+pub use model::{default_post_processing, inspect_pt, pack, pack_detailed, post_processing_types};
 pub use validator::Validator;
 
 /// Runs once when the module is instantiated: route Rust panics to `console.error`, because with

@@ -3,6 +3,7 @@
 use wasm_bindgen::prelude::*;
 
 use byom_core::pack::PackOptions;
+use byom_core::package::PostProcessing;
 
 use crate::js::{parse_settings, to_js};
 
@@ -26,61 +27,23 @@ pub fn inspect_pt(
     to_js(&PtResult { inspection, issues })
 }
 
-/// The page's pack options: `byom_core::pack::PackOptions` as JSON (that type is not serde, and
-/// JavaScript should not have to send every field). Unknown fields are refused so a typo in a
-/// field name never silently drops what the user declared.
-#[derive(serde::Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct PackOptionsJson {
-    model_type: Option<String>,
-    input_shape: Option<Vec<i64>>,
-    output_shape: Option<Vec<i64>>,
-    class_names: Vec<String>,
-    num_classes: Option<u64>,
-    /// `[height, width]`.
-    resize: Option<[u64; 2]>,
-    mean: Option<Vec<f64>>,
-    std: Option<Vec<f64>>,
-    channel_order: Option<String>,
-    postprocessing: Option<String>,
-    threshold: Option<f64>,
-    confidence_threshold: Option<f64>,
-    nms_threshold: Option<f64>,
-    name: Option<String>,
-    version: Option<String>,
-    architecture: Option<String>,
-    settings: Option<byom_core::Settings>,
-}
-
-impl PackOptionsJson {
-    fn into_core(self) -> PackOptions {
-        let defaults = PackOptions::default();
-        PackOptions {
-            model_type: self.model_type.unwrap_or(defaults.model_type),
-            input_shape: self.input_shape.unwrap_or(defaults.input_shape),
-            output_shape: self.output_shape,
-            class_names: self.class_names,
-            num_classes: self.num_classes,
-            resize: self.resize.map(|[h, w]| (h, w)),
-            mean: self.mean,
-            std: self.std,
-            channel_order: self.channel_order,
-            postprocessing: self.postprocessing,
-            threshold: self.threshold,
-            confidence_threshold: self.confidence_threshold,
-            nms_threshold: self.nms_threshold,
-            name: self.name,
-            version: self.version,
-            architecture: self.architecture,
-            settings: self.settings.unwrap_or(defaults.settings),
-        }
-    }
-}
-
+/// The page's pack options: the core's `PackOptions` read directly from JSON (every field
+/// optional; unknown fields, a resize that is not `{height, width}`, an unknown post-processing
+/// or a `required_torch` that is not a version are refused with the field named).
 fn parse_pack_options(options_json: &str) -> Result<PackOptions, JsError> {
-    let options: PackOptionsJson = serde_json::from_str(options_json)
-        .map_err(|e| JsError::new(&format!("invalid pack options: {e}")))?;
-    Ok(options.into_core())
+    PackOptions::from_json(options_json).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// The post-processing types the runtime knows, in the core's order (the page's `<select>`).
+#[wasm_bindgen(js_name = postProcessingTypes, unchecked_return_type = "PostProcessing[]")]
+pub fn post_processing_types() -> Result<JsValue, JsError> {
+    to_js(&PostProcessing::ALL)
+}
+
+/// The usual post-processing for a stage type (`softmax` for a type without a specific one).
+#[wasm_bindgen(js_name = defaultPostProcessing, unchecked_return_type = "PostProcessing")]
+pub fn default_post_processing(model_type: &str) -> String {
+    PostProcessing::default_for(model_type).as_str().to_string()
 }
 
 /// Build a `model.tar.gz` from a bare `.pt` and the declared metadata (`optionsJson`: the

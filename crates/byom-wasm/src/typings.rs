@@ -107,6 +107,12 @@ export interface Report {
   byom_version: string;
 }
 
+/** A preprocessing resize, named by axis (byom_core::pack::Resize). */
+export interface Resize {
+  height: number;
+  width: number;
+}
+
 /** Options of pack/packDetailed (byom_core::pack::PackOptions; every field optional). */
 export interface PackOptions {
   model_type?: string;
@@ -114,12 +120,12 @@ export interface PackOptions {
   output_shape?: number[];
   class_names?: string[];
   num_classes?: number;
-  /** [height, width] */
-  resize?: [number, number];
+  /** Written to manifest.json as [height, width]; default: the input's height and width. */
+  resize?: Resize;
   mean?: number[];
   std?: number[];
   channel_order?: "RGB" | "BGR";
-  postprocessing?: string;
+  postprocessing?: PostProcessing;
   threshold?: number;
   confidence_threshold?: number;
   nms_threshold?: number;
@@ -149,3 +155,8 @@ export interface PtResult {
   issues: Issue[];
 }
 "#;
+
+/// `PostProcessing`, generated from the core's one list (`postProcessingTypes()` returns the
+/// same names at run time).
+#[wasm_bindgen(typescript_custom_section)]
+const TS_POST_PROCESSING: &'static str = byom_core::package::post_processing::TYPESCRIPT;

@@ -17,8 +17,8 @@ pub struct Args {
     #[arg(short = 'o', long = "out")]
     pub out: PathBuf,
     /// Oldest torch the model must load in (validation setting).
-    #[arg(long)]
-    pub required_torch: Option<String>,
+    #[arg(long, value_name = "X.Y")]
+    pub required_torch: Option<byom_core::TorchVersion>,
 }
 
 pub fn run(args: Args) -> ExitCode {

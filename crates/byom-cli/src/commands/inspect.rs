@@ -31,9 +31,9 @@ pub struct Args {
     pub top: usize,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Oldest PyTorch the file must load in (default: the server's libtorch, 2.11).
-    #[arg(long)]
-    pub required_torch: Option<String>,
+    /// Oldest PyTorch the file must load in, "major.minor" (default: the server's libtorch, 2.11).
+    #[arg(long, value_name = "X.Y")]
+    pub required_torch: Option<byom_core::TorchVersion>,
 }
 
 #[derive(Serialize)]
@@ -49,8 +49,8 @@ const CHUNK: usize = 1 << 20;
 
 pub fn run(args: Args) -> ExitCode {
     let mut settings = Settings::default();
-    if let Some(r) = &args.required_torch {
-        settings.required_torch = r.clone();
+    if let Some(r) = args.required_torch {
+        settings.required_torch = r;
     }
     let mut f = match File::open(&args.file) {
         Ok(f) => f,

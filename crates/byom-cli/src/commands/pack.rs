@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use byom_core::pack::{pack_with_details, PackError, PackOptions};
-use byom_core::Settings;
+use byom_core::pack::{pack_with_details, PackError, PackOptions, Resize};
+use byom_core::package::PostProcessing;
+use byom_core::{Settings, TorchVersion};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,9 +27,9 @@ pub struct Args {
     /// Number of classes (when no names are given; else inferred from the classifier head).
     #[arg(long)]
     pub num_classes: Option<u64>,
-    /// Preprocessing resize W,H.
-    #[arg(long, value_delimiter = ',')]
-    pub resize: Option<Vec<u64>>,
+    /// Preprocessing resize H,W (height first, as in --input B,C,H,W; default: the input size).
+    #[arg(long, value_name = "H,W", value_parser = parse_resize)]
+    pub resize: Option<Resize>,
     /// Normalisation mean, comma separated.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub mean: Option<Vec<f64>>,
@@ -37,9 +39,9 @@ pub struct Args {
     /// RGB or BGR.
     #[arg(long)]
     pub channel_order: Option<String>,
-    /// Post-processing: softmax, argmax, yolo_nms, anomaly_score, argmax_per_pixel.
-    #[arg(long)]
-    pub postprocessing: Option<String>,
+    /// Post-processing type written to manifest.json.
+    #[arg(long, value_parser = post_processing_parser())]
+    pub postprocessing: Option<PostProcessing>,
     #[arg(long)]
     pub threshold: Option<f64>,
     #[arg(long)]
@@ -55,12 +57,56 @@ pub struct Args {
     /// model_info.architecture (default: the recognised architecture, if any).
     #[arg(long)]
     pub architecture: Option<String>,
-    /// Oldest PyTorch the model must load in (default: the server's libtorch, 2.11).
-    #[arg(long)]
-    pub required_torch: Option<String>,
+    /// Oldest PyTorch the model must load in, "major.minor" (default: the server's libtorch, 2.11).
+    #[arg(long, value_name = "X.Y")]
+    pub required_torch: Option<TorchVersion>,
     /// Output package.
     #[arg(short = 'o', long, default_value = "model.tar.gz")]
     pub output_file: PathBuf,
+}
+
+/// `--resize H,W`.
+fn parse_resize(s: &str) -> Result<Resize, String> {
+    let bad = || format!("expected H,W (height,width), e.g. 224,224; not {s:?}");
+    let (h, w) = s.split_once(',').ok_or_else(bad)?;
+    let (height, width) = (
+        h.trim().parse().map_err(|_| bad())?,
+        w.trim().parse().map_err(|_| bad())?,
+    );
+    Ok(Resize { height, width })
+}
+
+/// `--postprocessing`: the core's list, so `--help` and the error show the known names.
+fn post_processing_parser() -> impl TypedValueParser<Value = PostProcessing> {
+    PossibleValuesParser::new(PostProcessing::ALL.iter().map(|p| p.as_str()))
+        .try_map(|s| s.parse::<PostProcessing>())
+}
+
+/// The core's options from the command line (the page's builder sends the same as JSON).
+fn options(args: &Args) -> PackOptions {
+    let mut settings = Settings::default();
+    if let Some(v) = args.required_torch {
+        settings.required_torch = v;
+    }
+    PackOptions {
+        model_type: args.model_type.clone(),
+        input_shape: args.input.clone(),
+        output_shape: args.output.clone(),
+        class_names: args.classes.clone(),
+        num_classes: args.num_classes,
+        resize: args.resize,
+        mean: args.mean.clone(),
+        std: args.std.clone(),
+        channel_order: args.channel_order.clone(),
+        postprocessing: args.postprocessing,
+        threshold: args.threshold,
+        confidence_threshold: args.confidence_threshold,
+        nms_threshold: args.nms_threshold,
+        name: args.name.clone(),
+        version: args.version.clone(),
+        architecture: args.architecture.clone(),
+        settings,
+    }
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -71,37 +117,7 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut settings = Settings::default();
-    if let Some(r) = &args.required_torch {
-        settings.required_torch = r.clone();
-    }
-    let resize = match args.resize.as_deref() {
-        None => None,
-        Some([w, h]) => Some((*w, *h)),
-        Some(_) => {
-            eprintln!("byom pack: --resize takes W,H");
-            return ExitCode::from(2);
-        }
-    };
-    let opts = PackOptions {
-        model_type: args.model_type,
-        input_shape: args.input,
-        output_shape: args.output,
-        class_names: args.classes,
-        num_classes: args.num_classes,
-        resize,
-        mean: args.mean,
-        std: args.std,
-        channel_order: args.channel_order,
-        postprocessing: args.postprocessing,
-        threshold: args.threshold,
-        confidence_threshold: args.confidence_threshold,
-        nms_threshold: args.nms_threshold,
-        name: args.name,
-        version: args.version,
-        architecture: args.architecture,
-        settings,
-    };
+    let opts = options(&args);
     let name = args
         .model
         .file_name()
@@ -145,5 +161,107 @@ pub fn run(args: Args) -> ExitCode {
             eprintln!("byom pack: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    const TINY_PT: &[u8] = include_bytes!("../../../byom-core/tests/data/tiny_traced.pt");
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        let cli = crate::Cli::try_parse_from(["byom", "pack"].iter().chain(argv))?;
+        match cli.command {
+            crate::Command::Pack(args) => Ok(args),
+            _ => panic!("not the pack command"),
+        }
+    }
+
+    /// The JSON web/builder.js `packOptions` sends for a 256x320 (height x width) model with
+    /// the form's preprocessing fields; the wasm face reads it with `PackOptions::from_json`.
+    const PAGE_JSON: &str = r#"{
+        "model_type": "classification",
+        "input_shape": [1, 3, 256, 320],
+        "class_names": ["good", "defect"],
+        "channel_order": "RGB",
+        "postprocessing": "softmax",
+        "num_classes": 2,
+        "resize": {"height": 256, "width": 320},
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225]
+    }"#;
+
+    #[test]
+    fn non_square_cli_and_page_write_the_same_metadata() {
+        let args = parse(&[
+            "model.pt",
+            "--input",
+            "1,3,256,320",
+            "--classes",
+            "good,defect",
+            "--resize",
+            "256,320",
+            "--mean",
+            "0.485,0.456,0.406",
+            "--std",
+            "0.229,0.224,0.225",
+            "--channel-order",
+            "RGB",
+            "--postprocessing",
+            "softmax",
+        ])
+        .unwrap();
+        let cli = options(&args);
+        let page = PackOptions::from_json(PAGE_JSON).unwrap();
+        // The page also sends the count of the names it sends (the core checks they agree).
+        let counted = PackOptions {
+            num_classes: Some(2),
+            ..cli.clone()
+        };
+        assert_eq!(counted, page);
+        let a = pack_with_details(TINY_PT, "model.pt", &cli).unwrap();
+        let b = pack_with_details(TINY_PT, "model.pt", &page).unwrap();
+        assert_eq!(a.config_yaml, b.config_yaml);
+        assert_eq!(a.mochi_json, b.mochi_json);
+        assert_eq!(a.manifest_json, b.manifest_json);
+        assert_eq!(a.tar_gz, b.tar_gz);
+        // Without --resize the CLI writes the input size, the same [height, width].
+        let defaulted = PackOptions {
+            resize: None,
+            ..cli.clone()
+        };
+        let c = pack_with_details(TINY_PT, "model.pt", &defaulted).unwrap();
+        assert_eq!(c.manifest_json, b.manifest_json);
+        let manifest: serde_json::Value = serde_json::from_str(&a.manifest_json).unwrap();
+        assert_eq!(
+            manifest["preprocessing"]["resize"],
+            serde_json::json!([256, 320])
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_the_command_line() {
+        let base = ["model.pt", "--input", "1,3,2,2"];
+        for (extra, needle) in [
+            (
+                ["--required-torch", "banana"],
+                "\"banana\" is not a torch version: expected major.minor",
+            ),
+            (["--required-torch", "2"], "expected major.minor"),
+            (["--resize", "256"], "expected H,W (height,width)"),
+            (["--resize", "256,x"], "expected H,W (height,width)"),
+            (
+                ["--postprocessing", "sigmoid"],
+                "[possible values: softmax, argmax",
+            ),
+        ] {
+            let argv: Vec<&str> = base.iter().chain(&extra).copied().collect();
+            let e = parse(&argv).err().expect("refused").to_string();
+            assert!(e.contains(needle), "{extra:?}: {e}");
+        }
+        let args = parse(&["model.pt", "--input", "1,3,2,2", "--required-torch", "1.8"]).unwrap();
+        assert_eq!(options(&args).settings.required_torch, TorchVersion(1, 8));
     }
 }

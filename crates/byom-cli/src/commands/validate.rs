@@ -43,7 +43,7 @@ pub struct Args {
     settings: Option<PathBuf>,
     /// Oldest torch that must load the model, "major.minor" (default: the server's 2.11).
     #[arg(long, value_name = "X.Y")]
-    required_torch: Option<String>,
+    required_torch: Option<byom_core::TorchVersion>,
     /// Never show a progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -131,16 +131,9 @@ fn load_settings(args: &Args) -> Result<Settings, String> {
                 .map_err(|e| format!("{}: invalid settings: {e}", path.display()))?
         }
     };
-    if let Some(v) = &args.required_torch {
-        let ok = v.split_once('.').is_some_and(|(a, b)| {
-            !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
-        });
-        if !ok {
-            return Err(format!(
-                "--required-torch must look like 1.8 or 2.11, not '{v}'"
-            ));
-        }
-        settings.required_torch = v.clone();
+    // Parsed (and refused when not a version) by clap through TorchVersion's FromStr.
+    if let Some(v) = args.required_torch {
+        settings.required_torch = v;
     }
     Ok(settings)
 }

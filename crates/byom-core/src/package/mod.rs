@@ -8,10 +8,12 @@
 
 pub mod contents;
 pub mod json;
+pub mod post_processing;
 pub mod value;
 pub mod yaml;
 
 pub use contents::{Contents, MetaFile};
+pub use post_processing::PostProcessing;
 pub use value::Value;
 
 /// Why a metadata file could not be turned into a [`Value`].

@@ -4,6 +4,9 @@
 //! still cannot work.
 
 use crate::package::contents::{CONFIG, MANIFEST, MOCHI};
+use crate::package::post_processing::{
+    self, post_processing_names, post_processing_names_code, PostProcessing,
+};
 use crate::package::{Contents, Value};
 use crate::report::Issue;
 use crate::report::Severity::{Error, Warning};
@@ -125,9 +128,12 @@ pub const UNKNOWN_POSTPROCESSING: Rule = Rule {
     name: "unknown-postprocessing",
     severity: Warning,
     summary: "postprocessing.type is not one the runtime knows.",
-    hint: "Use one of: softmax, argmax, yolo_nms, anomaly_score, argmax_per_pixel.",
-    doc: "Known types: `softmax`, `argmax`, `yolo_nms`, `anomaly_score`, `argmax_per_pixel`. \
-Others are passed through but probably ignored.",
+    hint: concat!("Use one of: ", post_processing_names!(), "."),
+    doc: concat!(
+        "Known types: ",
+        post_processing_names_code!(),
+        ". Others are passed through but probably ignored."
+    ),
 };
 
 pub const THRESHOLD_OUT_OF_RANGE: Rule = Rule {
@@ -547,25 +553,15 @@ fn check_preprocessing(manifest: &Value, input: Option<&[i64]>, out: &mut Vec<Is
     }
 }
 
-const KNOWN_POSTPROCESSING: &[&str] = &[
-    "softmax",
-    "argmax",
-    "yolo_nms",
-    "anomaly_score",
-    "argmax_per_pixel",
-];
-
 fn check_postprocessing(post: &Value, out: &mut Vec<Issue>) {
     if let Some(t) = post.get("type") {
-        if !t
-            .as_str()
-            .is_some_and(|t| KNOWN_POSTPROCESSING.contains(&t))
-        {
+        let known = t.as_str().and_then(|t| t.parse::<PostProcessing>().ok());
+        if known.is_none() {
             out.push(UNKNOWN_POSTPROCESSING.issue(
                 Some(MANIFEST),
                 format!(
                     "postprocessing.type {t} is not one of {}.",
-                    KNOWN_POSTPROCESSING.join(", ")
+                    post_processing::NAMES
                 ),
             ));
         }

@@ -17,7 +17,7 @@ use super::version::{self, Evidence, TorchVersion};
 use super::zip::{ZipProblem, ZipView};
 use super::{PtInspection, PtKind, Safety, TensorInfo};
 use crate::report::{Issue, Severity};
-use crate::settings::{Settings, SERVER_TORCH};
+use crate::settings::Settings;
 
 /// What every analysis needs.
 pub struct Ctx<'a> {
@@ -188,8 +188,7 @@ fn version_issues(
     insp.min_torch = min.map(|v| v.to_string());
     insp.min_torch_reasons = reqs.iter().map(version::Requirement::sentence).collect();
     let Some(min) = min else { return out };
-    let server = TorchVersion::parse(SERVER_TORCH).unwrap_or(TorchVersion(2, 11));
-    let required = TorchVersion::parse(&ctx.settings.required_torch).unwrap_or(server);
+    let required = ctx.settings.required_torch;
     let f = Some(ctx.file);
     let above = |limit: TorchVersion| -> Vec<String> {
         reqs.iter()

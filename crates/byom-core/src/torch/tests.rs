@@ -292,12 +292,12 @@ fn required_torch_policy() {
         w[0].message.contains("PyTorch 1.8")
             && w[0].message.contains("dtype uint16 needs PyTorch ≥ 2.3")
     );
-    s.required_torch = "1.8".into();
+    s.required_torch = "1.8".parse().unwrap();
     let (_, issues) = inspect_bytes(&z, &s, "m.pt");
     assert!(issues
         .iter()
         .any(|x| x.code == "BYOM702" && x.severity == Severity::Error));
-    s.required_torch = "2.1".into();
+    s.required_torch = "2.1".parse().unwrap();
     let (_, issues) = inspect_bytes(&z, &s, "m.pt");
     assert!(issues
         .iter()

@@ -13,23 +13,53 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A `major.minor` torch version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A `major.minor` torch version: the one parser of that notation (settings' `required_torch`,
+/// the CLI's and the server's `--required-torch`, version comparisons).
+///
+/// Written and read as the string `"2.11"`, so settings JSON (and its hash) keeps the shape it
+/// always had; reading refuses anything that is not a version instead of falling back to a
+/// default (a typo in a policy must not silently become another policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TorchVersion(pub u32, pub u32);
 
+/// Text that is not a `major.minor` version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a torch version: expected major.minor, e.g. 1.8 or 2.11")]
+pub struct InvalidTorchVersion(pub String);
+
 impl TorchVersion {
-    /// Parse `"2.11"`, `"1.8.0"`, `"v1.8"`; `None` when it is not a version.
+    /// Parse `"2.11"` or `"1.8.0"` (a patch number is allowed and ignored); `None` when it is
+    /// not a version. See [`FromStr`](std::str::FromStr) for the error with a message.
     pub fn parse(s: &str) -> Option<Self> {
-        let s = s.trim().trim_start_matches('v');
-        let mut it = s.split('.');
-        let major = it.next()?.trim().parse().ok()?;
-        let minor = it.next().map_or(Some(0), |m| {
-            let digits: String = m.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })?;
-        Some(TorchVersion(major, minor))
+        s.parse().ok()
+    }
+}
+
+impl std::str::FromStr for TorchVersion {
+    type Err = InvalidTorchVersion;
+
+    /// `major.minor` or `major.minor.patch`, decimal digits only (surrounding blanks ignored).
+    /// `"2"`, `"v2.1"`, `"2.1.0+cu128"`, `"2.x"` and numbers beyond `u32` are refused.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || InvalidTorchVersion(s.to_string());
+        let number = |p: &str| -> Result<u32, InvalidTorchVersion> {
+            if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            p.parse().map_err(|_| bad())
+        };
+        let mut parts = s.trim().split('.');
+        let major = number(parts.next().unwrap_or_default())?;
+        let minor = number(parts.next().ok_or_else(bad)?)?;
+        if let Some(patch) = parts.next() {
+            number(patch)?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(TorchVersion(major, minor))
     }
 }
 
@@ -39,8 +69,24 @@ impl fmt::Display for TorchVersion {
     }
 }
 
+impl Serialize for TorchVersion {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TorchVersion {
+    /// From a string only: a JSON number `2.10` would read as 2.1.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// PyTorch 1.8, the runtime the guide names.
 pub const GUIDE: TorchVersion = TorchVersion(1, 8);
+/// The libtorch the compile server links (tch 0.24 ↔ torch 2.11).
+pub const SERVER: TorchVersion = TorchVersion(2, 11);
 /// The highest archive version libtorch 2.11 reads.
 pub const SERVER_MAX_ARCHIVE_VERSION: u64 = 10;
 
@@ -201,11 +247,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn serde_is_the_string_form_and_validates() {
+        assert_eq!(
+            serde_json::to_string(&TorchVersion(2, 11)).unwrap(),
+            "\"2.11\""
+        );
+        let v: TorchVersion = serde_json::from_str("\"1.8\"").unwrap();
+        assert_eq!(v, GUIDE);
+        let e = serde_json::from_str::<TorchVersion>("\"banana\"").unwrap_err();
+        assert!(e.to_string().contains("expected major.minor"), "{e}");
+        // A number is refused: 2.10 would read as 2.1.
+        assert!(serde_json::from_str::<TorchVersion>("2.10").is_err());
+    }
+
+    #[test]
     fn parse_versions() {
         assert_eq!(TorchVersion::parse("2.11"), Some(TorchVersion(2, 11)));
         assert_eq!(TorchVersion::parse("1.8.0"), Some(TorchVersion(1, 8)));
-        assert_eq!(TorchVersion::parse("2"), Some(TorchVersion(2, 0)));
-        assert_eq!(TorchVersion::parse("x"), None);
+        assert_eq!(TorchVersion::parse(" 1.13 "), Some(TorchVersion(1, 13)));
+        for bad in [
+            "x",
+            "banana",
+            "2",
+            "2.",
+            ".8",
+            "v1.8",
+            "1.8.0+cu128",
+            "2.x",
+            "1.8.0.1",
+            "-1.8",
+            "1.-8",
+            "4294967296.0",
+            "",
+        ] {
+            assert_eq!(TorchVersion::parse(bad), None, "{bad:?}");
+        }
+        let e = "banana".parse::<TorchVersion>().unwrap_err().to_string();
+        assert!(e.contains("\"banana\" is not a torch version"), "{e}");
         assert!(TorchVersion(1, 12) > TorchVersion(1, 8));
         assert!(TorchVersion(2, 0) > TorchVersion(1, 13));
     }
