@@ -20,7 +20,8 @@ pub mod validate;
 pub use limits::Limits;
 pub use report::{Event, Issue, Report, Severity, Summary};
 pub use settings::Settings;
-pub use validate::Validator;
+pub use package::ValidatedPackage;
+pub use validate::{ExtractSink, NoExtract, Validator};
 
 /// The crate version, carried in every report so a verdict can be traced to the code that made it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
