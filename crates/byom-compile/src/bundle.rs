@@ -227,8 +227,8 @@ pub fn write(
         let len = f.metadata().map_err(CompileError::io(&path))?.len();
         gz.write_all(&ustar_header(name, len))
             .map_err(CompileError::io(&archive))?;
-        let copied = std::io::copy(&mut (&mut f).take(len), &mut gz)
-            .map_err(CompileError::io(&archive))?;
+        let copied =
+            std::io::copy(&mut (&mut f).take(len), &mut gz).map_err(CompileError::io(&archive))?;
         if copied != len {
             return Err(CompileError::io(&path)(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -262,8 +262,13 @@ mod tests {
         let artifact = dir.join("artifact.pt");
         // 1300 bytes: not a multiple of 512, so the padding is exercised.
         fs::write(&artifact, vec![7u8; 1300]).unwrap();
-        let (archive, sha) =
-            write(&dir, Target::X86_64Cpu, &artifact, &json!({"schema": SCHEMA})).unwrap();
+        let (archive, sha) = write(
+            &dir,
+            Target::X86_64Cpu,
+            &artifact,
+            &json!({"schema": SCHEMA}),
+        )
+        .unwrap();
         assert_eq!(sha, sha256_file(&archive).unwrap());
         let report = byom_core::validate::validate_bytes(
             &fs::read(&archive).unwrap(),
@@ -290,10 +295,16 @@ mod tests {
                 "model.pt"
             ]
         );
-        let sizes: u64 = ["README.txt", "SHA256SUMS", "deployment.json", "load.cpp", "load.py"]
-            .iter()
-            .map(|n| fs::metadata(dir.join("x86_64-cpu").join(n)).unwrap().len())
-            .sum();
+        let sizes: u64 = [
+            "README.txt",
+            "SHA256SUMS",
+            "deployment.json",
+            "load.cpp",
+            "load.py",
+        ]
+        .iter()
+        .map(|n| fs::metadata(dir.join("x86_64-cpu").join(n)).unwrap().len())
+        .sum();
         assert_eq!(report.summary.uncompressed_bytes, sizes + 1300);
         let _ = fs::remove_dir_all(&dir);
     }
@@ -304,6 +315,9 @@ mod tests {
         assert_eq!(&h[124..136], b"00000002424\0");
         let big = ustar_header("model.pt", 9 << 30);
         assert_eq!(big[124], 0x80);
-        assert_eq!(u64::from_be_bytes(big[128..136].try_into().unwrap()), 9 << 30);
+        assert_eq!(
+            u64::from_be_bytes(big[128..136].try_into().unwrap()),
+            9 << 30
+        );
     }
 }

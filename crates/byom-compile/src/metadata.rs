@@ -38,14 +38,11 @@ pub fn from_parts(
     mochi: &Value,
     manifest: &Value,
 ) -> Result<ModelDeclarations, CompileError> {
-    let input_shape = declared
-        .input_shape()
-        .map(<[i64]>::to_vec)
-        .ok_or_else(|| {
-            CompileError::InvalidPackage(
-                "mochi.json stages[0].input_shape is not [B, C, H, W]".to_string(),
-            )
-        })?;
+    let input_shape = declared.input_shape().map(<[i64]>::to_vec).ok_or_else(|| {
+        CompileError::InvalidPackage(
+            "mochi.json stages[0].input_shape is not [B, C, H, W]".to_string(),
+        )
+    })?;
     Ok(ModelDeclarations {
         model_type: declared.stage_type().unwrap_or("unknown").to_string(),
         input_shape,

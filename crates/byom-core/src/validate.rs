@@ -258,11 +258,11 @@ impl<S: ExtractSink> Validator<S> {
 
     /// The final report and, when the package is valid, what it declares, parsed once: the
     /// compile server builds from exactly what was checked. `Err` carries the report of an
-    /// invalid package (whatever an [`ExtractSink`] received must then be discarded).
-    pub fn finish_package(self) -> Result<ValidatedPackage, Report> {
+    /// invalid package, boxed (whatever an [`ExtractSink`] received must then be discarded).
+    pub fn finish_package(self) -> Result<ValidatedPackage, Box<Report>> {
         let (report, mut contents) = self.conclude();
         if !report.valid {
-            return Err(report);
+            return Err(Box::new(report));
         }
         let model_path = contents.pt_path().map(str::to_string);
         let model_records = std::mem::take(&mut contents.model_records);
@@ -286,7 +286,7 @@ impl<S: ExtractSink> Validator<S> {
                     model_records,
                 })
             }
-            _ => Err(report),
+            _ => Err(Box::new(report)),
         }
     }
 

@@ -75,7 +75,11 @@ fn refused(bytes: &[u8], words: &str) {
     assert!(!r.valid);
     let i = issue(&r, "BYOM004");
     assert!(i.message.contains(words), "{}", i.message);
-    assert!(i.message.contains("would read this archive differently"), "{}", i.message);
+    assert!(
+        i.message.contains("would read this archive differently"),
+        "{}",
+        i.message
+    );
 }
 
 #[test]
@@ -127,7 +131,11 @@ fn two_names_for_one_member_are_refused() {
     refused(&package(pt), "Two GNU long-name records");
 
     let mut pt = record(b'x', &pax(&[("path", PT)]), GNU);
-    pt.extend(record(b'x', &pax(&[("path", "export_artifacts/other.pt")]), GNU));
+    pt.extend(record(
+        b'x',
+        &pax(&[("path", "export_artifacts/other.pt")]),
+        GNU,
+    ));
     pt.extend(pt_member(b"decoy/model.pt", GNU));
     refused(&package(pt), "Two PAX headers name");
 
@@ -139,7 +147,11 @@ fn two_names_for_one_member_are_refused() {
 
 #[test]
 fn gnu_sparse_keys_are_refused() {
-    let mut pt = record(b'x', &pax(&[("GNU.sparse.name", "export_artifacts/other.pt")]), GNU);
+    let mut pt = record(
+        b'x',
+        &pax(&[("GNU.sparse.name", "export_artifacts/other.pt")]),
+        GNU,
+    );
     pt.extend(pt_member(PT.as_bytes(), GNU));
     refused(&package(pt), "GNU.sparse.name");
 }

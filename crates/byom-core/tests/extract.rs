@@ -26,7 +26,13 @@ impl ExtractSink for Recorder {
     }
 }
 
-fn run(bytes: &[u8], chunk: usize) -> (Result<byom_core::ValidatedPackage, byom_core::Report>, Recorder) {
+fn run(
+    bytes: &[u8],
+    chunk: usize,
+) -> (
+    Result<byom_core::ValidatedPackage, Box<byom_core::Report>>,
+    Recorder,
+) {
     let mut rec = Recorder::default();
     let mut v = Validator::with_sink(&Settings::default(), &mut rec);
     for c in bytes.chunks(chunk.max(1)) {
@@ -42,7 +48,13 @@ fn the_inspected_pt_is_handed_over_whole_in_any_chunking() {
     for chunk in [1, 7, 511, 512, 4096, 1 << 20] {
         let (out, rec) = run(&pkg, chunk);
         let p = out.expect("the good package is valid");
-        assert_eq!(rec.starts, [("export_artifacts/model.pt".to_string(), TINY_PT.len() as u64)]);
+        assert_eq!(
+            rec.starts,
+            [(
+                "export_artifacts/model.pt".to_string(),
+                TINY_PT.len() as u64
+            )]
+        );
         assert_eq!(rec.bytes, TINY_PT, "chunk {chunk}");
         assert_eq!(rec.ends, 1);
         assert_eq!(p.model_path, "export_artifacts/model.pt");
@@ -63,7 +75,7 @@ fn the_report_is_the_same_with_or_without_a_sink() {
         let (out, _) = run(&pkg, 4096);
         let report = match out {
             Ok(p) => p.report,
-            Err(r) => r,
+            Err(r) => *r,
         };
         assert_eq!(report, plain);
     }
@@ -82,7 +94,9 @@ fn finish_package_hands_forward_the_parsed_metadata() {
         Some(vec!["good".to_string(), "defect".to_string()])
     );
     assert_eq!(
-        p.mochi.path(&["model_info", "name"]).and_then(|v| v.as_str()),
+        p.mochi
+            .path(&["model_info", "name"])
+            .and_then(|v| v.as_str()),
         Some("ResNet50-Quality-Classifier")
     );
     assert_eq!(

@@ -199,7 +199,11 @@ impl TarWalker {
                 if let Some(nul) = buf.iter().position(|b| *b == 0) {
                     buf.truncate(nul);
                 }
-                if self.long_name.as_ref().is_some_and(|(prev, _)| *prev != buf) {
+                if self
+                    .long_name
+                    .as_ref()
+                    .is_some_and(|(prev, _)| *prev != buf)
+                {
                     return Err(ambiguous(
                         "Two GNU long-name records name one member differently",
                     ));
@@ -256,7 +260,9 @@ impl TarWalker {
                         let size = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
                         let size = size.ok_or_else(bad)?;
                         if self.pax_size.is_some_and(|s| s != size) {
-                            return Err(ambiguous("Two PAX headers give one member different sizes"));
+                            return Err(ambiguous(
+                                "Two PAX headers give one member different sizes",
+                            ));
                         }
                         self.pax_size = Some(size);
                     }

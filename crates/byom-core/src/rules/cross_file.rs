@@ -5,9 +5,9 @@
 
 use crate::package::contents::{CONFIG, MANIFEST, MOCHI};
 use crate::package::declared::shape4;
-use crate::package::{Contents, Value};
 /// Moved to [`crate::package::Declared`]; re-exported for existing callers.
 pub use crate::package::Declared;
+use crate::package::{Contents, Value};
 use crate::report::Issue;
 use crate::report::Severity::{Error, Warning};
 use crate::rules::Rule;

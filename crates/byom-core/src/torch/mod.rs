@@ -162,9 +162,7 @@ fn record_spans(view: &zip::ZipView) -> Vec<RecordSpan> {
     view.central
         .iter()
         .filter_map(|c| {
-            let local = local
-                .get(&c.header_offset)
-                .filter(|l| l.name == c.name)?;
+            let local = local.get(&c.header_offset).filter(|l| l.name == c.name)?;
             Some(RecordSpan {
                 name: c.name.clone(),
                 data_offset: local.data_offset,
