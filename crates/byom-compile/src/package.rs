@@ -222,6 +222,11 @@ pub(crate) mod tests {
 
     /// A ustar header with a correct checksum.
     fn header(name: &str, size: u64, kind: u8) -> [u8; 512] {
+        header_magic(name, size, kind, b"ustar\x0000")
+    }
+
+    /// A header with the given magic+version (8 bytes; zeros: an old v7 header).
+    fn header_magic(name: &str, size: u64, kind: u8, magic: &[u8; 8]) -> [u8; 512] {
         let mut h = [0u8; 512];
         h[..name.len()].copy_from_slice(name.as_bytes());
         h[100..108].copy_from_slice(b"0000644\0");
@@ -230,12 +235,17 @@ pub(crate) mod tests {
         h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
         h[136..148].copy_from_slice(b"00000000000\0");
         h[156] = kind;
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
+        h[257..265].copy_from_slice(magic);
         h[148..156].copy_from_slice(b"        ");
         let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
         h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
         h
+    }
+
+    fn gzip(raw: &[u8]) -> Vec<u8> {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        gz.write_all(raw).unwrap();
+        gz.finish().unwrap()
     }
 
     /// A valid package (the tiny real TorchScript model) whose members all have typeflag `kind`.
@@ -252,9 +262,7 @@ pub(crate) mod tests {
             raw.resize(raw.len().div_ceil(512) * 512, 0);
         }
         raw.extend_from_slice(&[0u8; 1024]);
-        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-        gz.write_all(&raw).unwrap();
-        gz.finish().unwrap()
+        gzip(&raw)
     }
 
     /// Counts the bytes read through it.
@@ -319,6 +327,56 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_long_name_record_without_magic_names_the_model_that_is_extracted() {
+        // Issue 9.3: GNU tar, tarfile and the core honour an `L` record in a header without
+        // magic; the `tar` crate ignored it, so the worker took the header's own name and ran
+        // another file than the one validated (here: the model would be "missing").
+        let mut raw = Vec::new();
+        for (name, data) in [
+            ("config.yaml", CONFIG.as_bytes()),
+            ("mochi.json", MOCHI.as_bytes()),
+            ("export_artifacts/manifest.json", MANIFEST.as_bytes()),
+        ] {
+            raw.extend_from_slice(&header(name, data.len() as u64, b'0'));
+            raw.extend_from_slice(data);
+            raw.resize(raw.len().div_ceil(512) * 512, 0);
+        }
+        let long = b"export_artifacts/model.pt\0";
+        raw.extend_from_slice(&header_magic(
+            "././@LongLink",
+            long.len() as u64,
+            b'L',
+            &[0; 8],
+        ));
+        raw.extend_from_slice(long);
+        raw.resize(raw.len().div_ceil(512) * 512, 0);
+        raw.extend_from_slice(&header_magic(
+            "decoy/model.pt",
+            TINY_PT.len() as u64,
+            b'0',
+            &[0; 8],
+        ));
+        raw.extend_from_slice(TINY_PT);
+        raw.resize(raw.len().div_ceil(512) * 512, 0);
+        raw.extend_from_slice(&[0u8; 1024]);
+        let dir = work_dir("longname");
+        let pkg = extract_from(
+            &gzip(&raw)[..],
+            Path::new("pkg"),
+            &Settings::default(),
+            &dir,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(pkg.validated.model_path, "export_artifacts/model.pt");
+        assert_eq!(
+            pkg.validated.report.summary.entries[3],
+            "export_artifacts/model.pt"
+        );
+        assert_eq!(std::fs::read(&pkg.model_path).unwrap(), TINY_PT);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn an_invalid_package_leaves_no_model_behind() {
         let dir = work_dir("invalid");
         let mut bytes = package(b'0');
@@ -329,9 +387,7 @@ pub(crate) mod tests {
             d.read_to_end(&mut v).unwrap();
             v
         };
-        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-        gz.write_all(&raw[..raw.len() - 3000]).unwrap();
-        bytes = gz.finish().unwrap();
+        bytes = gzip(&raw[..raw.len() - 3000]);
         let err = extract_from(&bytes[..], Path::new("pkg"), &Settings::default(), &dir)
             .unwrap_err()
             .to_string();
