@@ -65,7 +65,15 @@ struct ModelFile {
     written: u64,
     starts: u32,
     ended: bool,
-    error: Option<String>,
+    error: Option<SinkError>,
+}
+
+/// Why the model file could not be written: the disk (the job's problem) or a broken promise
+/// of the validator's sink contract (never expected; refused like an invalid package).
+#[derive(Debug)]
+enum SinkError {
+    Io(std::io::Error),
+    Contract(String),
 }
 
 impl ModelFile {
@@ -81,7 +89,7 @@ impl ModelFile {
         }
     }
 
-    fn fail(&mut self, why: String) {
+    fn fail(&mut self, why: SinkError) {
         if self.error.is_none() {
             self.error = Some(why);
         }
@@ -90,18 +98,29 @@ impl ModelFile {
     }
 
     /// The file is whole and exactly what the validator inspected.
-    fn check(&self, inspected_bytes: u64) -> Result<(), String> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
+    fn check(self, member: &str, inspected_bytes: u64) -> Result<(), CompileError> {
+        let contract =
+            |why: String| CompileError::InvalidPackage(format!("extracting {member}: {why}"));
+        match self.error {
+            Some(SinkError::Io(source)) => {
+                return Err(CompileError::Io {
+                    path: self.path,
+                    source,
+                })
+            }
+            Some(SinkError::Contract(why)) => return Err(contract(why)),
+            None => {}
         }
         if self.starts != 1 || !self.ended {
-            return Err("the validator did not hand over exactly one model file".to_string());
+            return Err(contract(
+                "the validator did not hand over exactly one model file".to_string(),
+            ));
         }
         if self.written != self.declared || self.written != inspected_bytes {
-            return Err(format!(
+            return Err(contract(format!(
                 "wrote {} bytes of the model file, its header declares {} and the validator inspected {}",
                 self.written, self.declared, inspected_bytes
-            ));
+            )));
         }
         Ok(())
     }
@@ -112,12 +131,14 @@ impl ExtractSink for ModelFile {
         self.starts += 1;
         if self.starts > 1 {
             // The core hands over one model; a second start would be a core bug.
-            return self.fail("the validator handed over a second model file".to_string());
+            return self.fail(SinkError::Contract(
+                "the validator handed over a second model file".to_string(),
+            ));
         }
         self.declared = size;
         match File::create(&self.path) {
             Ok(f) => self.out = Some(BufWriter::with_capacity(CHUNK, f)),
-            Err(e) => self.fail(format!("{}: {e}", self.path.display())),
+            Err(e) => self.fail(SinkError::Io(e)),
         }
     }
 
@@ -127,11 +148,12 @@ impl ExtractSink for ModelFile {
         };
         let len = bytes.len() as u64;
         if self.written.saturating_add(len) > self.declared {
-            return self.fail("the model file is longer than its tar header declares".to_string());
+            return self.fail(SinkError::Contract(
+                "the model file is longer than its tar header declares".to_string(),
+            ));
         }
         if let Err(e) = out.write_all(bytes) {
-            let why = format!("{}: {e}", self.path.display());
-            return self.fail(why);
+            return self.fail(SinkError::Io(e));
         }
         self.written += len;
     }
@@ -139,8 +161,7 @@ impl ExtractSink for ModelFile {
     fn end(&mut self) {
         if let Some(mut out) = self.out.take() {
             if let Err(e) = out.flush() {
-                let why = format!("{}: {e}", self.path.display());
-                return self.fail(why);
+                return self.fail(SinkError::Io(e));
             }
         }
         self.ended = true;
@@ -184,12 +205,9 @@ pub fn extract_from<R: Read>(
         }
     };
     validated.report.sha256 = Some(sha256.clone());
-    if let Err(why) = model.check(validated.model.file_bytes) {
+    if let Err(e) = model.check(&validated.model_path, validated.model.file_bytes) {
         discard();
-        return Err(CompileError::InvalidPackage(format!(
-            "extracting {}: {why}",
-            validated.model_path
-        )));
+        return Err(e);
     }
     Ok(ExtractedPackage {
         sha256,
@@ -373,6 +391,31 @@ pub(crate) mod tests {
             "export_artifacts/model.pt"
         );
         assert_eq!(std::fs::read(&pkg.model_path).unwrap(), TINY_PT);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_model_file_holds_the_sink_to_its_contract() {
+        let dir = work_dir("contract");
+        // More bytes than the header declared: refused, never written past the size.
+        let mut m = ModelFile::new(dir.join(MODEL_FILE));
+        m.start("export_artifacts/model.pt", 4);
+        m.data(b"abc");
+        m.data(b"de");
+        m.end();
+        let e = m.check("export_artifacts/model.pt", 5).unwrap_err();
+        assert!(matches!(e, CompileError::InvalidPackage(_)), "{e}");
+        assert!(e.to_string().contains("longer than its tar header"), "{e}");
+        // A file that cannot be created is the job's I/O problem, not the package's.
+        let mut m = ModelFile::new(dir.join("no-such-dir").join(MODEL_FILE));
+        m.start("export_artifacts/model.pt", 1);
+        m.data(b"x");
+        m.end();
+        let e = m.check("export_artifacts/model.pt", 1).unwrap_err();
+        assert!(matches!(e, CompileError::Io { .. }), "{e}");
+        // Nothing handed over.
+        let m = ModelFile::new(dir.join(MODEL_FILE));
+        assert!(m.check("export_artifacts/model.pt", 0).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
