@@ -201,6 +201,12 @@ VARIANTS = [
             "the PAX size overrides the header's 0"),
     Variant("pax_x_harmless", with_pt(ext(b"x", pax({"mtime": "1.5", "uname": "x"})) + member(PT, TINY_PT)), True),
     Variant("pax_g_harmless", [ext(b"g", pax({"comment": "hello"}), name=b"pax_global_header")] + [member(n, d) for n, d in FILES], True),
+    Variant("pax_x_linkpath_on_a_file", with_pt(ext(b"x", pax({"linkpath": "elsewhere"})) + member(PT, TINY_PT)), True),
+    # Links and special members: refused by byom (only regular files are allowed).
+    Variant("hardlink_to_mochi", [member(n, d) for n, d in FILES] + [header(b"extra.json", 0, typeflag=b"1", linkname=b"mochi.json")], False),
+    Variant("symlink", [member(n, d) for n, d in FILES] + [header(b"extra.json", 0, typeflag=b"2", linkname=b"/etc/passwd")], False),
+    Variant("unknown_typeflag", [member(n, d) for n, d in FILES] + [member("extra.bin", b"data", typeflag=b"Z")], False,
+            "GNU tar extracts an unknown type as a file, tarfile does not call it regular"),
     # Readers disagree from here on: byom must refuse.
     Variant("pax_g_path", with_pt(ext(b"g", pax({"path": PT}), name=b"pax_global_header") + member(DECOY, TINY_PT)), False,
             "a global path: GNU tar applies it to the next members, tarfile does not"),
