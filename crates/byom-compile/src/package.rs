@@ -186,7 +186,11 @@ pub fn extract_from<R: Read>(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CompileError::io(what)(e)),
+            Err(e) => {
+                drop(validator);
+                let _ = std::fs::remove_file(&model_path);
+                return Err(CompileError::io(what)(e));
+            }
         };
         hasher.update(&buf[..n]);
         validator.feed(&buf[..n]);
