@@ -11,8 +11,6 @@
 //! architecture belongs there only when a test compiles a real torchvision instance of it
 //! (tests/test_compile_e2e.py: one per family).
 
-use std::collections::BTreeMap;
-
 use tch::nn::{self, ModuleT};
 use tch::vision;
 
@@ -88,55 +86,10 @@ pub fn ignorable_key(name: &str) -> bool {
     name.ends_with(".num_batches_tracked")
 }
 
-/// Candidate architectures for a state dict, from its key names (cheap; the exact match is
-/// checked by building). The classifier's width gives the number of classes.
-pub fn candidates(shapes: &BTreeMap<String, Vec<i64>>) -> Vec<(&'static str, i64)> {
-    let has = |k: &str| shapes.contains_key(k);
-    let out_of = |k: &str| shapes.get(k).and_then(|s| s.first().copied());
-    let family: &[&str] = if has("fc.weight") && has("layer1.0.conv1.weight") {
-        &["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
-    } else if has("features.1.0.block.0.0.weight") {
-        &[
-            "efficientnet_b0",
-            "efficientnet_b1",
-            "efficientnet_b2",
-            "efficientnet_b3",
-            "efficientnet_b4",
-            "efficientnet_b5",
-            "efficientnet_b6",
-            "efficientnet_b7",
-        ]
-    } else if has("features.denseblock1.denselayer1.conv1.weight") {
-        &["densenet121", "densenet161", "densenet169", "densenet201"]
-    } else if has("features.1.conv.0.0.weight") && has("classifier.1.weight") {
-        &["mobilenet_v2"]
-    } else if has("features.3.squeeze.weight") || has("features.4.squeeze.weight") {
-        &["squeezenet1_0", "squeezenet1_1"]
-    } else if has("classifier.1.weight") && has("classifier.6.weight") {
-        // AlexNet's linear layers are classifier.{1,4,6}, VGG's classifier.{0,3,6}. (Telling
-        // them apart by `features.*` indices mistook vgg13_bn/16_bn/19_bn for AlexNet.)
-        &["alexnet"]
-    } else if has("classifier.0.weight") && has("classifier.6.weight") {
-        &[
-            "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
-        ]
-    } else {
-        &[]
-    };
-    let classes = out_of("fc.weight")
-        .or_else(|| out_of("classifier.weight"))
-        .or_else(|| out_of("classifier.6.weight"))
-        .or_else(|| out_of("classifier.1.weight"))
-        .or_else(|| out_of("classifier.1.bias"));
-    match classes {
-        Some(n) if n > 0 => family.iter().map(|&f| (f, n)).collect(),
-        _ => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn every_buildable_name_builds() {
@@ -160,34 +113,46 @@ mod tests {
     }
 
     #[test]
-    fn resnet_keys_give_family_and_classes() {
-        let mut shapes = BTreeMap::new();
-        shapes.insert("fc.weight".to_string(), vec![5, 512]);
-        shapes.insert("layer1.0.conv1.weight".to_string(), vec![64, 64, 3, 3]);
-        let c = candidates(&shapes);
-        assert_eq!(c.first(), Some(&("resnet18", 5)));
-        assert_eq!(c.len(), 5);
-        assert!(candidates(&BTreeMap::new()).is_empty());
-    }
-
-    #[test]
-    fn every_buildable_architecture_is_a_candidate_for_its_own_keys() {
-        // Builds every architecture once, the large ones too (VGG: ~130M parameters), one at a
-        // time: the candidates must offer each for the keys of its own state dict.
+    fn the_core_recognises_every_buildable_architecture_from_its_own_keys() {
+        // The compile server builds what the validator's recognition (in the report) names:
+        // build every architecture once, the large ones too (VGG: ~130M parameters), one at a
+        // time, and the core must name it, with its class count, from its parameters alone;
+        // and the exact confirmation must accept it.
         for &name in BUILDABLE {
             let vs = nn::VarStore::new(tch::Device::Cpu);
             build(name, &vs.root(), 3).expect(name);
-            let shapes = vs
-                .variables()
-                .into_iter()
-                .map(|(k, v)| (k, v.size()))
+            let vars = vs.variables();
+            let tensors: Vec<byom_core::torch::TensorInfo> = vars
+                .iter()
+                .map(|(k, v)| byom_core::torch::TensorInfo {
+                    name: k.clone(),
+                    shape: v.size().iter().map(|&d| d as u64).collect(),
+                    ..Default::default()
+                })
                 .collect();
-            assert!(
-                candidates(&shapes).contains(&(name, 3)),
-                "{name}: {:?}",
-                candidates(&shapes)
-            );
+            let m = byom_core::torch::arch::recognise(&tensors).expect(name);
+            assert_eq!((m.name.as_str(), m.num_classes), (name, 3));
+            let shapes: BTreeMap<String, Vec<i64>> =
+                vars.iter().map(|(k, v)| (k.clone(), v.size())).collect();
+            assert_eq!(crate::state_dict::confirm(name, 3, &shapes), Ok(name));
         }
+    }
+
+    #[test]
+    fn confirm_refuses_a_near_miss() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        build("resnet18", &vs.root(), 4).unwrap();
+        let mut shapes: BTreeMap<String, Vec<i64>> = vs
+            .variables()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.size()))
+            .collect();
+        assert!(crate::state_dict::confirm("resnet34", 4, &shapes).is_err());
+        assert!(crate::state_dict::confirm("resnet18", 5, &shapes).is_err());
+        assert!(crate::state_dict::confirm("yolov8n", 4, &shapes).is_err());
+        shapes.insert("extra.weight".into(), vec![1]);
+        let e = crate::state_dict::confirm("resnet18", 4, &shapes).unwrap_err();
+        assert!(e.contains("extra.weight"), "{e}");
     }
 
     #[test]
@@ -203,19 +168,6 @@ mod tests {
         for name in BUILDABLE {
             assert!(byom_core::torch::arch::spec_of(name).is_some(), "{name}");
         }
-    }
-
-    #[test]
-    fn densenet_keys_give_family_and_classes() {
-        let mut shapes = BTreeMap::new();
-        shapes.insert("classifier.weight".to_string(), vec![3, 1024]);
-        shapes.insert(
-            "features.denseblock1.denselayer1.conv1.weight".to_string(),
-            vec![128, 64, 1, 1],
-        );
-        let c = candidates(&shapes);
-        assert_eq!(c.first(), Some(&("densenet121", 3)));
-        assert_eq!(c.len(), 4);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! folder) in `out_dir/<target>.tar.gz`. The schema is documented in docs/deployment-json.md.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::write::GzEncoder;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::CompileError;
-use crate::metadata::Declared;
+use crate::metadata::ModelDeclarations;
 use crate::plan::Plan;
 use crate::report::{ModelSummary, Pass, Verification};
 use crate::target::Target;
@@ -33,7 +33,7 @@ pub struct Deployment<'a> {
     pub target: Target,
     pub plan: &'a Plan,
     pub passes: &'a [Pass],
-    pub declared: &'a Declared,
+    pub declared: &'a ModelDeclarations,
     pub model: &'a ModelSummary,
     pub selector: &'a str,
     pub package_sha256: &'a str,
@@ -149,6 +149,35 @@ fn readme(target: Target, d: &Value) -> String {
     )
 }
 
+/// A POSIX ustar header for a regular file `name` (a short fixed name of ours, under 100
+/// bytes) of `size` bytes: mode 0644, owner 0, mtime 0, so the archive depends only on content.
+/// Written by hand, and plainly, so that the crate carries no tar library: the one tar reader
+/// in the system is byom-core's (GNU tar, Python and the core read these headers alike, see
+/// the test below).
+fn ustar_header(name: &str, size: u64) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    let n = name.len().min(99);
+    h[..n].copy_from_slice(&name.as_bytes()[..n]);
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    if size < 1 << 33 {
+        h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    } else {
+        // Over 8 GiB: GNU base-256, which GNU tar, Python and the core all read.
+        h[124] = 0x80;
+        h[128..136].copy_from_slice(&size.to_be_bytes());
+    }
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
 /// Writes the bundle directory and its `.tar.gz`; returns the archive's path and sha256.
 pub fn write(
     out_dir: &Path,
@@ -191,26 +220,104 @@ pub fn write(
     let archive = out_dir.join(format!("{}.tar.gz", target.as_str()));
     let tmp = out_dir.join(format!(".{}.tar.gz.tmp", target.as_str()));
     let file = File::create(&tmp).map_err(CompileError::io(&tmp))?;
-    let mut tar = tar::Builder::new(GzEncoder::new(file, Compression::default()));
+    let mut gz = GzEncoder::new(file, Compression::default());
     for name in &names {
         let path = dir.join(name);
         let mut f = File::open(&path).map_err(CompileError::io(&path))?;
         let len = f.metadata().map_err(CompileError::io(&path))?.len();
-        let mut header = tar::Header::new_gnu();
-        header.set_size(len);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, name, &mut f)
+        gz.write_all(&ustar_header(name, len))
+            .map_err(CompileError::io(&archive))?;
+        let copied =
+            std::io::copy(&mut (&mut f).take(len), &mut gz).map_err(CompileError::io(&archive))?;
+        if copied != len {
+            return Err(CompileError::io(&path)(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was archived",
+            )));
+        }
+        let pad = (512 - len % 512) % 512;
+        gz.write_all(&[0u8; 512][..pad as usize])
             .map_err(CompileError::io(&archive))?;
     }
-    let gz = tar.into_inner().map_err(CompileError::io(&archive))?;
+    // End of archive: two zero blocks.
+    gz.write_all(&[0u8; 1024])
+        .map_err(CompileError::io(&archive))?;
     let mut file = gz.finish().map_err(CompileError::io(&archive))?;
     file.flush().map_err(CompileError::io(&archive))?;
     file.sync_all().map_err(CompileError::io(&archive))?;
     fs::rename(&tmp, &archive).map_err(CompileError::io(&archive))?;
     let sha = sha256_file(&archive)?;
     Ok((archive, sha))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_archive_reads_back_through_the_core_reader() {
+        let dir = std::env::temp_dir().join(format!("byom-bundle-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let artifact = dir.join("artifact.pt");
+        // 1300 bytes: not a multiple of 512, so the padding is exercised.
+        fs::write(&artifact, vec![7u8; 1300]).unwrap();
+        let (archive, sha) = write(
+            &dir,
+            Target::X86_64Cpu,
+            &artifact,
+            &json!({"schema": SCHEMA}),
+        )
+        .unwrap();
+        assert_eq!(sha, sha256_file(&archive).unwrap());
+        let report = byom_core::validate::validate_bytes(
+            &fs::read(&archive).unwrap(),
+            &byom_core::Settings::default(),
+        );
+        // Not a model package (no mochi.json), but a clean archive: no archive-level issue.
+        assert!(
+            report
+                .errors
+                .iter()
+                .chain(&report.warnings)
+                .all(|i| !i.code.starts_with("BYOM0")),
+            "{:?}",
+            report.errors
+        );
+        assert_eq!(
+            report.summary.entries,
+            [
+                "README.txt",
+                "SHA256SUMS",
+                "deployment.json",
+                "load.cpp",
+                "load.py",
+                "model.pt"
+            ]
+        );
+        let sizes: u64 = [
+            "README.txt",
+            "SHA256SUMS",
+            "deployment.json",
+            "load.cpp",
+            "load.py",
+        ]
+        .iter()
+        .map(|n| fs::metadata(dir.join("x86_64-cpu").join(n)).unwrap().len())
+        .sum();
+        assert_eq!(report.summary.uncompressed_bytes, sizes + 1300);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ustar_header_sizes() {
+        let h = ustar_header("model.pt", 1300);
+        assert_eq!(&h[124..136], b"00000002424\0");
+        let big = ustar_header("model.pt", 9 << 30);
+        assert_eq!(big[124], 0x80);
+        assert_eq!(
+            u64::from_be_bytes(big[128..136].try_into().unwrap()),
+            9 << 30
+        );
+    }
 }

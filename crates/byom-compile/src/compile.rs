@@ -456,3 +456,40 @@ pub fn run(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::tests::package;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn a_package_of_typeflag_7_members_compiles() {
+        // Issue 10: valid in the browser and on upload, then "mochi.json not found" at compile,
+        // because the compile step read the archive with a second tar reader. Now the verdict
+        // and the compile come from one reading.
+        let dir = std::env::temp_dir().join(format!("byom-compile-seven-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let bytes = package(b'7');
+        let pkg = dir.join("seven.tar.gz");
+        fs::write(&pkg, &bytes).unwrap();
+        let opts = CompileOptions {
+            warmup_runs: 1,
+            timed_runs: 2,
+            ..CompileOptions::default()
+        };
+        let report = crate::compile_package(&pkg, &[Target::X86_64Cpu], &dir.join("out"), &opts)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.succeeded(), "{:#?}", report);
+        assert_eq!(
+            report.package_sha256.as_deref(),
+            Some(hex::encode(Sha256::digest(&bytes)).as_str())
+        );
+        let model = report.model.as_ref().unwrap();
+        assert_eq!(model.kind, "torchscript_traced");
+        assert_eq!(model.input_shape, [1, 3, 224, 224]);
+        assert_eq!(model.output_shape, [1, 2]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

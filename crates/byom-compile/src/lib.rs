@@ -4,9 +4,12 @@
 //! The server runs this in a separate worker process ([`worker_main`]): loading TorchScript is
 //! running code, and a crafted file can crash libtorch. One job:
 //!
-//! 1. re-validates the package with byom-core and extracts the metadata and the `.pt`;
-//! 2. loads the model: TorchScript as is, a state dict by rebuilding its architecture in Rust
-//!    (`tch::vision`) and loading its tensors from the zip, then tracing it;
+//! 1. re-validates the package with byom-core, which in the same single pass hands the `.pt` to
+//!    a file in the work directory and, at the end, the metadata it parsed and its inspection of
+//!    the `.pt` (no second tar, YAML/JSON or zip reader: see package.rs);
+//! 2. loads the model: TorchScript as is, a state dict by rebuilding the architecture the
+//!    validator recognised in Rust (`tch::vision`) and loading its tensors from the record
+//!    offsets the validator found, then tracing it;
 //! 3. runs it on a fixed input and checks the declared output shape;
 //! 4. per target, applies the passes its runtime can use (see [`plan`]);
 //! 5. reloads and re-runs every artifact and compares it with the original;

@@ -1,16 +1,18 @@
-//! Step 1–3 of a job: re-validate and extract the package, load the model (TorchScript as is,
-//! a state dict by rebuilding its architecture), run it once on the fixed input and check the
-//! output shape the package declares.
+//! Step 1–3 of a job: validate and extract the package (one pass), load the model (TorchScript
+//! as is, a state dict by rebuilding its architecture), run it once on the fixed input and check
+//! the output shape the package declares.
+//!
+//! What the validator learned is used, not relearned: the kind of `.pt`, its tensor inventory
+//! and its architecture come from the inspection in the report, the declarations from the
+//! core's parsed metadata.
 
-use std::fs::File;
-use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use byom_core::torch::{PtInspection, PtInspector, PtKind};
+use byom_core::torch::PtKind;
 use tch::{CModule, Device, Kind};
 
 use crate::error::CompileError;
-use crate::metadata::{self, Declared};
+use crate::metadata::{self, ModelDeclarations};
 use crate::options::CompileOptions;
 use crate::package::{self, ExtractedPackage};
 use crate::report::ModelSummary;
@@ -20,7 +22,7 @@ use crate::{forward, storage};
 /// Everything the per-target steps need.
 pub struct Prepared {
     pub package: ExtractedPackage,
-    pub declared: Declared,
+    pub declared: ModelDeclarations,
     pub summary: ModelSummary,
     /// The unfrozen TorchScript module, eval mode, in the weights' dtype.
     pub eager_path: PathBuf,
@@ -31,21 +33,6 @@ pub struct Prepared {
     pub selector: String,
     /// The original's output on the fixed input (f32).
     pub reference: Vec<f32>,
-}
-
-fn inspect(path: &Path, name: &str, opts: &CompileOptions) -> Result<PtInspection, CompileError> {
-    let file = File::open(path).map_err(CompileError::io(path))?;
-    let mut reader = BufReader::new(file);
-    let mut inspector = PtInspector::new(&opts.settings, name);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buf).map_err(CompileError::io(path))?;
-        if n == 0 {
-            break;
-        }
-        inspector.feed(&buf[..n]);
-    }
-    Ok(inspector.finish().0)
 }
 
 /// Human name of a kind, as in the core's JSON.
@@ -69,8 +56,8 @@ pub fn prepare(
         "package valid (sha256 {}), model file {}",
         package.sha256, package.model_name
     ));
-    let declared = metadata::read(&package)?;
-    let inspection = inspect(&package.model_path, &package.model_name, opts)?;
+    let declared = metadata::read(&package.validated)?;
+    let inspection = &package.validated.model;
     log.push(format!("model file kind: {}", kind_name(inspection.kind)));
     let eager_path = work.join("eager.pt");
     let mut eager_half_path = None;
@@ -83,25 +70,33 @@ pub fn prepare(
             (None, forward::parameter_kind(&module))
         }
         PtKind::StateDict | PtKind::Checkpoint => {
-            let tensors = storage::stored_tensors(&inspection).map_err(CompileError::Unsupported)?;
+            let tensors = storage::stored_tensors(inspection).map_err(CompileError::Unsupported)?;
             let shapes = tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
-            if let Some(m) = byom_core::torch::arch::recognise(&inspection.tensors) {
-                log.push(format!(
-                    "the core recognises {} ({} classes, compilable: {})",
-                    m.name, m.num_classes, m.server_compilable
-                ));
-            }
-            let (arch, classes) = state_dict::recognise(&shapes).ok_or_else(|| {
-                CompileError::Unsupported(
-                    "this state dict is not of an architecture the server can build \
-                     (its parameter names and shapes match none exactly): export TorchScript \
-                     with torch.jit.trace(model, example).save(...) instead"
-                        .to_string(),
-                )
+            // The validator's recognition (in the report) names the architecture; building it
+            // here and comparing every parameter name and shape confirms it exactly.
+            let unsupported = |why: String| {
+                CompileError::Unsupported(format!(
+                    "this state dict is not of an architecture the server can build ({why}): \
+                     export TorchScript with torch.jit.trace(model, example).save(...) instead"
+                ))
+            };
+            let m = inspection.arch.as_ref().ok_or_else(|| {
+                unsupported("the validator recognised no architecture in it".to_string())
             })?;
-            log.push(format!("state dict recognised as {arch} with {classes} classes"));
+            let classes = i64::try_from(m.num_classes)
+                .map_err(|_| unsupported(format!("{} classes", m.num_classes)))?;
+            let arch = state_dict::confirm(&m.name, classes, &shapes).map_err(unsupported)?;
+            log.push(format!(
+                "state dict recognised by the validator as {arch} with {classes} classes; \
+                 every parameter name and shape matches the architecture built here"
+            ));
+            let prefix = inspection.archive_prefix.as_deref().ok_or_else(|| {
+                CompileError::Unsupported("the model file's zip has no top folder".to_string())
+            })?;
             let values = state_dict::read_tensors(
                 &package.model_path,
+                prefix,
+                &package.validated.model_records,
                 &tensors,
                 opts.settings.limits.max_uncompressed_bytes,
             )
@@ -165,8 +160,9 @@ pub fn prepare(
     ));
     let reference =
         forward::to_f32_vec(&selected.tensor).map_err(|e| CompileError::Forward(e.to_string()))?;
+    let kind_label = kind_name(inspection.kind);
     let summary = ModelSummary {
-        kind: kind_name(inspection.kind),
+        kind: kind_label,
         architecture,
         model_file: package.model_name.clone(),
         input_shape: declared.input_shape.clone(),
@@ -176,11 +172,11 @@ pub fn prepare(
         checked_output: selected.description,
         eager_latency: None,
     };
-    if !package.report.warnings.is_empty() {
+    if !package.report().warnings.is_empty() {
         log.push(format!(
             "validator warnings: {}",
             package
-                .report
+                .report()
                 .warnings
                 .iter()
                 .map(|w| w.code.as_str())

@@ -3,14 +3,17 @@
 //!
 //! tch cannot read the `OrderedDict` pickle of a state dict, so the tensor inventory (names,
 //! dtypes, shapes, storage keys, offsets, strides) comes from the core's non-executing pickle
-//! reader, and the bytes are read here from `<top>/data/<key>` records.
+//! reader, and so do the locations of the `<top>/data/<key>` records (the validator's own zip
+//! reading, [`byom_core::torch::RecordSpan`]): the bytes are read here at those offsets, with
+//! no second zip reader that could find other records than the validator did.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
+use byom_core::torch::RecordSpan;
 use tch::nn;
 use tch::{CModule, Device, Kind, Tensor};
 
@@ -67,20 +70,57 @@ pub fn storage_extent(shape: &[i64], strides: &[i64], offset: i64) -> Option<i64
     last.checked_add(1)
 }
 
-/// Reads every tensor's bytes from the `.pt` zip. `max_record_bytes` bounds each storage.
+/// Reads the bytes of record `name` (`archive/data/0`) at the span the validator found.
+fn read_record(
+    file: &mut File,
+    file_len: u64,
+    spans: &[RecordSpan],
+    name: &str,
+    max_record_bytes: u64,
+) -> Result<Vec<u8>, String> {
+    let span = spans
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| format!("{name}: no such record in the model file"))?;
+    if span.method != 0 || span.stored_bytes != span.size {
+        // torch.save stores tensor data uncompressed (so it can be memory-mapped).
+        return Err(format!(
+            "{name}: compressed (zip method {}); torch.save stores tensor data uncompressed",
+            span.method
+        ));
+    }
+    if span.size > max_record_bytes {
+        return Err(format!("{name}: {} bytes is over the limit", span.size));
+    }
+    if span
+        .data_offset
+        .checked_add(span.size)
+        .is_none_or(|end| end > file_len)
+    {
+        return Err(format!("{name}: its bytes run past the end of the file"));
+    }
+    let mut bytes = vec![0u8; usize::try_from(span.size).map_err(|_| "record too large")?];
+    file.seek(SeekFrom::Start(span.data_offset))
+        .and_then(|_| file.read_exact(&mut bytes))
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(bytes)
+}
+
+/// Reads every tensor's bytes from the `.pt` at the record spans the validator found, under
+/// the zip's top folder `prefix` (PyTorch takes it from the first record, as the inspection
+/// did). `max_record_bytes` bounds each storage.
 pub fn read_tensors(
     pt: &Path,
+    prefix: &str,
+    spans: &[RecordSpan],
     tensors: &[StoredTensor],
     max_record_bytes: u64,
 ) -> Result<BTreeMap<String, Tensor>, String> {
-    let file = File::open(pt).map_err(|e| format!("{}: {e}", pt.display()))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("not a readable zip: {e}"))?;
-    // PyTorch takes the text before the first '/' of the first record as the archive's folder.
-    let prefix = {
-        let first = zip.by_index(0).map_err(|e| format!("empty zip: {e}"))?;
-        let name = first.name().to_string();
-        name.split('/').next().unwrap_or_default().to_string()
-    };
+    let mut file = File::open(pt).map_err(|e| format!("{}: {e}", pt.display()))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", pt.display()))?
+        .len();
     let mut storages: BTreeMap<(String, String), Tensor> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for t in tensors {
@@ -89,16 +129,7 @@ pub fn read_tensors(
         let key = (t.storage_key.clone(), format!("{kind:?}"));
         if !storages.contains_key(&key) {
             let record = format!("{prefix}/data/{}", t.storage_key);
-            let mut entry = zip.by_name(&record).map_err(|e| format!("{record}: {e}"))?;
-            let size = entry.size();
-            if size > max_record_bytes {
-                return Err(format!("{record}: {size} bytes is over the limit"));
-            }
-            let mut bytes =
-                Vec::with_capacity(usize::try_from(size).map_err(|_| "record too large")?);
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|e| format!("{record}: {e}"))?;
+            let bytes = read_record(&mut file, file_len, spans, &record, max_record_bytes)?;
             let elt = kind.elt_size_in_bytes();
             if bytes.len() % elt != 0 {
                 return Err(format!(
@@ -131,26 +162,42 @@ pub fn read_tensors(
     Ok(out)
 }
 
-/// The architecture whose variables match the state dict exactly (names and shapes).
-pub fn recognise(shapes: &BTreeMap<String, Vec<i64>>) -> Option<(&'static str, i64)> {
+/// Confirms that `name` (the validator's recognition, from the report) built here with
+/// `classes` outputs has exactly the state dict's parameters: every name, every shape, nothing
+/// missing or extra (batch-norm step counters aside). Returns the builder's own name.
+pub fn confirm(
+    name: &str,
+    classes: i64,
+    shapes: &BTreeMap<String, Vec<i64>>,
+) -> Result<&'static str, String> {
+    let arch = arch::BUILDABLE
+        .iter()
+        .copied()
+        .find(|b| *b == name)
+        .ok_or_else(|| format!("{name} is not built by the compile server"))?;
     let wanted: BTreeMap<&str, &Vec<i64>> = shapes
         .iter()
         .filter(|(k, _)| !arch::ignorable_key(k))
         .map(|(k, v)| (k.as_str(), v))
         .collect();
-    arch::candidates(shapes)
-        .into_iter()
-        .find(|&(name, classes)| {
-            let vs = nn::VarStore::new(Device::Cpu);
-            if arch::build(name, &vs.root(), classes).is_none() {
-                return false;
-            }
-            let vars = vs.variables();
-            vars.len() == wanted.len()
-                && vars
-                    .iter()
-                    .all(|(k, v)| wanted.get(k.as_str()).is_some_and(|s| **s == v.size()))
-        })
+    let vs = nn::VarStore::new(Device::Cpu);
+    if classes <= 0 || arch::build(arch, &vs.root(), classes).is_none() {
+        return Err(format!("{arch} cannot be built with {classes} classes"));
+    }
+    let vars = vs.variables();
+    if let Some((k, v)) = vars
+        .iter()
+        .find(|(k, v)| wanted.get(k.as_str()).is_none_or(|s| **s != v.size()))
+    {
+        return Err(match wanted.get(k.as_str()) {
+            None => format!("it has no {k}, which {arch} needs"),
+            Some(s) => format!("{k} has shape {s:?}, {arch} needs {:?}", v.size()),
+        });
+    }
+    if let Some(extra) = wanted.keys().find(|k| !vars.contains_key(**k)) {
+        return Err(format!("it has {extra}, which {arch} does not"));
+    }
+    Ok(arch)
 }
 
 /// A state dict rebuilt as TorchScript.

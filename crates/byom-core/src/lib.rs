@@ -18,10 +18,11 @@ pub mod torch;
 pub mod validate;
 
 pub use limits::Limits;
+pub use package::ValidatedPackage;
 pub use report::{Event, Issue, Report, Severity, Summary};
 pub use settings::Settings;
 pub use torch::version::TorchVersion;
-pub use validate::Validator;
+pub use validate::{ExtractSink, NoExtract, Validator};
 
 /// The crate version, carried in every report so a verdict can be traced to the code that made it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -4,27 +4,73 @@
 //! `max_metadata_bytes`, the `.pt` streamed into [`PtInspector`], everything else skipped).
 //! Memory is bounded by the limits, never by the package size.
 //!
+//! A caller that needs the model file itself (the compile server) passes an [`ExtractSink`]:
+//! the inspected `.pt` is handed to it in the same pass, byte for byte as the inspector sees it,
+//! and [`Validator::finish_package`] hands forward the parsed metadata with the verdict. Nothing
+//! reads the package a second time, so nothing can read it differently.
+//!
 //! The report is a pure function of the bytes: archive issues appear in stream order, then rule
 //! issues in code order, whatever the chunking.
 
 use crate::archive::tar::MemberKind;
 use crate::archive::{GzipDecoder, TarSink, TarWalker};
 use crate::package::contents::{is_export_pt, CONFIG, MANIFEST, MOCHI};
-use crate::package::{json, yaml, Contents, MetaFile};
+use crate::package::{json, yaml, Contents, Declared, MetaFile, ValidatedPackage};
 use crate::report::{Event, Issue, Report, Severity, Summary};
 use crate::rules::archive::{METADATA_TOO_LARGE, NESTED_TOP_FOLDER};
 use crate::rules::{config, cross_file, layout, manifest, mochi};
 use crate::settings::Settings;
 use crate::torch::{self, PtInspector};
 
-/// One validation of one package.
+/// Receives the bytes of the one `.pt` the validator inspects (the first `.pt` directly in
+/// `export_artifacts/`), in the same pass and exactly as the inspector sees them.
+///
+/// `start` comes once with the member's archive path and its size from the tar header (already
+/// within `max_uncompressed_bytes`); exactly `size` bytes then arrive through `data`, then
+/// `end`. On a fatal archive error the stream simply stops (no `end`). Nothing else of the
+/// archive is delivered: the metadata reach the caller parsed, in [`ValidatedPackage`], so no
+/// second parser ever reads their text. What was received may be used only when
+/// [`Validator::finish_package`] says the package is valid.
+pub trait ExtractSink {
+    fn start(&mut self, path: &str, size: u64);
+    fn data(&mut self, bytes: &[u8]);
+    fn end(&mut self);
+}
+
+/// No extraction: plain validation (the browser, the CLI, the upload path). Every call is an
+/// empty inline function, so validation costs what it did before sinks existed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoExtract;
+
+impl ExtractSink for NoExtract {
+    #[inline(always)]
+    fn start(&mut self, _path: &str, _size: u64) {}
+    #[inline(always)]
+    fn data(&mut self, _bytes: &[u8]) {}
+    #[inline(always)]
+    fn end(&mut self) {}
+}
+
+impl<T: ExtractSink + ?Sized> ExtractSink for &mut T {
+    fn start(&mut self, path: &str, size: u64) {
+        (**self).start(path, size);
+    }
+    fn data(&mut self, bytes: &[u8]) {
+        (**self).data(bytes);
+    }
+    fn end(&mut self) {
+        (**self).end();
+    }
+}
+
+/// One validation of one package (optionally extracting its `.pt` into `S`).
 #[derive(Debug)]
-pub struct Validator {
+pub struct Validator<S: ExtractSink = NoExtract> {
     settings: Settings,
     fed: u64,
     gzip: GzipDecoder,
     tar: TarWalker,
-    sink: Collector,
+    sink: Collector<S>,
     fatal: bool,
 }
 
@@ -38,7 +84,7 @@ enum Target {
 
 /// Receives the walk: builds [`Contents`], streams the `.pt`, records events.
 #[derive(Debug)]
-struct Collector {
+struct Collector<S> {
     settings: Settings,
     events: Vec<Event>,
     archive_issues: Vec<Issue>,
@@ -46,11 +92,12 @@ struct Collector {
     contents: Contents,
     target: Target,
     pt: Option<PtInspector>,
+    extract: S,
 }
 
 const META_FILES: [&str; 3] = [CONFIG, MOCHI, MANIFEST];
 
-impl Collector {
+impl<S: ExtractSink> Collector<S> {
     fn meta_slot(&mut self, slot: usize) -> &mut MetaFile {
         match slot {
             0 => &mut self.contents.config,
@@ -65,7 +112,7 @@ impl Collector {
     }
 }
 
-impl TarSink for Collector {
+impl<S: ExtractSink> TarSink for Collector<S> {
     fn entry(&mut self, path: &str, size: u64, _kind: MemberKind) {
         self.entries.push(path.to_string());
         self.events.push(Event::Entry {
@@ -97,6 +144,7 @@ impl TarSink for Collector {
             if self.pt.is_none() {
                 self.pt = Some(PtInspector::new(&self.settings, path));
                 self.target = Target::Pt;
+                self.extract.start(path, size);
             }
         }
     }
@@ -109,12 +157,17 @@ impl TarSink for Collector {
                 if let Some(pt) = &mut self.pt {
                     pt.feed(data);
                 }
+                self.extract.data(data);
             }
         }
     }
 
     fn file_end(&mut self) {
-        if let Target::Meta(slot, buf) = std::mem::replace(&mut self.target, Target::Skip) {
+        let target = std::mem::replace(&mut self.target, Target::Skip);
+        if let Target::Pt = target {
+            self.extract.end();
+        }
+        if let Target::Meta(slot, buf) = target {
             let limits = &self.settings.limits;
             let parsed = if slot == 0 {
                 yaml::parse(&buf, limits)
@@ -141,8 +194,15 @@ impl TarSink for Collector {
     }
 }
 
-impl Validator {
+impl Validator<NoExtract> {
     pub fn new(settings: &Settings) -> Self {
+        Validator::with_sink(settings, NoExtract)
+    }
+}
+
+impl<S: ExtractSink> Validator<S> {
+    /// A validator that also hands the inspected `.pt` to `extract` (see [`ExtractSink`]).
+    pub fn with_sink(settings: &Settings, extract: S) -> Self {
         Validator {
             settings: settings.clone(),
             fed: 0,
@@ -156,6 +216,7 @@ impl Validator {
                 contents: Contents::default(),
                 target: Target::Skip,
                 pt: None,
+                extract,
             },
             fatal: false,
         }
@@ -191,7 +252,46 @@ impl Validator {
     }
 
     /// The final report.
-    pub fn finish(mut self) -> Report {
+    pub fn finish(self) -> Report {
+        self.conclude().0
+    }
+
+    /// The final report and, when the package is valid, what it declares, parsed once: the
+    /// compile server builds from exactly what was checked. `Err` carries the report of an
+    /// invalid package, boxed (whatever an [`ExtractSink`] received must then be discarded).
+    pub fn finish_package(self) -> Result<ValidatedPackage, Box<Report>> {
+        let (report, mut contents) = self.conclude();
+        if !report.valid {
+            return Err(Box::new(report));
+        }
+        let model_path = contents.pt_path().map(str::to_string);
+        let model_records = std::mem::take(&mut contents.model_records);
+        let (config, mochi, manifest) = (
+            contents.config.into_value(),
+            contents.mochi.into_value(),
+            contents.manifest.into_value(),
+        );
+        // A valid report guarantees all of these (BYOM101/102 and the parse rules); should that
+        // ever not hold, the caller gets the report and treats it as a refusal, never a panic.
+        match (config, mochi, manifest, model_path, report.model.clone()) {
+            (Some(config), Some(mochi), Some(manifest), Some(model_path), Some(model)) => {
+                Ok(ValidatedPackage {
+                    declared: Declared::of(Some(&config), Some(&mochi), Some(&manifest)),
+                    report,
+                    config,
+                    mochi,
+                    manifest,
+                    model_path,
+                    model,
+                    model_records,
+                })
+            }
+            _ => Err(Box::new(report)),
+        }
+    }
+
+    /// The report, and the contents it was made from.
+    fn conclude(mut self) -> (Report, Contents) {
         if !self.fatal {
             if let Err(issue) = self.gzip.finish().and_then(|()| self.tar.finish()) {
                 self.fail(issue);
@@ -216,9 +316,10 @@ impl Validator {
 
         if !self.fatal {
             if let Some(pt) = pt {
-                let (inspection, issues) = pt.finish();
+                let (inspection, issues, spans) = pt.finish_with_spans();
                 contents.inspection = Some(inspection);
                 contents.inspection_issues = issues;
+                contents.model_records = spans;
             }
             if let Some(folder) = contents.single_top_folder() {
                 let folder = folder.to_string();
@@ -242,7 +343,7 @@ impl Validator {
                 rule_issues.extend(manifest::check_files(&contents));
                 rule_issues.extend(cross_file::check(&contents));
             }
-            let declared = cross_file::Declared::from(&contents);
+            let declared = Declared::from(&contents);
             summary.model_type = declared.stage_type().map(str::to_string);
             summary.input_shape = declared.input_shape().map(<[i64]>::to_vec);
             summary.output_shape = declared.output_shape();
@@ -267,7 +368,7 @@ impl Validator {
             .into_iter()
             .chain(rule_issues)
             .partition(|i| i.severity == Severity::Error);
-        Report {
+        let report = Report {
             valid: errors.is_empty(),
             errors,
             warnings,
@@ -276,7 +377,8 @@ impl Validator {
             settings_hash: self.settings.hash(),
             sha256: None,
             byom_version: crate::VERSION.to_string(),
-        }
+        };
+        (report, contents)
     }
 }
 

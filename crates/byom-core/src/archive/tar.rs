@@ -1,5 +1,14 @@
 //! A push-based tar walker: 512-byte headers (ustar, GNU long names, PAX), the hostile-member
 //! policy, and delivery of accepted files' bytes to a [`TarSink`] without buffering them.
+//!
+//! Where tar readers resolve a header differently, the archive is refused rather than read one
+//! way: what byom validates must be what GNU tar, Python's tarfile or any other tool extracts
+//! (tests/test_tar_differential.py holds the three readers to that). Refused, because GNU tar
+//! and tarfile disagree on them: a PAX global header (`g`) that sets a path, size or link; two
+//! different names for one member (`L` and `x`, two `L`s, two `x` paths) or two sizes; PAX
+//! `GNU.sparse.*` keys (tarfile renames members by them); prefix bytes in a header without
+//! POSIX ustar magic (tarfile joins them to the name, GNU tar does not); a `'0'`/`'7'` member
+//! whose name ends with `/` (a directory for GNU tar, a file for tarfile).
 
 use std::collections::HashSet;
 
@@ -41,8 +50,8 @@ enum Mode {
     Skip,
     /// A GNU `L` long-name record (bytes kept up to the path limit; `true` if it overflowed).
     LongName(Vec<u8>, bool),
-    /// A PAX `x` extended header record.
-    Pax(Vec<u8>),
+    /// A PAX extended header record: `x` (next member) or, when `true`, `g` (global).
+    Pax(Vec<u8>, bool),
 }
 
 #[derive(Debug)]
@@ -138,7 +147,7 @@ impl TarWalker {
                                     *overflow = true;
                                 }
                             }
-                            Mode::Pax(buf) => buf.extend_from_slice(data),
+                            Mode::Pax(buf, _) => buf.extend_from_slice(data),
                         }
                         *remaining -= take as u64;
                         input = &input[take..];
@@ -186,12 +195,22 @@ impl TarWalker {
             Mode::Deliver => sink.file_end(),
             Mode::Skip => {}
             Mode::LongName(mut buf, overflow) => {
-                while buf.last() == Some(&0) {
-                    buf.pop();
+                // GNU tar and tarfile stop the name at the first NUL.
+                if let Some(nul) = buf.iter().position(|b| *b == 0) {
+                    buf.truncate(nul);
+                }
+                if self
+                    .long_name
+                    .as_ref()
+                    .is_some_and(|(prev, _)| *prev != buf)
+                {
+                    return Err(ambiguous(
+                        "Two GNU long-name records name one member differently",
+                    ));
                 }
                 self.long_name = Some((buf, overflow));
             }
-            Mode::Pax(buf) => self.parse_pax(&buf)?,
+            Mode::Pax(buf, global) => self.parse_pax(&buf, global)?,
         }
         if pad_left == 0 {
             self.state = State::Header;
@@ -199,7 +218,7 @@ impl TarWalker {
         Ok(())
     }
 
-    fn parse_pax(&mut self, buf: &[u8]) -> Result<(), Issue> {
+    fn parse_pax(&mut self, buf: &[u8], global: bool) -> Result<(), Issue> {
         let bad = || CORRUPT_TAR.issue(None, "A PAX extended header is malformed.");
         let mut rest = buf;
         while !rest.is_empty() {
@@ -215,11 +234,37 @@ impl TarWalker {
             let record = record.strip_suffix(b"\n").unwrap_or(record);
             if let Some(eq) = record.iter().position(|b| *b == b'=') {
                 let (key, value) = (&record[..eq], &record[eq + 1..]);
+                let sparse = key.starts_with(b"GNU.sparse.");
+                if global && (sparse || matches!(key, b"path" | b"size" | b"linkpath")) {
+                    return Err(ambiguous(&format!(
+                        "A PAX global header sets '{}' (GNU tar applies it to every later member, Python's tarfile does not)",
+                        key.escape_ascii()
+                    )));
+                }
+                if sparse {
+                    return Err(ambiguous(&format!(
+                        "A PAX header carries '{}' (sparse files are not supported, and Python's tarfile renames the member by it)",
+                        key.escape_ascii()
+                    )));
+                }
                 match key {
-                    b"path" => self.pax_path = Some(String::from_utf8_lossy(value).into_owned()),
+                    _ if global => {}
+                    b"path" => {
+                        let path = String::from_utf8_lossy(value).into_owned();
+                        if self.pax_path.as_ref().is_some_and(|p| *p != path) {
+                            return Err(ambiguous("Two PAX headers name one member differently"));
+                        }
+                        self.pax_path = Some(path);
+                    }
                     b"size" => {
                         let size = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
-                        self.pax_size = Some(size.ok_or_else(bad)?);
+                        let size = size.ok_or_else(bad)?;
+                        if self.pax_size.is_some_and(|s| s != size) {
+                            return Err(ambiguous(
+                                "Two PAX headers give one member different sizes",
+                            ));
+                        }
+                        self.pax_size = Some(size);
                     }
                     _ => {}
                 }
@@ -268,20 +313,29 @@ impl TarWalker {
                 self.state = data(Mode::LongName(Vec::new(), false));
                 return Ok(());
             }
-            b'x' => {
+            b'x' | b'g' => {
                 if size > self.limits.max_metadata_bytes {
                     return Err(
                         CORRUPT_TAR.issue(None, "A PAX extended header is implausibly large.")
                     );
                 }
-                self.state = data(Mode::Pax(Vec::new()));
+                self.state = data(Mode::Pax(Vec::new(), typeflag == b'g'));
                 return Ok(());
             }
-            b'K' | b'g' => {
+            b'K' => {
                 self.state = data(Mode::Skip);
                 return Ok(());
             }
             _ => {}
+        }
+
+        // tarfile joins a non-empty prefix field to the name whatever the magic; GNU tar (and
+        // this walker) only under POSIX ustar magic. Old GNU headers keep times there, which
+        // GNU tar writes only for incremental dumps.
+        if &h[257..263] != b"ustar\0" && h[345] != 0 {
+            return Err(ambiguous(
+                "A tar header without POSIX ustar magic has bytes in its prefix field (Python's tarfile joins them to the name, GNU tar does not)",
+            ));
         }
 
         self.members += 1;
@@ -296,13 +350,28 @@ impl TarWalker {
         }
 
         let (raw, name_overflow) = match (self.long_name.take(), self.pax_path.take()) {
+            // tarfile lets the first of the two records win, GNU tar the PAX one.
+            (Some((bytes, _)), Some(p)) if String::from_utf8_lossy(&bytes) != p => {
+                return Err(ambiguous(
+                    "A GNU long-name record and a PAX path name one member differently",
+                ));
+            }
             (Some((bytes, overflow)), _) => {
                 (String::from_utf8_lossy(&bytes).into_owned(), overflow)
             }
             (None, Some(p)) => (p, false),
             (None, None) => (ustar_name(h), false),
         };
-        let is_dir = typeflag == b'5' || (matches!(typeflag, b'0' | 0) && raw.ends_with('/'));
+        // A trailing slash makes a NUL-typed member a directory for every reader; on a '0' or
+        // '7' member GNU tar still makes a directory but tarfile a regular file.
+        if matches!(typeflag, b'0' | b'7') && raw.ends_with('/') {
+            return Err(ambiguous(&format!(
+                "Member '{}' is a regular file (type '{}') whose name ends with '/' (GNU tar makes it a directory, Python's tarfile a file)",
+                raw.chars().take(80).collect::<String>(),
+                typeflag.escape_ascii()
+            )));
+        }
+        let is_dir = typeflag == b'5' || (typeflag == 0 && raw.ends_with('/'));
         let is_file = matches!(typeflag, b'0' | 0 | b'7') && !is_dir;
 
         // Policy, in order: escape, length, type, AppleDouble, duplicate.
@@ -409,6 +478,14 @@ impl TarWalker {
         }
         Ok(())
     }
+}
+
+/// Fatal: a header that tar readers resolve differently (see the module documentation).
+fn ambiguous(what: &str) -> Issue {
+    CORRUPT_TAR.issue(
+        None,
+        format!("{what}: tar tools would read this archive differently, so it is refused. Re-create it with a standard tar (`tar czf`)."),
+    )
 }
 
 /// The header checksum: unsigned sum of all bytes with the checksum field read as spaces

@@ -3,7 +3,7 @@
 
 use super::{MetaError, Value};
 use crate::report::Issue;
-use crate::torch::PtInspection;
+use crate::torch::{PtInspection, RecordSpan};
 
 pub const CONFIG: &str = "config.yaml";
 pub const MOCHI: &str = "mochi.json";
@@ -29,6 +29,14 @@ impl MetaFile {
         }
     }
 
+    /// The parsed value, taken.
+    pub fn into_value(self) -> Option<Value> {
+        match self {
+            MetaFile::Parsed(Ok(v)) => Some(v),
+            _ => None,
+        }
+    }
+
     pub fn is_absent(&self) -> bool {
         matches!(self, MetaFile::Absent)
     }
@@ -48,6 +56,8 @@ pub struct Contents {
     pub inspection: Option<PtInspection>,
     /// Issues the `.pt` inspection itself raised.
     pub inspection_issues: Vec<Issue>,
+    /// Where the inspected `.pt`'s zip records lie (for the compile server's tensor reads).
+    pub model_records: Vec<RecordSpan>,
 }
 
 impl Contents {

@@ -7,13 +7,17 @@
 //! are caught while parsing, under the [`crate::Limits`] in force.
 
 pub mod contents;
+pub mod declared;
 pub mod json;
 pub mod post_processing;
+pub mod validated;
 pub mod value;
 pub mod yaml;
 
 pub use contents::{Contents, MetaFile};
 pub use post_processing::PostProcessing;
+pub use declared::Declared;
+pub use validated::ValidatedPackage;
 pub use value::Value;
 
 /// Why a metadata file could not be turned into a [`Value`].

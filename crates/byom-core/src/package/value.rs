@@ -74,6 +74,35 @@ impl Value {
             .collect()
     }
 
+    /// The value as JSON, for consumers that copy declarations verbatim (the compile server's
+    /// `deployment.json`). Mapping order is kept; a whole number beyond 64 bits becomes the
+    /// nearest float and a non-finite float `null`, as JSON has no other spelling for them.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => {
+                if let Ok(n) = i64::try_from(*i) {
+                    J::from(n)
+                } else if let Ok(n) = u64::try_from(*i) {
+                    J::from(n)
+                } else {
+                    serde_json::Number::from_f64(*i as f64).map_or(J::Null, J::Number)
+                }
+            }
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Value::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
     /// Short description of the kind of value, for messages ("a string", "a float").
     pub fn kind(&self) -> &'static str {
         match self {
@@ -120,5 +149,27 @@ impl fmt::Display for Value {
             }
             Value::Map(_) => f.write_str("{…}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Value;
+
+    #[test]
+    fn to_json_keeps_kinds_and_order() {
+        let v = Value::Map(vec![
+            ("b".into(), Value::Int(224)),
+            ("a".into(), Value::Float(0.5)),
+            ("s".into(), Value::Str("224".into())),
+            ("big".into(), Value::Int(i128::from(u64::MAX) + 1)),
+            ("nan".into(), Value::Float(f64::NAN)),
+            ("l".into(), Value::Seq(vec![Value::Bool(true), Value::Null])),
+        ]);
+        let j = v.to_json();
+        assert_eq!(
+            j.to_string(),
+            r#"{"b":224,"a":0.5,"s":"224","big":1.8446744073709552e+19,"nan":null,"l":[true,null]}"#
+        );
     }
 }

@@ -46,7 +46,13 @@ pub const CORRUPT_TAR: Rule = Rule {
     summary: "The decompressed content is not a valid tar archive.",
     hint: "Create the package with `tar czf model.tar.gz ...` (or Python's `tarfile.open(path, \"w:gz\")`); gzip a single file is not enough.",
     doc: "A tar header has a bad checksum or an unreadable field, the archive ends in the middle \
-of a member, or the gzipped content is not a tar at all (e.g. `gzip model.pt`).",
+of a member, or the gzipped content is not a tar at all (e.g. `gzip model.pt`).\n\n\
+Also refused: headers that tar tools resolve differently, so that what is validated could \
+differ from what GNU tar or Python's tarfile extract — a PAX global header (`g`) that sets \
+`path`, `size` or `linkpath`; two different names for one member (GNU `L` and PAX `path`, two \
+`L` records, two PAX paths) or two sizes; PAX `GNU.sparse.*` keys; prefix bytes in a header \
+without POSIX ustar magic; a regular-file member (`0`, `7`) whose name ends with `/`. No \
+standard tar writes these.",
 };
 
 pub const UNSAFE_PATH: Rule = Rule {

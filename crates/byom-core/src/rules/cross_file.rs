@@ -7,6 +7,9 @@ use crate::package::contents::{CONFIG, MANIFEST, MOCHI};
 use crate::package::post_processing::{
     self, post_processing_names, post_processing_names_code, PostProcessing,
 };
+use crate::package::declared::shape4;
+/// Moved to [`crate::package::Declared`]; re-exported for existing callers.
+pub use crate::package::Declared;
 use crate::package::{Contents, Value};
 use crate::report::Issue;
 use crate::report::Severity::{Error, Warning};
@@ -162,99 +165,6 @@ pub const ALL: &[&Rule] = &[
     &THRESHOLD_OUT_OF_RANGE,
 ];
 
-/// The declarations the cross-file rules compare, pulled from the parsed files.
-#[derive(Debug, Default)]
-pub struct Declared<'a> {
-    pub width: Option<u64>,
-    pub height: Option<u64>,
-    pub config_classes: Option<u64>,
-    pub class_names: Option<Vec<String>>,
-    pub mochi_stage: Option<&'a Value>,
-    pub mochi_input: Option<Vec<i64>>,
-    pub mochi_output: Option<Vec<i64>>,
-    pub mochi_classes: Option<u64>,
-    pub mochi_type: Option<&'a str>,
-    pub manifest_input: Option<Vec<i64>>,
-    pub graph_stage: Option<&'a Value>,
-}
-
-fn shape4(v: Option<&Value>) -> Option<Vec<i64>> {
-    v.and_then(Value::as_shape).filter(|s| s.len() == 4)
-}
-
-impl<'a> Declared<'a> {
-    pub fn from(c: &'a Contents) -> Self {
-        let dataset = c.config.value().and_then(|v| v.get("dataset"));
-        let mochi_stage = c
-            .mochi
-            .value()
-            .and_then(|m| m.get("stages"))
-            .and_then(Value::as_seq)
-            .and_then(<[Value]>::first);
-        let graph_stage = c
-            .manifest
-            .value()
-            .and_then(|m| m.path(&["model_graph", "stages"]))
-            .and_then(Value::as_seq)
-            .and_then(<[Value]>::first);
-        Declared {
-            width: dataset
-                .and_then(|d| d.get("image_width"))
-                .and_then(Value::as_positive_int),
-            height: dataset
-                .and_then(|d| d.get("image_height"))
-                .and_then(Value::as_positive_int),
-            config_classes: dataset
-                .and_then(|d| d.get("num_classes"))
-                .and_then(Value::as_positive_int),
-            class_names: dataset
-                .and_then(|d| d.get("class_names"))
-                .and_then(Value::as_seq)
-                .and_then(|s| s.iter().map(|v| v.as_str().map(str::to_string)).collect()),
-            mochi_stage,
-            mochi_input: shape4(mochi_stage.and_then(|s| s.get("input_shape"))),
-            mochi_output: mochi_stage
-                .and_then(|s| s.get("output_shape"))
-                .and_then(Value::as_shape),
-            mochi_classes: mochi_stage
-                .and_then(|s| s.get("num_classes"))
-                .and_then(Value::as_positive_int),
-            mochi_type: mochi_stage
-                .and_then(|s| s.get("type"))
-                .and_then(Value::as_str),
-            manifest_input: shape4(c.manifest.value().and_then(|m| m.get("input_shape"))),
-            graph_stage,
-        }
-    }
-
-    /// The input shape the package declares (mochi's, else the manifest's).
-    pub fn input_shape(&self) -> Option<&[i64]> {
-        self.mochi_input
-            .as_deref()
-            .or(self.manifest_input.as_deref())
-    }
-
-    pub fn num_classes(&self) -> Option<u64> {
-        self.config_classes.or(self.mochi_classes)
-    }
-
-    pub fn stage_type(&self) -> Option<&'a str> {
-        self.mochi_type.or_else(|| {
-            self.graph_stage
-                .and_then(|s| s.get("type"))
-                .and_then(Value::as_str)
-        })
-    }
-
-    pub fn output_shape(&self) -> Option<Vec<i64>> {
-        self.mochi_output.clone().or_else(|| {
-            self.graph_stage
-                .and_then(|s| s.get("output_shape"))
-                .and_then(Value::as_shape)
-        })
-    }
-}
-
 fn show(shape: &[i64]) -> String {
     let parts: Vec<String> = shape.iter().map(i64::to_string).collect();
     format!("[{}]", parts.join(", "))
@@ -292,7 +202,7 @@ pub fn check(c: &Contents) -> Vec<Issue> {
             ("input_shape".into(), d.manifest_input.clone()),
             (
                 "model_graph.stages[0].input_shape".into(),
-                shape4(d.graph_stage.and_then(|s| s.get("input_shape"))),
+                shape4(d.graph_stage.as_ref().and_then(|s| s.get("input_shape"))),
             ),
         ];
         if let Some(models) = manifest.get("compilable_models").and_then(Value::as_seq) {
@@ -324,9 +234,10 @@ pub fn check(c: &Contents) -> Vec<Issue> {
     // BYOM503
     let graph_type = d
         .graph_stage
+        .as_ref()
         .and_then(|s| s.get("type"))
         .and_then(Value::as_str);
-    if let (Some(a), Some(b)) = (d.mochi_type, graph_type) {
+    if let (Some(a), Some(b)) = (d.mochi_type.as_deref(), graph_type) {
         if a != b {
             out.push(STAGE_TYPE_DISAGREEMENT.issue(
                 Some(MANIFEST),
@@ -340,6 +251,7 @@ pub fn check(c: &Contents) -> Vec<Issue> {
     // BYOM504
     let graph_out = d
         .graph_stage
+        .as_ref()
         .and_then(|s| s.get("output_shape"))
         .and_then(Value::as_shape);
     if let (Some(a), Some(b)) = (&d.mochi_output, &graph_out) {
@@ -410,7 +322,7 @@ pub fn check(c: &Contents) -> Vec<Issue> {
             check_postprocessing(post, &mut out);
         }
     }
-    if let Some(stage) = d.mochi_stage {
+    if let Some(stage) = &d.mochi_stage {
         check_thresholds(MOCHI, "stages[0].", stage, &mut out);
     }
     out

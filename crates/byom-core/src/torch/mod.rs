@@ -138,6 +138,42 @@ pub struct PtInspection {
     pub verdict: String,
 }
 
+/// One record of a zip `.pt` ([`PtInspector::finish_with_spans`]): its full entry name
+/// (`archive/data/0`; the top folder is [`PtInspection::archive_prefix`]), where its bytes start,
+/// how many there are, and how they are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSpan {
+    pub name: String,
+    /// Offset of the record's first data byte (after its local header).
+    pub data_offset: u64,
+    /// Bytes stored (the central directory's compressed size).
+    pub stored_bytes: u64,
+    /// Bytes once decompressed (equal to `stored_bytes` when stored, method 0).
+    pub size: u64,
+    /// Zip compression method: 0 stored (what `torch.save` writes), 8 deflated.
+    pub method: u16,
+}
+
+/// Spans of the records listed in the central directory whose local header was seen at the
+/// offset the directory gives (a disagreement is already BYOM606; such a record gets no span).
+fn record_spans(view: &zip::ZipView) -> Vec<RecordSpan> {
+    let local: BTreeMap<u64, &zip::LocalEntry> =
+        view.local.iter().map(|l| (l.header_offset, l)).collect();
+    view.central
+        .iter()
+        .filter_map(|c| {
+            let local = local.get(&c.header_offset).filter(|l| l.name == c.name)?;
+            Some(RecordSpan {
+                name: c.name.clone(),
+                data_offset: local.data_offset,
+                stored_bytes: c.compressed_size,
+                size: c.uncompressed_size,
+                method: c.method,
+            })
+        })
+        .collect()
+}
+
 impl PtInspection {
     fn empty(kind: PtKind, file_bytes: u64) -> Self {
         PtInspection {
@@ -248,7 +284,16 @@ impl PtInspector {
         }
     }
 
-    pub fn finish(mut self) -> (PtInspection, Vec<Issue>) {
+    pub fn finish(self) -> (PtInspection, Vec<Issue>) {
+        let (inspection, issues, _) = self.finish_with_spans();
+        (inspection, issues)
+    }
+
+    /// [`PtInspector::finish`], and where each zip record's bytes lie in the file as this
+    /// inspection found them (empty for a file that is not a zip). The compile server reads
+    /// state-dict tensors from exactly these bytes rather than opening the file with another
+    /// zip reader.
+    pub fn finish_with_spans(mut self) -> (PtInspection, Vec<Issue>, Vec<RecordSpan>) {
         if let Mode::Sniff(head) = &mut self.mode {
             let head = std::mem::take(head);
             self.decide(&head);
@@ -259,12 +304,21 @@ impl PtInspector {
             file_bytes: self.bytes,
         };
         match self.mode {
-            Mode::Zip(z) => analyze::zip_file(&ctx, z.finish()),
+            Mode::Zip(z) => {
+                let view = z.finish();
+                let spans = record_spans(&view);
+                let (inspection, issues) = analyze::zip_file(&ctx, view);
+                (inspection, issues, spans)
+            }
             Mode::Legacy(mut r) => {
                 r.finish();
-                analyze::legacy_file(&ctx, &r)
+                let (inspection, issues) = analyze::legacy_file(&ctx, &r);
+                (inspection, issues, Vec::new())
             }
-            Mode::Other(buf) | Mode::Sniff(buf) => analyze::other_file(&ctx, &buf),
+            Mode::Other(buf) | Mode::Sniff(buf) => {
+                let (inspection, issues) = analyze::other_file(&ctx, &buf);
+                (inspection, issues, Vec::new())
+            }
         }
     }
 }
