@@ -381,3 +381,22 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[allow(unsafe_code)] // getrlimit
+    fn the_connection_limit_fits_the_raised_open_files_limit() {
+        assert_eq!(super::connection_limit(1), 1);
+        let fit = super::connection_limit(usize::MAX);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes to a valid rlimit on our stack.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(lim.rlim_cur, lim.rlim_max, "the soft limit was raised");
+        let expected = lim.rlim_cur.saturating_sub(super::FD_RESERVE).max(1);
+        assert_eq!(fit as u64, expected);
+    }
+}
