@@ -56,6 +56,24 @@ pub struct ServeArgs {
     /// Bytes each tenant may store unless its own quota says otherwise [default: 100 GiB].
     #[arg(long, env = "BYOM_DEFAULT_QUOTA_BYTES")]
     pub default_quota_bytes: Option<u64>,
+    // --- connection and per-job disk limits (hardening) ---
+    /// Seconds a client may take to send a request's line and headers; also how long an idle
+    /// keep-alive connection is kept [default: 15].
+    #[arg(long, env = "BYOM_HEADER_READ_TIMEOUT_S")]
+    pub header_read_timeout_s: Option<u64>,
+    /// Most open client connections; at the limit the server stops accepting until one closes
+    /// [default: 512].
+    #[arg(long, env = "BYOM_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Fixed part of a compile job's disk allowance in MiB (largest file and whole job directory)
+    /// [default: 4096].
+    #[arg(long, env = "BYOM_JOB_DISK_MB")]
+    pub job_disk_mb: Option<u64>,
+    /// Part of a job's disk allowance that grows with its package: this many times the package's
+    /// size is added to --job-disk-mb [default: 16].
+    #[arg(long, env = "BYOM_JOB_DISK_PER_PACKAGE")]
+    pub job_disk_per_package: Option<u64>,
+    // --- end of connection and per-job disk limits ---
     /// TEST ONLY: pretend the disk is full once the data directory holds this many bytes.
     #[arg(long, env = "BYOM_TEST_DISK_LIMIT", hide = true)]
     pub test_disk_limit: Option<u64>,
@@ -112,6 +130,11 @@ struct FileConfig {
     max_concurrent_uploads_per_tenant: Option<u64>,
     max_concurrent_uploads: Option<u64>,
     disk_reserve_bytes: Option<u64>,
+    // connection and per-job disk limits (hardening)
+    header_read_timeout_s: Option<u64>,
+    max_connections: Option<usize>,
+    job_disk_mb: Option<u64>,
+    job_disk_per_package: Option<u64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -129,6 +152,16 @@ pub struct Config {
     pub upload_expiry_s: u64,
     pub default_quota_bytes: u64,
     pub settings: byom_core::Settings,
+    // --- connection and per-job disk limits (hardening) ---
+    /// Time limit for a request's line and headers (and for an idle keep-alive connection).
+    pub header_read_timeout_s: u64,
+    /// Most open client connections.
+    pub max_connections: usize,
+    /// A compile job may use `job_disk_mb` MiB + `job_disk_per_package` × its package's size,
+    /// for its largest file and for its whole directory (see `jobs::disk`).
+    pub job_disk_mb: u64,
+    pub job_disk_per_package: u64,
+    // --- end of connection and per-job disk limits ---
     pub test_disk_limit: Option<u64>,
     pub test_worker_delay_ms: Option<u64>,
     // --- audit of refused requests (admin scope) ---
@@ -160,6 +193,10 @@ pub enum ConfigError {
     Torch(String),
     #[error("--workers must be at least 1")]
     Workers,
+    #[error("--max-connections must be at least 1")]
+    MaxConnections,
+    #[error("--job-disk-mb must be at least 1")]
+    JobDisk,
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -202,6 +239,15 @@ impl Config {
         if workers == 0 {
             return Err(ConfigError::Workers);
         }
+        // Connection and per-job disk limits (hardening).
+        let max_connections = args.max_connections.or(file.max_connections).unwrap_or(512);
+        if max_connections == 0 {
+            return Err(ConfigError::MaxConnections);
+        }
+        let job_disk_mb = args.job_disk_mb.or(file.job_disk_mb).unwrap_or(4096);
+        if job_disk_mb == 0 {
+            return Err(ConfigError::JobDisk);
+        }
         Ok(Config {
             listen: args
                 .listen
@@ -241,6 +287,17 @@ impl Config {
                 .or(file.default_quota_bytes)
                 .unwrap_or(100 * GIB),
             settings,
+            header_read_timeout_s: args
+                .header_read_timeout_s
+                .or(file.header_read_timeout_s)
+                .unwrap_or(15)
+                .max(1),
+            max_connections,
+            job_disk_mb,
+            job_disk_per_package: args
+                .job_disk_per_package
+                .or(file.job_disk_per_package)
+                .unwrap_or(16),
             test_disk_limit: args.test_disk_limit,
             test_worker_delay_ms: args.test_worker_delay_ms,
             // --- audit of refused requests (admin scope) ---

@@ -1,10 +1,21 @@
 //! `byom-server serve`: start-up (directories, database, admin token, crash recovery), the
 //! HTTP server and the job runner, and graceful shutdown on SIGTERM / Ctrl-C.
+//!
+//! The HTTP accept loop is our own ([`serve_http`]) rather than `axum::serve`, which has neither
+//! a limit on how long a client may take to send its request headers nor on how many
+//! connections are open: 1100 clients each sending half a request line held 1100 file
+//! descriptors for ever, and with the usual limit of 1024 the server could no longer accept
+//! `/healthz`, open its database or a blob.
 
+use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 
 use sqlx::{Row, SqlitePool};
 
@@ -81,6 +92,16 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             "marked jobs left running by a previous server as failed"
         );
     }
+    // After fail_orphans: a killed server's jobs are `failed` now, so their package copies and
+    // scratch go; jobs still queued or running are left alone.
+    let swept = crate::jobs::disk::sweep(queue.as_ref(), &data).await?;
+    if swept != crate::jobs::disk::Swept::default() {
+        tracing::info!(
+            cleaned = swept.cleaned,
+            removed = swept.removed,
+            "cleaned job directories left by a previous server"
+        );
+    }
     let netns = crate::jobs::sandbox::probe_netns();
     if !netns {
         tracing::warn!(
@@ -117,6 +138,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         blob_lock: Arc::default(),
         auth_failures: Arc::default(),
     };
+    let max_connections = connection_limit(config.max_connections);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     {
@@ -130,9 +152,11 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     let sweeper = tokio::spawn(sweep_uploads(state.clone()));
     tracing::info!(%addr, data_dir = %data.display(), web_dir = %config.web_dir.display(), workers = config.workers, netns, landlock_abi, "byom-server listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let limits = HttpLimits {
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_s),
+        max_connections,
+    };
+    serve_http(listener, router(state), limits, shutdown_signal()).await;
     sweeper.abort();
     tracing::info!("shutting down: stopping workers");
     let _ = stop_tx.send(true);
@@ -141,6 +165,134 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     db.close().await;
     Ok(())
+}
+
+/// Limits of the HTTP accept loop.
+#[derive(Debug, Clone, Copy)]
+struct HttpLimits {
+    /// A client must have sent its whole request line and headers this long after the
+    /// connection is accepted (or after its previous response, so this is also how long an idle
+    /// keep-alive connection lives). Bodies are not covered: uploads have `--idle-timeout-s`.
+    header_read_timeout: Duration,
+    /// Connections served at once.
+    max_connections: usize,
+}
+
+/// File descriptors kept free of client connections: the database, blobs being read or
+/// written, upload temp files, worker logs, the listener.
+const FD_RESERVE: u64 = 256;
+/// How long shutdown waits for requests in flight before it stops anyway.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Raise the soft open-files limit to the hard one (a connection is a descriptor; the usual soft
+/// limit of 1024 is a default, not a policy) and return how many connections to serve at most:
+/// `configured`, lowered (with a warning) if the descriptors would not suffice.
+#[allow(unsafe_code)] // getrlimit / setrlimit
+fn connection_limit(configured: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write to / read from a valid rlimit on our stack.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return configured;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    };
+    let fit = usize::try_from(soft.saturating_sub(FD_RESERVE))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if configured > fit {
+        tracing::warn!(
+            max_connections = configured,
+            open_files_limit = soft,
+            using = fit,
+            "--max-connections does not fit the open-files limit (RLIMIT_NOFILE) with {FD_RESERVE} descriptors kept for the server; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower --max-connections"
+        );
+        return fit;
+    }
+    configured
+}
+
+/// Serve HTTP/1 on `listener` until `shutdown` resolves, then let requests in flight finish
+/// (at most [`DRAIN`]).
+///
+/// At `max_connections` the loop stops accepting rather than accepting and closing: new
+/// clients wait in the kernel's listen backlog, which costs the server no descriptor, and are
+/// served as soon as a connection ends; since a connection that has not sent its headers is
+/// closed after `header_read_timeout`, a flood of half-sent requests delays other clients by
+/// at most that long instead of locking them out for good.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break, // never closed
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                // A header-read timeout, a client that went away, a malformed request.
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => {
+            tracing::warn!("requests still running {} s after the shutdown signal; stopping anyway", DRAIN.as_secs());
+        }
+    }
+}
+
+/// An `accept` that failed: a connection that died before it was accepted is skipped; running
+/// out of descriptors or memory is waited out (the loop retries) instead of ending the server.
+async fn accept_error(e: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted
+    ) {
+        return;
+    }
+    tracing::warn!(error = %e, "cannot accept a connection; retrying shortly");
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// Crash recovery: temp files of interrupted uploads are deleted (they were never visible),
@@ -229,4 +381,23 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[allow(unsafe_code)] // getrlimit
+    fn the_connection_limit_fits_the_raised_open_files_limit() {
+        assert_eq!(super::connection_limit(1), 1);
+        let fit = super::connection_limit(usize::MAX);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes to a valid rlimit on our stack.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(lim.rlim_cur, lim.rlim_max, "the soft limit was raised");
+        let expected = lim.rlim_cur.saturating_sub(super::FD_RESERVE).max(1);
+        assert_eq!(fit as u64, expected);
+    }
 }

@@ -3,6 +3,7 @@
 
 #[allow(unsafe_code)] // the Landlock ABI probe is a raw system call
 pub mod confine;
+pub mod disk;
 pub mod queue;
 pub mod runner;
 #[allow(unsafe_code)] // pre_exec: setrlimit, setpgid, unshare in the forked child

@@ -65,6 +65,9 @@ pub trait JobQueue: Send + Sync + 'static {
     fn counts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, sqlx::Error>>;
     /// After a restart: jobs left `running` by a dead server are marked failed. Returns how many.
     fn fail_orphans(&self) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+    /// The state of any job, whichever tenant's (`None`: no such job). For the start-up sweep
+    /// of job directories.
+    fn status<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, sqlx::Error>>;
 }
 
 pub struct SqliteQueue {
@@ -233,6 +236,16 @@ impl JobQueue for SqliteQueue {
             .execute(&self.db)
             .await?;
             Ok(done.rows_affected())
+        })
+    }
+
+    fn status<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, sqlx::Error>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT status FROM jobs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.db)
+                .await?;
+            Ok(row.map(|r| r.get("status")))
         })
     }
 }

@@ -17,6 +17,7 @@ use serde_json::json;
 use sqlx::{Row, SqlitePool};
 use tokio::sync::{watch, Notify};
 
+use super::disk::{self, JobDisk};
 use super::queue::{JobQueue, JobRow, Outcome};
 use super::sandbox;
 use crate::config::Config;
@@ -26,6 +27,12 @@ use crate::storage::BlobStore;
 const LOG_TAIL_LINES: usize = 40;
 /// How often idle workers look at the queue even without a wake-up.
 const POLL: Duration = Duration::from_secs(1);
+/// Bytes of each log file read for the log tail (the worker can make its logs as large as its
+/// disk allowance; the server reads only their ends).
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
+/// Largest `result.json` the server reads; a larger one is no result (an honest report of four
+/// targets is a few KiB).
+const MAX_RESULT_BYTES: u64 = 16 * 1024 * 1024;
 
 pub struct Runner {
     pub queue: Arc<dyn JobQueue>,
@@ -115,12 +122,9 @@ impl Runner {
             .unwrap_or_else(|e| e.into_inner())
             .insert(job.id.clone(), Arc::clone(&cancel));
         let outcome = match self.prepare(&job).await {
-            Ok(dir) => {
-                let outcome = self.supervise(&job, &dir, &cancel, shutdown).await;
-                // The package copy is no longer needed; bundles and logs stay.
-                let _ = std::fs::remove_file(dir.join("package.tar.gz"));
-                let _ = std::fs::remove_dir_all(dir.join("tmp"));
-                outcome
+            Ok((dir, allowance)) => {
+                self.supervise(&job, &dir, allowance, &cancel, shutdown)
+                    .await
             }
             Err(e) => Outcome {
                 status: "failed",
@@ -129,6 +133,10 @@ impl Runner {
                 log_tail: None,
             },
         };
+        // Only the bundles and logs stay: the package copy, scratch and whatever the model
+        // wrote go, also when preparing failed half-way.
+        let dir = sandbox::job_dir(&self.config.data_dir, &job.id);
+        let _ = tokio::task::spawn_blocking(move || disk::clean_finished(&dir)).await;
         self.cancels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -139,8 +147,9 @@ impl Runner {
         }
     }
 
-    /// Create the job directory with a private copy of the package and `job.json`.
-    async fn prepare(&self, job: &JobRow) -> Result<PathBuf, String> {
+    /// Create the job directory with a private copy of the package and `job.json`; returns it
+    /// with the job's disk allowance (which grows with the package).
+    async fn prepare(&self, job: &JobRow) -> Result<(PathBuf, JobDisk), String> {
         let sha: String = sqlx::query("SELECT sha256 FROM packages WHERE id = ?")
             .bind(&job.package_id)
             .fetch_optional(&self.db)
@@ -153,29 +162,32 @@ impl Runner {
         let targets = job.targets.clone();
         let settings = self.config.settings.clone();
         let dir2 = dir.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let package_bytes = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
             std::fs::create_dir_all(dir2.join("tmp"))?;
             std::fs::create_dir_all(dir2.join("out"))?;
             let mut src = store.open(&sha)?;
             let mut dst = std::fs::File::create(dir2.join("package.tar.gz"))?;
-            std::io::copy(&mut src, &mut dst)?;
+            let package_bytes = std::io::copy(&mut src, &mut dst)?;
             let spec = json!({
                 "package": dir2.join("package.tar.gz"),
                 "targets": targets,
                 "options": { "settings": settings },
             });
-            write_atomic(&dir2.join("job.json"), spec.to_string().as_bytes())
+            write_atomic(&dir2.join("job.json"), spec.to_string().as_bytes())?;
+            Ok(package_bytes)
         })
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        Ok(dir)
+        let allowance = JobDisk::new(&self.config, package_bytes);
+        Ok((dir, allowance))
     }
 
     async fn supervise(
         &self,
         job: &JobRow,
         dir: &Path,
+        allowance: JobDisk,
         cancel: &Notify,
         mut shutdown: watch::Receiver<bool>,
     ) -> Outcome {
@@ -183,6 +195,7 @@ impl Runner {
             exe: &self.exe,
             job_dir: dir,
             memory_bytes: self.config.worker_memory_mb.saturating_mul(1024 * 1024),
+            max_file_bytes: allowance.limit,
             new_netns: self.netns,
             test_delay_ms: self.config.test_worker_delay_ms,
         };
@@ -197,12 +210,14 @@ impl Runner {
             Timeout,
             Cancelled,
             Shutdown,
+            DiskFull(u64),
         }
         let end = tokio::select! {
             status = child.wait() => End::Exited(status),
             _ = tokio::time::sleep(limit) => End::Timeout,
             _ = cancel.notified() => End::Cancelled,
             _ = shutdown.changed() => End::Shutdown,
+            used = disk::watch(dir, allowance.limit) => End::DiskFull(used),
         };
         if !matches!(end, End::Exited(_)) {
             sandbox::kill_group(pid);
@@ -212,6 +227,27 @@ impl Runner {
             sandbox::kill_group(pid);
         }
         let log_tail = tail_of(dir);
+        // Once more after the end: a worker may write past the allowance between two
+        // measurements and exit before the next. (Not after SIGXFSZ: its file is at the
+        // allowance, so the directory is always over it, and the per-file reason is the
+        // precise one.)
+        let end = match end {
+            End::Exited(Ok(status)) if status.signal() == Some(libc::SIGXFSZ) => {
+                return failed(allowance.file_too_large(), log_tail)
+            }
+            End::Exited(_) => {
+                let d = dir.to_path_buf();
+                let used = tokio::task::spawn_blocking(move || disk::usage(&d, allowance.limit))
+                    .await
+                    .unwrap_or(0);
+                if used > allowance.limit {
+                    End::DiskFull(used)
+                } else {
+                    end
+                }
+            }
+            other => other,
+        };
         let status = match end {
             End::Timeout => {
                 return failed(
@@ -236,6 +272,7 @@ impl Runner {
                     log_tail,
                 )
             }
+            End::DiskFull(used) => return failed(allowance.total_exceeded(used), log_tail),
             End::Exited(Err(e)) => return failed(format!("lost the worker: {e}"), log_tail),
             End::Exited(Ok(status)) => status,
         };
@@ -303,7 +340,7 @@ fn failed(reason: String, log_tail: Option<String>) -> Outcome {
 /// `result.json` as JSON, if the worker wrote a readable one (it is untrusted output: only
 /// read as data, never as paths).
 fn read_result(dir: &Path) -> Option<serde_json::Value> {
-    let bytes = std::fs::read(dir.join("result.json")).ok()?;
+    let bytes = read_capped(&dir.join("result.json"), MAX_RESULT_BYTES)?;
     serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .filter(|v| v.is_object())
@@ -313,7 +350,7 @@ fn read_result(dir: &Path) -> Option<serde_json::Value> {
 fn tail_of(dir: &Path) -> Option<String> {
     let mut lines: Vec<String> = Vec::new();
     for name in ["log.txt", "worker.log"] {
-        if let Ok(text) = std::fs::read(dir.join(name)) {
+        if let Ok(text) = read_end(&dir.join(name), LOG_TAIL_BYTES) {
             lines.extend(String::from_utf8_lossy(&text).lines().map(str::to_string));
         }
     }
@@ -322,6 +359,43 @@ fn tail_of(dir: &Path) -> Option<String> {
     }
     let start = lines.len().saturating_sub(LOG_TAIL_LINES);
     Some(lines[start..].join("\n"))
+}
+
+/// Open a file the worker wrote without following a symbolic link: a worker that replaced its
+/// log with a link to the admin-token file must not get the token into its job's log tail.
+fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
+/// The whole file if it is a regular file of at most `max` bytes.
+fn read_capped(path: &Path, max: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let f = open_nofollow(path).ok()?;
+    if f.metadata().ok()?.len() > max {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    f.take(max).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// The last `max` bytes of a regular file.
+fn read_end(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = open_nofollow(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut bytes = Vec::new();
+    f.take(max).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Write a file atomically: temp file, fsync, rename.
@@ -367,5 +441,36 @@ fn collect_bundles(dir: &Path, report: &serde_json::Value) {
         if meta.is_file() && inside {
             let _ = std::fs::rename(&candidate, artifacts.join(format!("{target}.tar.gz")));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_output_is_read_bounded_and_never_through_links() {
+        let d = std::env::temp_dir().join(format!("byom-runner-read-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let secret = d.join("admin-token");
+        std::fs::write(&secret, "SECRET-TOKEN\n").unwrap();
+        // A log replaced by a link to a server file, and a huge one: neither is read whole.
+        std::os::unix::fs::symlink(&secret, d.join("log.txt")).unwrap();
+        let mut big = "x".repeat(10 * LOG_TAIL_BYTES as usize);
+        big.push_str("\nlast line\n");
+        std::fs::write(d.join("worker.log"), big).unwrap();
+        let tail = tail_of(&d).unwrap();
+        assert!(!tail.contains("SECRET"), "{tail}");
+        assert!(tail.ends_with("last line"));
+        assert!(tail.len() <= LOG_TAIL_BYTES as usize);
+        // result.json: a link is no result, neither is one over the cap
+        std::os::unix::fs::symlink(&secret, d.join("result.json")).unwrap();
+        assert!(read_result(&d).is_none());
+        std::fs::remove_file(d.join("result.json")).unwrap();
+        std::fs::write(d.join("result.json"), br#"{"targets":[]}"#).unwrap();
+        assert!(read_result(&d).is_some());
+        assert!(read_capped(&d.join("result.json"), 3).is_none());
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -5,7 +5,10 @@
 //! with: an empty environment (plus the few variables libtorch and CUDA need), its job
 //! directory as cwd and HOME, its own process group (so a timeout or cancel kills everything it
 //! started), a memory cap through `RLIMIT_DATA` (not `RLIMIT_AS`, which breaks CUDA start-up by
-//! refusing its large virtual reservations), `PR_SET_PDEATHSIG` so it dies with the server,
+//! refusing its large virtual reservations), a file-size cap through `RLIMIT_FSIZE` (the job's
+//! disk allowance, `jobs::disk`: a larger write ends the worker with `SIGXFSZ`), no core dumps
+//! (a crashed libtorch process would otherwise dump gigabytes, model included, into the job
+//! directory), `PR_SET_PDEATHSIG` so it dies with the server,
 //! and, where the kernel allows it, a fresh empty network namespace (no network at all).
 //! The server's database and tokens are not passed to it in any form; the package is a private
 //! copy (never a hard link: the worker could write through a link into the shared blob). Once
@@ -29,6 +32,8 @@ pub struct Spec<'a> {
     pub exe: &'a Path,
     pub job_dir: &'a Path,
     pub memory_bytes: u64,
+    /// Largest file the worker may write (`RLIMIT_FSIZE`): the job's disk allowance.
+    pub max_file_bytes: u64,
     pub new_netns: bool,
     pub test_delay_ms: Option<u64>,
 }
@@ -59,6 +64,7 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<tokio::process::Child> {
         cmd.env("BYOM_WORKER_DELAY_MS", ms.to_string());
     }
     let memory = spec.memory_bytes;
+    let max_file = spec.max_file_bytes;
     let netns = spec.new_netns;
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe system calls (no allocation, no locks).
@@ -75,6 +81,26 @@ pub fn spawn(spec: &Spec<'_>) -> std::io::Result<tokio::process::Child> {
                 rlim_max: memory as libc::rlim_t,
             };
             if libc::setrlimit(libc::RLIMIT_DATA, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fsize = libc::rlimit {
+                rlim_cur: max_file as libc::rlim_t,
+                rlim_max: max_file as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &fsize) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::setrlimit(libc::RLIMIT_CORE, &no_core) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // An ignored SIGXFSZ survives exec and would turn the limit into EFBIG errors that
+            // libtorch reports in its own words; the default (terminate) makes it one clear
+            // failure the runner names.
+            if libc::signal(libc::SIGXFSZ, libc::SIG_DFL) == libc::SIG_ERR {
                 return Err(std::io::Error::last_os_error());
             }
             if netns && libc::unshare(libc::CLONE_NEWNET) != 0 {
@@ -127,6 +153,7 @@ pub fn signal_name(sig: i32) -> String {
         libc::SIGILL => "SIGILL",
         libc::SIGFPE => "SIGFPE",
         libc::SIGTERM => "SIGTERM",
+        libc::SIGXFSZ => "SIGXFSZ",
         _ => return format!("signal {sig}"),
     };
     format!("signal {sig} ({name})")
