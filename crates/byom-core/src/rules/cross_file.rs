@@ -4,10 +4,10 @@
 //! still cannot work.
 
 use crate::package::contents::{CONFIG, MANIFEST, MOCHI};
+use crate::package::declared::shape4;
 use crate::package::post_processing::{
     self, post_processing_names, post_processing_names_code, PostProcessing,
 };
-use crate::package::declared::shape4;
 /// Moved to [`crate::package::Declared`]; re-exported for existing callers.
 pub use crate::package::Declared;
 use crate::package::{Contents, Value};
