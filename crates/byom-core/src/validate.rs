@@ -7,7 +7,6 @@
 //! The report is a pure function of the bytes: archive issues appear in stream order, then rule
 //! issues in code order, whatever the chunking.
 
-use crate::archive::tar::MemberKind;
 use crate::archive::{GzipDecoder, TarSink, TarWalker};
 use crate::package::contents::{is_export_pt, CONFIG, MANIFEST, MOCHI};
 use crate::package::{json, yaml, Contents, MetaFile};
@@ -66,7 +65,7 @@ impl Collector {
 }
 
 impl TarSink for Collector {
-    fn entry(&mut self, path: &str, size: u64, _kind: MemberKind) {
+    fn entry(&mut self, path: &str, size: u64) {
         self.entries.push(path.to_string());
         self.events.push(Event::Entry {
             path: path.to_string(),
