@@ -258,7 +258,7 @@ impl Validator {
                     declared.num_classes(),
                 ));
             }
-            rule_issues.sort_by(|a, b| a.code.cmp(&b.code));
+            rule_issues.sort_by_key(|i| i.code);
             model = contents.inspection.take();
         }
 
