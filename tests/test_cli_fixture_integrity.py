@@ -15,6 +15,8 @@ import zlib
 
 import pytest
 
+from helpers import tar_infos, tar_members
+
 VALID_LAYOUT = {"config.yaml", "mochi.json", "export_artifacts/manifest.json"}
 
 
@@ -22,16 +24,11 @@ def _read(fixtures_dir, name) -> bytes:
     return (fixtures_dir / f"{name}.tar.gz").read_bytes()
 
 
-def _members(data: bytes) -> list[tarfile.TarInfo]:
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as t:
-        return t.getmembers()
-
-
 def test_every_valid_case_has_the_guide_layout(fixtures_dir, expected):
     for name, exp in expected.items():
         if exp["valid"] is not True:
             continue
-        names = {m.name.removeprefix("./") for m in _members(_read(fixtures_dir, name)) if m.isfile()}
+        names = {m.name.removeprefix("./") for m in tar_infos(_read(fixtures_dir, name)) if m.isfile()}
         assert VALID_LAYOUT <= names, name
         pts = [n for n in names if n.startswith("export_artifacts/") and n.endswith(".pt")
                and not n.rsplit("/", 1)[-1].startswith("._")]
@@ -56,13 +53,13 @@ def test_gzip_defects_are_real(fixtures_dir, name, error):
 def test_concatenated_members_are_valid_gzip(fixtures_dir):
     data = _read(fixtures_dir, "concatenated_gzip_members")
     assert data.count(b"\x1f\x8b\x08") >= 2
-    assert len(_members(data)) == 4
+    assert len(tar_infos(data)) == 4
 
 
 @pytest.mark.parametrize("name", ["gzip_not_tar", "tar_bad_checksum", "tar_truncated_member"])
 def test_tar_defects_are_real(fixtures_dir, name):
     with pytest.raises(tarfile.ReadError):
-        _members(_read(fixtures_dir, name))
+        tar_infos(_read(fixtures_dir, name))
 
 
 @pytest.mark.parametrize("name,check", [
@@ -76,19 +73,19 @@ def test_tar_defects_are_real(fixtures_dir, name):
     ("path_too_long", lambda m: len(m.name.encode()) > 1024),
 ])
 def test_hostile_members_are_real(fixtures_dir, name, check):
-    assert any(check(m) for m in _members(_read(fixtures_dir, name))), name
+    assert any(check(m) for m in tar_infos(_read(fixtures_dir, name))), name
 
 
 def test_duplicates_are_real(fixtures_dir):
-    names = [m.name for m in _members(_read(fixtures_dir, "duplicate_member"))]
+    names = [m.name for m in tar_infos(_read(fixtures_dir, "duplicate_member"))]
     assert names.count("config.yaml") == 2
-    names = [m.name.removeprefix("./") for m in _members(_read(fixtures_dir, "duplicate_after_normalising"))]
+    names = [m.name.removeprefix("./") for m in tar_infos(_read(fixtures_dir, "duplicate_after_normalising"))]
     assert names.count("config.yaml") == 2
 
 
 def test_bomb_ratio(fixtures_dir):
     data = _read(fixtures_dir, "decompression_bomb")
-    total = sum(m.size for m in _members(data))
+    total = sum(m.size for m in tar_infos(data))
     assert total >= 300 * 2**20 and total / len(data) > 200, (total, len(data))
 
 
@@ -97,11 +94,10 @@ def test_guide_examples_declare_what_their_models_do(fixtures_dir):
     import torch
 
     for name in ("guide_yolov10_9ch", "guide_yolov10_verbatim_84", "guide_anomaly_local", "guide_segmentation_hf"):
-        data = gzip.decompress(_read(fixtures_dir, name))
-        with tarfile.open(fileobj=io.BytesIO(data)) as t:
-            mochi = json.load(t.extractfile("mochi.json"))
-            pt = next(m for m in t.getmembers() if m.name.endswith(".pt"))
-            model = torch.jit.load(io.BytesIO(t.extractfile(pt).read()))
+        members = tar_members(_read(fixtures_dir, name))
+        mochi = json.loads(members["mochi.json"])
+        pt = next(v for k, v in members.items() if k.endswith(".pt"))
+        model = torch.jit.load(io.BytesIO(pt))
         stage = mochi["stages"][0]
         with torch.no_grad():
             out = model(torch.zeros(*stage["input_shape"]))

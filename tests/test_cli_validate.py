@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES_SRC, REPO, _fixtures_dir, run_byom
+from helpers import FIXTURES_SRC, REPO, fixtures_dir_path, run_byom, tar_infos, tar_members
 
 CODE_RE = re.compile(r"^BYOM\d{3}$")
 ANSI_RE = re.compile(rb"\x1b\[[0-9;]*m")
@@ -36,7 +36,7 @@ GUIDE_EXAMPLES = [
 
 def _load_expected() -> dict:
     """Collection-time view of expected.json (generated first if needed)."""
-    d = _fixtures_dir()
+    d = fixtures_dir_path()
     subprocess.run([sys.executable, str(FIXTURES_SRC / "make_packages.py"), str(d)], check=True,
                    stdout=subprocess.DEVNULL)
     return json.loads((d / "expected.json").read_text())
@@ -139,12 +139,9 @@ def test_corpus_cases_exist(expected, corpus_dir):
 
 @pytest.mark.parametrize("name", GUIDE_EXAMPLES)
 def test_guide_example_summary(byom_bin, fixtures_dir, name):
-    import tarfile
-
     path = fixtures_dir / f"{name}.tar.gz"
-    with tarfile.open(path) as t:
-        mochi = json.load(t.extractfile("mochi.json"))
-        pt = [m for m in t.getmembers() if m.name.endswith(".pt")]
+    mochi = json.loads(tar_members(path)["mochi.json"])
+    pt = [m for m in tar_infos(path) if m.name.endswith(".pt")]
     stage = mochi["stages"][0]
     _, report, _ = cached_validate(byom_bin, path)
     s = report["summary"]

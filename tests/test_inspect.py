@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+from helpers import byom_bin, tar_infos, tar_members  # noqa: E402  (also puts tests/fixtures on the path)
 
 import make_pt  # noqa: E402
 
@@ -28,17 +26,8 @@ COMPILED_FAMILIES = ("resnet", "efficientnet", "mobilenet_v2", "densenet", "vgg"
 SAFETY_CODES = {"BYOM601", "BYOM602", "BYOM603"}
 
 
-def _byom() -> Path:
-    import os
-
-    p = Path(os.environ.get("BYOM_BIN", REPO / "target" / "debug" / "byom"))
-    if not p.is_file():
-        pytest.fail(f"{p} not found: build it with `cargo build -p byom-cli`", pytrace=False)
-    return p
-
-
 def inspect(path: Path, *extra: str) -> tuple[int, dict]:
-    r = subprocess.run([str(_byom()), "inspect", "--format", "json", *extra, str(path)],
+    r = subprocess.run([str(byom_bin()), "inspect", "--format", "json", *extra, str(path)],
                        capture_output=True, timeout=300)
     assert r.returncode in (0, 1), f"byom inspect could not run on {path}: {r.stderr.decode()}"
     return r.returncode, json.loads(r.stdout)
@@ -219,7 +208,7 @@ def test_corpus_benign_legacy_matches_torch(corpus_dir):
 
 
 def _pack(pt: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(_byom()), "pack", str(pt), *args, "-o", str(out)], capture_output=True,
+    return subprocess.run([str(byom_bin()), "pack", str(pt), *args, "-o", str(out)], capture_output=True,
                           timeout=300, text=True)
 
 
@@ -232,19 +221,17 @@ def _pack(pt: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
 ])
 def test_pack_passes_both_validators(kind, args, pt_dir, made, tmp_path):
     import guide_validator
-    import tarfile
-
     pt, info = _make(pt_dir, made, kind)
     out = tmp_path / "model.tar.gz"
     r = _pack(pt, out, *args)
     assert r.returncode == 0, r.stderr
     assert guide_validator.validate_dda_package(str(out)) is True
-    v = subprocess.run([str(_byom()), "validate", str(out)], capture_output=True, text=True, timeout=300)
+    v = subprocess.run([str(byom_bin()), "validate", str(out)], capture_output=True, text=True, timeout=300)
     assert v.returncode == 0, v.stdout + v.stderr
-    with tarfile.open(out) as t:
-        names = t.getnames()
-        mochi = json.load(t.extractfile("mochi.json"))
-        manifest = json.load(t.extractfile("export_artifacts/manifest.json"))
+    names = [m.name for m in tar_infos(out)]
+    members = tar_members(out)
+    mochi = json.loads(members["mochi.json"])
+    manifest = json.loads(members["export_artifacts/manifest.json"])
     assert names == ["config.yaml", "mochi.json", "export_artifacts/manifest.json", f"export_artifacts/{kind}.pt"]
     assert manifest["compilable_models"][0]["filename"] == f"{kind}.pt"
     shape = [int(x) for x in args[args.index("--input") + 1].split(",")]

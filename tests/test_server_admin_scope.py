@@ -14,7 +14,7 @@ import sqlite3
 
 import pytest
 
-from test_server_harness import REPO, Server, good_package
+from helpers import REPO, Server, good_package, serve
 
 
 def mint(server: Server, by: str, tenant: str, role: str) -> dict:
@@ -38,9 +38,7 @@ def bootstrap_id(server: Server) -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("scope") / "data").start()
-    yield s
-    s.stop()
+    yield from serve(tmp_path_factory, "scope")
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,16 @@ static page. Robustness (kills, restarts, resumable uploads, queue) is in test_s
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
 
-from test_server_harness import REPO, Server, bad_package, files_under, good_package, server_bin, sha256
+from helpers import Server, bad_package, byom_bin, byom_server_bin, files_under, good_package, serve, sha256
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("api") / "data").start()
-    yield s
-    s.stop()
+    yield from serve(tmp_path_factory, "api")
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +81,7 @@ def test_valid_upload_is_stored(server, good):
 
 
 def byom_validate_json(path) -> dict:
-    byom = REPO / "target" / "debug" / "byom"
-    if not byom.is_file():
-        pytest.fail(f"{byom} not found: build it with `cargo build -p byom-cli`", pytrace=False)
-    out = subprocess.run([str(byom), "validate", "--format", "json", str(path)], capture_output=True, timeout=120)
+    out = subprocess.run([str(byom_bin()), "validate", "--format", "json", str(path)], capture_output=True, timeout=120)
     assert out.returncode in (0, 1), out.stderr.decode()
     doc = json.loads(out.stdout)
     # One report, or a list/wrapper of reports for several files.
@@ -207,13 +201,13 @@ def test_token_revoke_and_audit(server, good):
 
 
 def test_token_cli_create_and_revoke(server):
-    out = subprocess.run([str(server_bin()), "token", "create", "--tenant", "cli-t", "--role", "viewer",
+    out = subprocess.run([str(byom_server_bin()), "token", "create", "--tenant", "cli-t", "--role", "viewer",
                           "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     token = out.stdout.strip()
     token_id = out.stderr.split("token id ", 1)[1].split()[0]
     server.check(server.call("GET", "/api/v1/packages", token), 200, "PackageList")
-    out = subprocess.run([str(server_bin()), "token", "revoke", token_id, "--data-dir", str(server.data_dir)],
+    out = subprocess.run([str(byom_server_bin()), "token", "revoke", token_id, "--data-dir", str(server.data_dir)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     server.error(server.call("GET", "/api/v1/packages", token), 401, "unauthorized")
@@ -291,6 +285,6 @@ def test_config_file_and_flags(tmp_path, good):
         s.stop()
     bad = tmp_path / "bad.toml"
     bad.write_text("no_such_setting = 1\n")
-    out = subprocess.run([str(server_bin()), "serve", "--config", str(bad), "--data-dir", str(tmp_path / "d3")],
+    out = subprocess.run([str(byom_server_bin()), "serve", "--config", str(bad), "--data-dir", str(tmp_path / "d3")],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "no_such_setting" in out.stderr

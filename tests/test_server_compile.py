@@ -5,28 +5,14 @@ compile crate's own tests.)"""
 
 from __future__ import annotations
 
-import io
-import tarfile
-
 import pytest
 
-from test_server_harness import Server, good_package
+from helpers import good_package, serve, tar_members
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("compile") / "data", "--workers", "1").start()
-    yield s
-    s.stop()
-
-
-def _members(data: bytes) -> dict[str, bytes]:
-    out = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        for m in tar.getmembers():
-            if m.isfile():
-                out[m.name.lstrip("./")] = tar.extractfile(m).read()
-    return out
+    yield from serve(tmp_path_factory, "compile", "--workers", "1")
 
 
 def landlock_abi() -> int:
@@ -59,12 +45,12 @@ def test_compile_x86_64_cpu_through_the_api(server):
     r = server.call("GET", target["artifact_url"], tok)
     assert r.status_code == 200 and r.headers["content-type"] == "application/gzip"
     assert "attachment" in r.headers["content-disposition"]
-    bundle = _members(r.content)
+    bundle = tar_members(r.content)
     pt_names = [n for n in bundle if n.endswith(".pt")]
     assert len(pt_names) == 1, list(bundle)
     assert any(n.endswith("deployment.json") for n in bundle), list(bundle)
     artifact = torch.jit.load(io.BytesIO(bundle[pt_names[0]]), map_location="cpu")
-    original_pt = [v for k, v in _members(pkg_bytes).items() if k.endswith(".pt")][0]
+    original_pt = [v for k, v in tar_members(pkg_bytes).items() if k.endswith(".pt")][0]
     original = torch.jit.load(io.BytesIO(original_pt), map_location="cpu")
     torch.manual_seed(0)
     x = torch.rand(1, 3, 224, 224)

@@ -7,21 +7,12 @@ import subprocess
 
 import pytest
 
-from test_server_harness import REPO, Server, bad_package, good_package, sha256
-
-
-def byom() -> str:
-    p = REPO / "target" / "debug" / "byom"
-    if not p.is_file():
-        pytest.fail(f"{p} not found: build it with `cargo build -p byom-cli`", pytrace=False)
-    return str(p)
+from helpers import bad_package, byom_bin, good_package, serve, sha256
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("push") / "data").start()
-    yield s
-    s.stop()
+    yield from serve(tmp_path_factory, "push")
 
 
 def test_push_uploads_a_valid_package(server, tmp_path):
@@ -29,7 +20,7 @@ def test_push_uploads_a_valid_package(server, tmp_path):
     pkg = tmp_path / "model.tar.gz"
     data = good_package("push")
     pkg.write_bytes(data)
-    out = subprocess.run([byom(), "push", str(pkg), "--server", server.url, "--token", tok],
+    out = subprocess.run([str(byom_bin()), "push", str(pkg), "--server", server.url, "--token", tok],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     pkg_id = out.stdout.split("package ", 1)[1].split()[0]
@@ -43,7 +34,7 @@ def test_push_refuses_an_invalid_package_without_uploading(server, tmp_path):
     pkg = tmp_path / "bad.tar.gz"
     pkg.write_bytes(bad_package())
     before = server.request_lines("PUT", "/api/v1/packages")
-    out = subprocess.run([byom(), "push", str(pkg), "--server", server.url, "--token", tok],
+    out = subprocess.run([str(byom_bin()), "push", str(pkg), "--server", server.url, "--token", tok],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1, out.stderr
     assert "BYOM203" in out.stderr and "not uploaded" in out.stderr
@@ -54,6 +45,6 @@ def test_push_refuses_an_invalid_package_without_uploading(server, tmp_path):
 def test_push_with_a_bad_token_exits_2(server, tmp_path):
     pkg = tmp_path / "model.tar.gz"
     pkg.write_bytes(good_package("push-bad-token"))
-    out = subprocess.run([byom(), "push", str(pkg), "--server", server.url, "--token", "nope"],
+    out = subprocess.run([str(byom_bin()), "push", str(pkg), "--server", server.url, "--token", "nope"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "401" in out.stderr, out.stderr

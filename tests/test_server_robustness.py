@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from test_server_harness import Server, bad_package, files_under, good_package, sha256, worker_pids
+from helpers import Server, bad_package, files_under, good_package, sha256, worker_pids
 
 ADMIN = "byom_robustness_admin_secret"
 

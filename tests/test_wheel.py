@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import venv
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ const $ = (id) => document.getElementById(id);
 
 /** Poll interval for the job; fast enough to feel live, slow enough to be no load. */
 const JOB_POLL_MS = 1000;
+/** Issue categories (byom_core::Category) that concern the .pt file, shown beside its inspection. */
+const MODEL_CATEGORIES = new Set(["safety", "model", "compatibility"]);
 
 /** `?read=stream|js|wasm` picks the worker's read loop (default: the fastest one supported). */
 const READ_MODE = new URLSearchParams(location.search).get("read") || undefined;
@@ -214,7 +216,7 @@ function showReport(report, seconds) {
   verdict.hidden = false;
   $("issues").replaceChildren(...report.errors.map(issueRow), ...report.warnings.map(issueRow));
   $("summary").replaceChildren(...summaryItems(report.summary));
-  const modelIssues = [...report.errors, ...report.warnings].filter((i) => /^BYOM[67]/.test(i.code));
+  const modelIssues = [...report.errors, ...report.warnings].filter((i) => MODEL_CATEGORIES.has(i.category));
   $("model").replaceChildren(inspectionView(report.model, modelIssues));
   $("details").hidden = false;
   updateUploadButton();

@@ -51,7 +51,7 @@ function shape(value) {
 export function issueRow(issue) {
   return el(
     "div",
-    { class: `issue ${issue.severity}`, dataset: { testid: "issue", code: issue.code, severity: issue.severity } },
+    { class: `issue ${issue.severity}`, dataset: { testid: "issue", code: issue.code, category: issue.category, severity: issue.severity } },
     el(
       "div",
       { class: "issue-head" },
@@ -119,13 +119,14 @@ const KIND_LABEL = {
 
 /**
  * The .pt inspection: kind, parameters, minimum torch, safety, architecture, and the largest
- * tensors. `issues` are the model-related issues of the report (codes BYOM6xx/7xx).
+ * tensors. `issues` are the model-related issues of the report (categories safety, model,
+ * compatibility).
  */
 export function inspectionView(model, issues = [], topN = 12) {
   if (!model) {
     return el("div", {}, el("h3", { text: "Model file" }), el("p", { class: "muted", text: "No .pt file was read." }));
   }
-  const safetyIssues = issues.filter((i) => /^BYOM6(0[0-6]|10)$/.test(i.code));
+  const safetyIssues = issues.filter((i) => i.category === "safety");
   const safe = safetyIssues.length === 0
     ? el("span", { class: "badge ok", text: "no code execution on load" })
     : el("span", { class: "badge bad", text: safetyIssues.map((i) => i.code).join(", ") });

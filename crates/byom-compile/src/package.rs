@@ -449,7 +449,7 @@ pub(crate) mod tests {
         report.errors.clear();
         assert!(invalid_reason(&report).contains("did not accept"));
         report.errors.push(byom_core::Issue {
-            code: "BYOM101".into(),
+            code: byom_core::Code::new("BYOM101"),
             severity: byom_core::Severity::Error,
             message: "Missing required files".into(),
             file: None,

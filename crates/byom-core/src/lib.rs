@@ -8,6 +8,7 @@
 //! The `.pt` model file is streamed through [`torch`] in the same pass.
 
 pub mod archive;
+pub mod diagnostics;
 pub mod limits;
 pub mod pack;
 pub mod package;
@@ -17,6 +18,7 @@ pub mod settings;
 pub mod torch;
 pub mod validate;
 
+pub use diagnostics::{Category, Code, Rule};
 pub use limits::Limits;
 pub use package::ValidatedPackage;
 pub use report::{Event, Issue, Report, Severity, Summary};

@@ -3,27 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::diagnostics::{Category, Code, Issue, Severity};
 use crate::torch::PtInspection;
-
-/// How bad an issue is. An error means "this package cannot work as declared"; a warning
-/// means "it can, but something is likely wrong".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-/// One finding, with a stable code (`BYOM###`), the file it concerns and how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Issue {
-    pub code: String,
-    pub severity: Severity,
-    pub message: String,
-    /// Package-relative path of the file concerned (`None` for the archive as a whole).
-    pub file: Option<String>,
-    pub hint: String,
-}
 
 /// Something the validator learned while streaming; faces show these progressively.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

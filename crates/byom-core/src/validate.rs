@@ -12,7 +12,6 @@
 //! The report is a pure function of the bytes: archive issues appear in stream order, then rule
 //! issues in code order, whatever the chunking.
 
-use crate::archive::tar::MemberKind;
 use crate::archive::{GzipDecoder, TarSink, TarWalker};
 use crate::package::contents::{is_export_pt, CONFIG, MANIFEST, MOCHI};
 use crate::package::{json, yaml, Contents, Declared, MetaFile, ValidatedPackage};
@@ -113,7 +112,7 @@ impl<S: ExtractSink> Collector<S> {
 }
 
 impl<S: ExtractSink> TarSink for Collector<S> {
-    fn entry(&mut self, path: &str, size: u64, _kind: MemberKind) {
+    fn entry(&mut self, path: &str, size: u64) {
         self.entries.push(path.to_string());
         self.events.push(Event::Entry {
             path: path.to_string(),
@@ -360,7 +359,7 @@ impl<S: ExtractSink> Validator<S> {
                     declared.num_classes(),
                 ));
             }
-            rule_issues.sort_by(|a, b| a.code.cmp(&b.code));
+            rule_issues.sort_by_key(|i| i.code);
             model = contents.inspection.take();
         }
 

@@ -15,7 +15,12 @@ fn inspect_like_the_fuzzer(bytes: &[u8]) -> Vec<String> {
         rest = &rest[n..];
         step = step * 3 % 8191 + 1;
     }
-    inspector.finish().1.into_iter().map(|i| i.code).collect()
+    inspector
+        .finish()
+        .1
+        .into_iter()
+        .map(|i| i.code.to_string())
+        .collect()
 }
 
 /// A zip whose kept tail is shorter than an end-of-central-directory record used to index past

@@ -103,7 +103,7 @@ fn events_arrive_while_streaming_and_feeding_after_fatal_is_ignored() {
         for e in v.drain_events() {
             match e {
                 Event::Entry { .. } => entries += 1,
-                Event::Issue(i) => issues.push(i.code),
+                Event::Issue(i) => issues.push(i.code.to_string()),
             }
         }
     }

@@ -34,10 +34,24 @@ export interface Settings {
 
 export type Severity = "error" | "warning";
 
+/** What an issue concerns, derived from its code (byom_core::Category). */
+export type Category =
+  | "archive"
+  | "layout"
+  | "config"
+  | "mochi"
+  | "manifest"
+  | "agreement"
+  | "safety"
+  | "model"
+  | "compatibility";
+
 /** One finding (byom_core::Issue). */
 export interface Issue {
   /** Stable rule code, e.g. "BYOM101". */
   code: string;
+  /** What it concerns: group and colour by this, not by the code's digits. */
+  category: Category;
   severity: Severity;
   message: string;
   /** Package-relative path of the file concerned, null for the archive as a whole. */

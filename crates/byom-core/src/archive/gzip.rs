@@ -124,11 +124,6 @@ impl GzipDecoder {
         }
     }
 
-    /// Decompressed bytes produced so far.
-    pub fn total_out(&self) -> u64 {
-        self.total_out
-    }
-
     /// Feed compressed bytes. Returns the fatal issue, if any, after which nothing more is read.
     pub fn push(&mut self, mut input: &[u8], sink: &mut Sink<'_>) -> Result<(), Issue> {
         while !input.is_empty() {

@@ -22,19 +22,11 @@ use crate::Limits;
 
 const BLOCK: usize = 512;
 
-/// What kind of member an entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberKind {
-    File,
-    Directory,
-    /// A member that was refused or ignored (its data is skipped).
-    Other,
-}
-
 /// Receives what the walk finds. Issues found by the walker's policy arrive through `issue`.
 pub trait TarSink {
-    /// Every member, in archive order, with its normalised path (raw path if refused).
-    fn entry(&mut self, path: &str, size: u64, kind: MemberKind);
+    /// Every member, in archive order, with its normalised path (raw path if refused, a
+    /// trailing `/` for a directory). Accepted files are the ones `file_start` then announces.
+    fn entry(&mut self, path: &str, size: u64);
     /// A regular file that passed the policy; its bytes follow through `file_data`.
     fn file_start(&mut self, path: &str, size: u64);
     fn file_data(&mut self, data: &[u8]);
@@ -382,7 +374,7 @@ impl TarWalker {
                     PathProblem::Absolute => "an absolute path",
                     PathProblem::ParentComponent => "a `..` component",
                 };
-                sink.entry(&raw, size, MemberKind::Other);
+                sink.entry(&raw, size);
                 sink.issue(UNSAFE_PATH.issue(
                     Some(&raw),
                     format!("Member '{raw}' has {why}; it was not read."),
@@ -390,16 +382,9 @@ impl TarWalker {
                 raw
             }
             Ok(path) => {
-                let kind = if is_dir {
-                    MemberKind::Directory
-                } else if is_file {
-                    MemberKind::File
-                } else {
-                    MemberKind::Other
-                };
                 if name_overflow || path.len() as u64 > self.limits.max_path_bytes {
                     let shown: String = path.chars().take(80).collect();
-                    sink.entry(&shown, size, MemberKind::Other);
+                    sink.entry(&shown, size);
                     sink.issue(PATH_TOO_LONG.issue(
                         None,
                         format!(
@@ -416,13 +401,13 @@ impl TarWalker {
                         b'6' => "a FIFO",
                         _ => "an unsupported special entry",
                     };
-                    sink.entry(&path, size, MemberKind::Other);
+                    sink.entry(&path, size);
                     sink.issue(LINK_OR_SPECIAL.issue(
                         Some(&path),
                         format!("Member '{path}' is {what} (type '{}'); only regular files are allowed.", typeflag.escape_ascii()),
                     ));
                 } else if is_appledouble(&path) {
-                    sink.entry(&path, size, MemberKind::Other);
+                    sink.entry(&path, size);
                     if !self.appledouble_warned {
                         self.appledouble_warned = true;
                         sink.issue(APPLEDOUBLE_IGNORED.issue(
@@ -434,10 +419,10 @@ impl TarWalker {
                     }
                 } else if is_dir || path.is_empty() {
                     if !path.is_empty() {
-                        sink.entry(&format!("{path}/"), 0, MemberKind::Directory);
+                        sink.entry(&format!("{path}/"), 0);
                     }
                 } else if self.seen_files.contains(&path) {
-                    sink.entry(&path, size, MemberKind::Other);
+                    sink.entry(&path, size);
                     sink.issue(DUPLICATE_MEMBER.issue(
                         Some(&path),
                         format!("'{path}' appears more than once in the archive (as '{raw}'); only the first copy was read."),
@@ -454,7 +439,7 @@ impl TarWalker {
                         ));
                     }
                     self.seen_files.insert(path.clone());
-                    sink.entry(&path, size, kind);
+                    sink.entry(&path, size);
                     sink.file_start(&path, size);
                     accept = true;
                 }

@@ -18,51 +18,26 @@ pub mod layout;
 pub mod manifest;
 pub mod mochi;
 
-use serde::Serialize;
+pub use crate::diagnostics::{Category, Code, Rule, Severity};
 
-use crate::report::{Issue, Severity};
-
-/// A rule's identity and documentation. The check itself lives beside the constant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Rule {
-    /// Stable code, `BYOM###`. Never reused for another meaning.
-    pub code: &'static str,
-    /// Short kebab-case name, e.g. `missing-required-file`.
-    pub name: &'static str,
-    pub severity: Severity,
-    /// One line: what the rule checks.
-    pub summary: &'static str,
-    /// How to fix it, shown with every issue.
-    pub hint: &'static str,
-    /// Markdown: cause, example, fix.
-    pub doc: &'static str,
-}
-
-impl Rule {
-    /// An issue of this rule about `file` with a specific message.
-    pub fn issue(&self, file: Option<&str>, message: impl Into<String>) -> Issue {
-        Issue {
-            code: self.code.to_string(),
-            severity: self.severity,
-            message: message.into(),
-            file: file.map(str::to_string),
-            hint: self.hint.to_string(),
+/// Every registered rule's code is checked when the crate compiles: a malformed code (not
+/// `BYOM` and three digits, or outside the hundreds that have a [`Category`]) is a build error.
+const _: () = {
+    const fn check(rules: &[&Rule]) {
+        let mut i = 0;
+        while i < rules.len() {
+            let _ = rules[i].code();
+            i += 1;
         }
     }
-
-    /// Like [`Rule::issue`] but with a hint specific to this occurrence.
-    pub fn issue_with_hint(
-        &self,
-        file: Option<&str>,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Issue {
-        Issue {
-            hint: hint.into(),
-            ..self.issue(file, message)
-        }
-    }
-}
+    check(archive::ALL);
+    check(layout::ALL);
+    check(config::ALL);
+    check(mochi::ALL);
+    check(manifest::ALL);
+    check(cross_file::ALL);
+    check(crate::torch::rules::ALL);
+};
 
 /// All rules, in code order. A test checks codes are unique and sorted and `docs/rules.md`
 /// is up to date.

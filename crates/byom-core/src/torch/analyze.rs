@@ -16,7 +16,7 @@ use super::safety::{classify, GlobalClass};
 use super::version::{self, Evidence, TorchVersion};
 use super::zip::{ZipProblem, ZipView};
 use super::{PtInspection, PtKind, Safety, TensorInfo};
-use crate::report::{Issue, Severity};
+use crate::diagnostics::{Issue, Severity};
 use crate::settings::Settings;
 
 /// What every analysis needs.

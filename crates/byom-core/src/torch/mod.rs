@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::Issue;
+use crate::diagnostics::Issue;
 use crate::settings::Settings;
 
 pub use arch::ArchMatch;

@@ -180,6 +180,147 @@ pub fn walk(data: &[u8], limits: WalkLimits) -> Pickle {
     w.out
 }
 
+/// Pickle opcodes by their `pickletools` names (protocol in parentheses when newer than 0/1).
+/// Named so the decoder reads like the spec; the byte values are fixed by CPython.
+mod op {
+    /// Protocol version (2+).
+    pub const PROTO: u8 = 0x80;
+    /// Length hint of the next frame (4+).
+    pub const FRAME: u8 = 0x95;
+    /// End of the pickle: the top of the stack is the value.
+    pub const STOP: u8 = b'.';
+    /// Push a mark.
+    pub const MARK: u8 = b'(';
+    /// Discard the top item.
+    pub const POP: u8 = b'0';
+    /// Discard everything down to the top mark.
+    pub const POP_MARK: u8 = b'1';
+    /// Duplicate the top item.
+    pub const DUP: u8 = b'2';
+    /// Memo store, decimal key on a line.
+    pub const PUT: u8 = b'p';
+    /// Memo store, 1-byte key.
+    pub const BINPUT: u8 = b'q';
+    /// Memo store, 4-byte key.
+    pub const LONG_BINPUT: u8 = b'r';
+    /// Memo store at the next key (4+).
+    pub const MEMOIZE: u8 = 0x94;
+    /// Memo fetch, decimal key on a line.
+    pub const GET: u8 = b'g';
+    /// Memo fetch, 1-byte key.
+    pub const BINGET: u8 = b'h';
+    /// Memo fetch, 4-byte key.
+    pub const LONG_BINGET: u8 = b'j';
+    /// None.
+    pub const NONE: u8 = b'N';
+    /// True (2+).
+    pub const NEWTRUE: u8 = 0x88;
+    /// False (2+).
+    pub const NEWFALSE: u8 = 0x89;
+    /// Decimal int on a line (`01`/`00` are booleans).
+    pub const INT: u8 = b'I';
+    /// 4-byte signed int.
+    pub const BININT: u8 = b'J';
+    /// 1-byte unsigned int.
+    pub const BININT1: u8 = b'K';
+    /// 2-byte unsigned int.
+    pub const BININT2: u8 = b'M';
+    /// Decimal long on a line.
+    pub const LONG: u8 = b'L';
+    /// Long, 1-byte length (2+).
+    pub const LONG1: u8 = 0x8a;
+    /// Long, 4-byte length (2+).
+    pub const LONG4: u8 = 0x8b;
+    /// Decimal float on a line.
+    pub const FLOAT: u8 = b'F';
+    /// 8-byte big-endian float.
+    pub const BINFLOAT: u8 = b'G';
+    /// Quoted repr string on a line.
+    pub const STRING: u8 = b'S';
+    /// Str, 4-byte signed length.
+    pub const BINSTRING: u8 = b'T';
+    /// Str, 1-byte length.
+    pub const SHORT_BINSTRING: u8 = b'U';
+    /// Raw-unicode-escaped text on a line.
+    pub const UNICODE: u8 = b'V';
+    /// UTF-8, 4-byte length.
+    pub const BINUNICODE: u8 = b'X';
+    /// UTF-8, 1-byte length (4+).
+    pub const SHORT_BINUNICODE: u8 = 0x8c;
+    /// UTF-8, 8-byte length (4+).
+    pub const BINUNICODE8: u8 = 0x8d;
+    /// Bytes, 4-byte length (3+).
+    pub const BINBYTES: u8 = b'B';
+    /// Bytes, 1-byte length (3+).
+    pub const SHORT_BINBYTES: u8 = b'C';
+    /// Bytes, 8-byte length (4+).
+    pub const BINBYTES8: u8 = 0x8e;
+    /// Bytearray, 8-byte length (5).
+    pub const BYTEARRAY8: u8 = 0x96;
+    /// Out-of-band buffer (5).
+    pub const NEXT_BUFFER: u8 = 0x97;
+    /// Make the top buffer read-only (5).
+    pub const READONLY_BUFFER: u8 = 0x98;
+    /// ().
+    pub const EMPTY_TUPLE: u8 = b')';
+    /// 1-tuple from the top item (2+).
+    pub const TUPLE1: u8 = 0x85;
+    /// 2-tuple from the top items (2+).
+    pub const TUPLE2: u8 = 0x86;
+    /// 3-tuple from the top items (2+).
+    pub const TUPLE3: u8 = 0x87;
+    /// Tuple of the items above the mark.
+    pub const TUPLE: u8 = b't';
+    /// [].
+    pub const EMPTY_LIST: u8 = b']';
+    /// List of the items above the mark.
+    pub const LIST: u8 = b'l';
+    /// {}.
+    pub const EMPTY_DICT: u8 = b'}';
+    /// Dict of the pairs above the mark.
+    pub const DICT: u8 = b'd';
+    /// set() (4+).
+    pub const EMPTY_SET: u8 = 0x8f;
+    /// Frozenset of the items above the mark (4+).
+    pub const FROZENSET: u8 = 0x91;
+    /// list.append(top).
+    pub const APPEND: u8 = b'a';
+    /// list.extend(items above the mark).
+    pub const APPENDS: u8 = b'e';
+    /// set.update(items above the mark) (4+).
+    pub const ADDITEMS: u8 = 0x90;
+    /// dict[key] = value.
+    pub const SETITEM: u8 = b's';
+    /// dict.update(pairs above the mark).
+    pub const SETITEMS: u8 = b'u';
+    /// Module and name on two lines: a global, resolved by import on load.
+    pub const GLOBAL: u8 = b'c';
+    /// Module and name from the stack (4+).
+    pub const STACK_GLOBAL: u8 = 0x93;
+    /// Global on two lines called with the items above the mark.
+    pub const INST: u8 = b'i';
+    /// First item above the mark called with the rest.
+    pub const OBJ: u8 = b'o';
+    /// callable(*args): where pickles execute code.
+    pub const REDUCE: u8 = b'R';
+    /// cls.__new__(cls, *args) (2+).
+    pub const NEWOBJ: u8 = 0x81;
+    /// cls.__new__(cls, *args, **kwargs) (4+).
+    pub const NEWOBJ_EX: u8 = 0x92;
+    /// obj.__setstate__(state) or __dict__ update.
+    pub const BUILD: u8 = b'b';
+    /// Persistent id on a line.
+    pub const PERSID: u8 = b'P';
+    /// Persistent id from the stack (torch's storages).
+    pub const BINPERSID: u8 = b'Q';
+    /// Copyreg extension code, 1 byte (2+).
+    pub const EXT1: u8 = 0x82;
+    /// Copyreg extension code, 2 bytes (2+).
+    pub const EXT2: u8 = 0x83;
+    /// Copyreg extension code, 4 bytes (2+).
+    pub const EXT4: u8 = 0x84;
+}
+
 struct Walker<'a> {
     data: &'a [u8],
     pos: usize,
@@ -376,36 +517,36 @@ impl<'a> Walker<'a> {
             let op = self.byte()?;
             match op {
                 // ---- framing and protocol
-                0x80 => {
+                op::PROTO => {
                     let p = self.byte()?;
                     self.out.protocol = self.out.protocol.max(p);
                 }
-                0x95 => {
+                op::FRAME => {
                     // FRAME: a length hint only; the bytes follow inline.
                     self.u64le()?;
                 }
-                b'.' => {
+                op::STOP => {
                     let v = self.pop()?;
                     return Ok(v);
                 }
                 // ---- stack manipulation
-                b'(' => self.marks.push(self.stack.len()),
-                b'0' => {
+                op::MARK => self.marks.push(self.stack.len()),
+                op::POP => {
                     if self.stack.len() > self.fence() {
                         self.stack.pop();
                     } else {
                         self.pop_mark()?;
                     }
                 }
-                b'1' => {
+                op::POP_MARK => {
                     self.pop_mark()?;
                 }
-                b'2' => {
+                op::DUP => {
                     let t = self.top()?;
                     self.stack.push(t);
                 }
                 // ---- memo
-                b'p' => {
+                op::PUT => {
                     let l = self.line_str()?;
                     let k = l
                         .trim()
@@ -413,19 +554,19 @@ impl<'a> Walker<'a> {
                         .map_err(|_| self.invalid("bad PUT key"))?;
                     self.memo_put(k)?;
                 }
-                b'q' => {
+                op::BINPUT => {
                     let k = u64::from(self.byte()?);
                     self.memo_put(k)?;
                 }
-                b'r' => {
+                op::LONG_BINPUT => {
                     let k = u64::from(self.u32le()?);
                     self.memo_put(k)?;
                 }
-                0x94 => {
+                op::MEMOIZE => {
                     let k = self.memo.len() as u64;
                     self.memo_put(k)?;
                 }
-                b'g' => {
+                op::GET => {
                     let l = self.line_str()?;
                     let k = l
                         .trim()
@@ -433,19 +574,19 @@ impl<'a> Walker<'a> {
                         .map_err(|_| self.invalid("bad GET key"))?;
                     self.memo_get(k)?;
                 }
-                b'h' => {
+                op::BINGET => {
                     let k = u64::from(self.byte()?);
                     self.memo_get(k)?;
                 }
-                b'j' => {
+                op::LONG_BINGET => {
                     let k = u64::from(self.u32le()?);
                     self.memo_get(k)?;
                 }
                 // ---- constants
-                b'N' => self.push(Node::None)?,
-                0x88 => self.push(Node::Bool(true))?,
-                0x89 => self.push(Node::Bool(false))?,
-                b'I' => {
+                op::NONE => self.push(Node::None)?,
+                op::NEWTRUE => self.push(Node::Bool(true))?,
+                op::NEWFALSE => self.push(Node::Bool(false))?,
+                op::INT => {
                     let l = self.line_str()?;
                     let t = l.trim();
                     let n = match t {
@@ -464,19 +605,19 @@ impl<'a> Walker<'a> {
                     };
                     self.push(n)?;
                 }
-                b'J' => {
+                op::BININT => {
                     let v = self.u32le()? as i32;
                     self.push(Node::Int(i64::from(v)))?;
                 }
-                b'K' => {
+                op::BININT1 => {
                     let v = self.byte()?;
                     self.push(Node::Int(i64::from(v)))?;
                 }
-                b'M' => {
+                op::BININT2 => {
                     let v = self.u16le()?;
                     self.push(Node::Int(i64::from(v)))?;
                 }
-                b'L' => {
+                op::LONG => {
                     let l = self.line_str()?;
                     let t = l.trim().trim_end_matches('L');
                     let n = match t.parse::<i64>() {
@@ -485,13 +626,13 @@ impl<'a> Walker<'a> {
                     };
                     self.push(n)?;
                 }
-                0x8a => {
+                op::LONG1 => {
                     let n = usize::from(self.byte()?);
                     let b = self.take(n)?;
                     let node = long_le(b);
                     self.push(node)?;
                 }
-                0x8b => {
+                op::LONG4 => {
                     let n = self.u32le()? as i32;
                     if n < 0 {
                         return Err(self.invalid("negative LONG4 length"));
@@ -501,7 +642,7 @@ impl<'a> Walker<'a> {
                     let node = long_le(b);
                     self.push(node)?;
                 }
-                b'F' => {
+                op::FLOAT => {
                     let l = self.line_str()?;
                     let f = l
                         .trim()
@@ -509,19 +650,19 @@ impl<'a> Walker<'a> {
                         .map_err(|_| self.invalid("bad FLOAT"))?;
                     self.push(Node::Float(f))?;
                 }
-                b'G' => {
+                op::BINFLOAT => {
                     let b = self.take(8)?;
                     let mut a = [0u8; 8];
                     a.copy_from_slice(b);
                     self.push(Node::Float(f64::from_be_bytes(a)))?;
                 }
                 // ---- strings and bytes
-                b'S' => {
+                op::STRING => {
                     let l = self.line()?;
                     let s = unquote_repr(l);
                     self.push(Node::Str(s.into()))?;
                 }
-                b'T' => {
+                op::BINSTRING => {
                     let n = self.u32le()? as i32;
                     if n < 0 {
                         return Err(self.invalid("negative BINSTRING length"));
@@ -530,125 +671,125 @@ impl<'a> Walker<'a> {
                     let b = self.take(n)?;
                     self.push(Node::Str(String::from_utf8_lossy(b).into()))?;
                 }
-                b'U' => {
+                op::SHORT_BINSTRING => {
                     let n = usize::from(self.byte()?);
                     let b = self.take(n)?;
                     self.push(Node::Str(String::from_utf8_lossy(b).into()))?;
                 }
-                b'V' => {
+                op::UNICODE => {
                     let l = self.line()?;
                     self.push(Node::Str(raw_unicode_escape(l).into()))?;
                 }
-                b'X' => {
+                op::BINUNICODE => {
                     let n = u64::from(self.u32le()?);
                     let n = self.len_arg(n)?;
                     let b = self.take(n)?;
                     self.push(Node::Str(String::from_utf8_lossy(b).into()))?;
                 }
-                0x8c => {
+                op::SHORT_BINUNICODE => {
                     let n = usize::from(self.byte()?);
                     let b = self.take(n)?;
                     self.push(Node::Str(String::from_utf8_lossy(b).into()))?;
                 }
-                0x8d => {
+                op::BINUNICODE8 => {
                     let n = self.u64le()?;
                     let n = self.len_arg(n)?;
                     let b = self.take(n)?;
                     self.push(Node::Str(String::from_utf8_lossy(b).into()))?;
                 }
-                b'B' => {
+                op::BINBYTES => {
                     let n = u64::from(self.u32le()?);
                     let n = self.len_arg(n)?;
                     self.take(n)?;
                     self.push(Node::Bytes(n as u64))?;
                 }
-                b'C' => {
+                op::SHORT_BINBYTES => {
                     let n = usize::from(self.byte()?);
                     self.take(n)?;
                     self.push(Node::Bytes(n as u64))?;
                 }
-                0x8e | 0x96 => {
+                op::BINBYTES8 | op::BYTEARRAY8 => {
                     let n = self.u64le()?;
                     let n = self.len_arg(n)?;
                     self.take(n)?;
                     self.push(Node::Bytes(n as u64))?;
                 }
-                0x97 => self.push(Node::Buffer)?,
-                0x98 => {
+                op::NEXT_BUFFER => self.push(Node::Buffer)?,
+                op::READONLY_BUFFER => {
                     self.top()?;
                 }
                 // ---- containers
-                b')' => self.push(Node::Tuple(Vec::new()))?,
-                0x85 => {
+                op::EMPTY_TUPLE => self.push(Node::Tuple(Vec::new()))?,
+                op::TUPLE1 => {
                     let a = self.pop()?;
                     self.push(Node::Tuple(vec![a]))?;
                 }
-                0x86 => {
+                op::TUPLE2 => {
                     let b = self.pop()?;
                     let a = self.pop()?;
                     self.push(Node::Tuple(vec![a, b]))?;
                 }
-                0x87 => {
+                op::TUPLE3 => {
                     let c = self.pop()?;
                     let b = self.pop()?;
                     let a = self.pop()?;
                     self.push(Node::Tuple(vec![a, b, c]))?;
                 }
-                b't' => {
+                op::TUPLE => {
                     let items = self.pop_mark()?;
                     self.push(Node::Tuple(items))?;
                 }
-                b']' => self.push(Node::List(Vec::new()))?,
-                b'l' => {
+                op::EMPTY_LIST => self.push(Node::List(Vec::new()))?,
+                op::LIST => {
                     let items = self.pop_mark()?;
                     self.push(Node::List(items))?;
                 }
-                b'}' => self.push(Node::Dict(Vec::new()))?,
-                b'd' => {
+                op::EMPTY_DICT => self.push(Node::Dict(Vec::new()))?,
+                op::DICT => {
                     let items = self.pop_mark()?;
                     let pairs = self.pairs(items)?;
                     self.push(Node::Dict(pairs))?;
                 }
-                0x8f => self.push(Node::Set(Vec::new()))?,
-                0x91 => {
+                op::EMPTY_SET => self.push(Node::Set(Vec::new()))?,
+                op::FROZENSET => {
                     let items = self.pop_mark()?;
                     self.push(Node::Set(items))?;
                 }
-                b'a' => {
+                op::APPEND => {
                     let v = self.pop()?;
                     let l = self.top()?;
                     self.append_items(l, vec![v])?;
                 }
-                b'e' => {
+                op::APPENDS => {
                     let items = self.pop_mark()?;
                     let l = self.top()?;
                     self.append_items(l, items)?;
                 }
-                0x90 => {
+                op::ADDITEMS => {
                     let items = self.pop_mark()?;
                     let l = self.top()?;
                     self.append_items(l, items)?;
                 }
-                b's' => {
+                op::SETITEM => {
                     let v = self.pop()?;
                     let k = self.pop()?;
                     let d = self.top()?;
                     self.set_items(d, vec![(k, v)])?;
                 }
-                b'u' => {
+                op::SETITEMS => {
                     let items = self.pop_mark()?;
                     let pairs = self.pairs(items)?;
                     let d = self.top()?;
                     self.set_items(d, pairs)?;
                 }
                 // ---- globals and calls (recorded, never executed)
-                b'c' => {
+                op::GLOBAL => {
                     let module = self.line_str()?;
                     let name = self.line_str()?;
                     let id = self.record_global(module, name)?;
                     self.stack.push(id);
                 }
-                0x93 => {
+                op::STACK_GLOBAL => {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     let (m, n) = match (self.out.str(module), self.out.str(name)) {
@@ -658,7 +799,7 @@ impl<'a> Walker<'a> {
                     let id = self.record_global(m, n)?;
                     self.stack.push(id);
                 }
-                b'i' => {
+                op::INST => {
                     let module = self.line_str()?;
                     let name = self.line_str()?;
                     let cls = self.record_global(module, name)?;
@@ -666,7 +807,7 @@ impl<'a> Walker<'a> {
                     let args = self.alloc(Node::Tuple(items))?;
                     self.call(CallKind::Inst, cls, args)?;
                 }
-                b'o' => {
+                op::OBJ => {
                     let mut items = self.pop_mark()?;
                     if items.is_empty() {
                         return Err(self.invalid("OBJ without a class"));
@@ -675,23 +816,23 @@ impl<'a> Walker<'a> {
                     let args = self.alloc(Node::Tuple(items))?;
                     self.call(CallKind::Inst, cls, args)?;
                 }
-                b'R' => {
+                op::REDUCE => {
                     let args = self.pop()?;
                     let func = self.pop()?;
                     self.call(CallKind::Reduce, func, args)?;
                 }
-                0x81 => {
+                op::NEWOBJ => {
                     let args = self.pop()?;
                     let cls = self.pop()?;
                     self.call(CallKind::NewObj, cls, args)?;
                 }
-                0x92 => {
+                op::NEWOBJ_EX => {
                     let _kwargs = self.pop()?;
                     let args = self.pop()?;
                     let cls = self.pop()?;
                     self.call(CallKind::NewObj, cls, args)?;
                 }
-                b'b' => {
+                op::BUILD => {
                     let state = self.pop()?;
                     let obj = self.top()?;
                     // BUILD on a plain value updates its __dict__ in CPython; keep the value.
@@ -699,24 +840,24 @@ impl<'a> Walker<'a> {
                         o.state = Some(state);
                     }
                 }
-                b'P' => {
+                op::PERSID => {
                     let l = self.line_str()?;
                     let s = self.alloc(Node::Str(l.into()))?;
                     self.push(Node::PersId(s))?;
                 }
-                b'Q' => {
+                op::BINPERSID => {
                     let pid = self.pop()?;
                     self.push(Node::PersId(pid))?;
                 }
-                0x82 => {
+                op::EXT1 => {
                     let c = u32::from(self.byte()?);
                     self.ext(c)?;
                 }
-                0x83 => {
+                op::EXT2 => {
                     let c = u32::from(self.u16le()?);
                     self.ext(c)?;
                 }
-                0x84 => {
+                op::EXT4 => {
                     let c = self.u32le()?;
                     self.ext(c)?;
                 }
@@ -835,8 +976,15 @@ mod tests {
         b.extend(b"eval");
         b.push(0x94);
         b.extend(b"00");
-        b.extend([b'h', 0, b'h', 1, 0x93]);
-        b.extend([0x8c, 1, b'1', 0x85, b'R', b'.']);
+        b.extend([op::BINGET, 0, op::BINGET, 1, op::STACK_GLOBAL]);
+        b.extend([
+            op::SHORT_BINUNICODE,
+            1,
+            b'1',
+            op::TUPLE1,
+            op::REDUCE,
+            op::STOP,
+        ]);
         let p = walk(&b, L);
         assert_eq!(p.error, None);
         assert_eq!(globals(&p), vec!["builtins.eval"]);

@@ -4,8 +4,7 @@
 //! PyTorch, the server just cannot compile it), BYOM702 becomes an error when
 //! `required_torch` is 1.8 or older. Their constants carry the default severity.
 
-use crate::report::Severity;
-use crate::rules::Rule;
+use crate::diagnostics::{Rule, Severity};
 
 pub const NOT_PYTORCH: Rule = Rule {
     code: "BYOM600",

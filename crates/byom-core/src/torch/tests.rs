@@ -3,7 +3,7 @@
 
 use super::zip::tests::build_zip;
 use super::*;
-use crate::report::Severity;
+use crate::diagnostics::Severity;
 
 /// `torch.save({"w": tensor[2,3] float32})`-style data.pkl (protocol 2).
 fn state_dict_pickle(key: &str, numel: u8) -> Vec<u8> {

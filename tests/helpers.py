@@ -1,32 +1,117 @@
-"""Harness for the byom-server end-to-end tests (no tests here): start the real binary on a free
-loopback port with a temp data directory, talk to it with `requests`, and check every JSON
-response against the server's own OpenAPI document with `jsonschema`."""
+"""Helpers shared by the pytest suite (no tests here, hence not named test_*).
+
+- where things are: the repository, the generated fixtures, the picklescan corpus;
+- the binaries under test (`target/debug/…`; BYOM_BIN, BYOM_SERVER_BIN and BYOM_COMPILE_BIN
+  override), a missing one being a test FAILURE that says how to build it, never a skip;
+- tar members of a package or bundle, gzipped or not;
+- the byom-server harness: start the real binary on a free loopback port with a temp data
+  directory, talk to it with `requests`, and check every JSON response against the server's own
+  OpenAPI document with `jsonschema`.
+
+Import what you need: `from helpers import REPO, Server, byom_bin, serve, tar_members`.
+"""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import jsonschema
+import pytest
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+FIXTURES_SRC = REPO / "tests" / "fixtures"
+OUT = REPO / "tests" / "out"
+
+# make_packages, make_pt, pt_models and guide_validator are imported by name.
+if str(FIXTURES_SRC) not in sys.path:
+    sys.path.insert(0, str(FIXTURES_SRC))
+
+CORPUS_MISSING_MESSAGE = (
+    "picklescan corpus NOT FOUND at ../shared/corpus/picklescan (or $BYOM_CORPUS): "
+    "the corpus placement tests are SKIPPED"
+)
 
 
-def server_bin() -> Path:
-    p = Path(os.environ.get("BYOM_SERVER_BIN", REPO / "target" / "debug" / "byom-server"))
+def fixtures_dir_path() -> Path:
+    """Where make_packages.py writes the package fixtures ($BYOM_FIXTURES overrides)."""
+    return Path(os.environ.get("BYOM_FIXTURES", OUT / "fixtures"))
+
+
+def corpus_dir_path() -> Path | None:
+    """The picklescan corpus ($BYOM_CORPUS overrides), or None when it is not there."""
+    d = Path(os.environ.get("BYOM_CORPUS", REPO.parent / "shared" / "corpus" / "picklescan"))
+    return d if (d / "data").is_dir() else None
+
+
+# ---------------------------------------------------------------------------- binaries
+
+
+def binary(env_name: str, name: str, build_hint: str) -> Path:
+    """`target/debug/<name>`, or $<env_name>; fails the test if it is not a file."""
+    p = Path(os.environ.get(env_name, REPO / "target" / "debug" / name))
     if not p.is_file():
-        import pytest
-
-        pytest.fail(f"{p} not found: build it with `cargo build -p byom-server`", pytrace=False)
+        pytest.fail(f"{p} not found: build it with `{build_hint}` (scripts/test.sh does)", pytrace=False)
     return p
+
+
+def byom_bin() -> Path:
+    return binary("BYOM_BIN", "byom", "cargo build -p byom-cli")
+
+
+def byom_server_bin() -> Path:
+    return binary("BYOM_SERVER_BIN", "byom-server", "cargo build -p byom-server")
+
+
+def run_byom(byom: Path, *args, env_extra: dict | None = None, timeout: float = 120, **kw):
+    """Run `byom` with colour off unless asked; returns CompletedProcess (bytes unless text=True)."""
+    env = dict(os.environ)
+    env.pop("CLICOLOR_FORCE", None)
+    env.pop("FORCE_COLOR", None)
+    if env_extra:
+        env.update(env_extra)
+    return subprocess.run([str(byom), *map(str, args)], capture_output=True, env=env, timeout=timeout, **kw)
+
+
+# ---------------------------------------------------------------------------- tar members
+
+
+def _tar(src: bytes | Path) -> tarfile.TarFile:
+    data = Path(src).read_bytes() if isinstance(src, (str, Path)) else src
+    # gzip is undone here, not by tarfile, so a gzip defect raises gzip's own error and a tar
+    # defect tarfile.ReadError.
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return tarfile.open(fileobj=io.BytesIO(data))
+
+
+def tar_infos(src: bytes | Path) -> list[tarfile.TarInfo]:
+    """Every member header, in archive order, names as stored."""
+    with _tar(src) as t:
+        return t.getmembers()
+
+
+def tar_members(src: bytes | Path) -> dict[str, bytes]:
+    """Regular files by name (a leading `./` removed), in archive order, with their bytes."""
+    out = {}
+    with _tar(src) as t:
+        for m in t.getmembers():
+            if m.isfile():
+                out[m.name.removeprefix("./")] = t.extractfile(m).read()
+    return out
+
+
+# ---------------------------------------------------------------------------- packages
 
 
 def good_package(variant: str = "1.0.0") -> bytes:
@@ -54,6 +139,9 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# ---------------------------------------------------------------------------- server
+
+
 class Server:
     """One byom-server process."""
 
@@ -73,7 +161,7 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(server_bin()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
+            [str(byom_server_bin()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
              "--web-dir", str(self.web_dir), *self.args],
             stdout=subprocess.PIPE, stderr=log, env=self.env,
         )
@@ -190,3 +278,13 @@ def files_under(d: Path) -> list[Path]:
 
 def dumps(x) -> str:
     return json.dumps(x, indent=1, sort_keys=True)
+
+
+def serve(tmp_path_factory, name: str, *args: str, **kw):
+    """Body of a module-scoped `server` fixture: `yield from serve(tmp_path_factory, "api")`
+    starts one server (extra `args` go to `serve`, `kw` to [`Server`]) and stops it after."""
+    s = Server(tmp_path_factory.mktemp(name) / "data", *args, **kw).start()
+    try:
+        yield s
+    finally:
+        s.stop()
