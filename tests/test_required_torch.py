@@ -13,13 +13,13 @@ import subprocess
 
 import pytest
 
-from test_server_harness import server_bin
+from helpers import byom_server_bin
 
 NOT_A_VERSION = '"banana" is not a torch version: expected major.minor'
 
 
 def _serve(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(server_bin()), "serve", "--data-dir", str(tmp_path / "data"), *args],
+    return subprocess.run([str(byom_server_bin()), "serve", "--data-dir", str(tmp_path / "data"), *args],
                           capture_output=True, text=True, timeout=30)
 
 
@@ -39,7 +39,7 @@ def test_server_refuses_a_settings_file_with_a_bad_required_torch(tmp_path):
 
 
 def test_server_compile_refuses_a_bad_required_torch(tmp_path):
-    r = subprocess.run([str(server_bin()), "compile", str(tmp_path / "x.tar.gz"), "--target", "x86_64-cpu", "-o",
+    r = subprocess.run([str(byom_server_bin()), "compile", str(tmp_path / "x.tar.gz"), "--target", "x86_64-cpu", "-o",
                         str(tmp_path / "out"), "--required-torch", "banana"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2, (r.stdout, r.stderr)

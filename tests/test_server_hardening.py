@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_server_harness import Server, files_under, good_package, worker_pids
+from helpers import Server, files_under, good_package, worker_pids
 
 MIB = 1024 * 1024
 

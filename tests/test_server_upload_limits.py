@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from test_server_harness import Server, bad_package, files_under, good_package, server_bin
+from helpers import Server, bad_package, files_under, good_package, byom_server_bin
 
 ADMIN = "byom_upload_limits_admin_secret"
 
@@ -162,7 +162,7 @@ def test_full_disk_keeps_the_reserve_so_delete_works(tmp_path, monkeypatch):
         'data=""; prev=""\n'
         'for a in "$@"; do [ "$prev" = "--data-dir" ] && data="$a"; prev="$a"; done\n'
         f"exec unshare -rm sh -c 'mount -t tmpfs -o size=48m tmpfs \"$0\" && exec \"$@\"' "
-        f"\"$data\" '{server_bin()}' \"$@\"\n")
+        f"\"$data\" '{byom_server_bin()}' \"$@\"\n")
     wrapper.chmod(0o755)
     monkeypatch.setenv("BYOM_SERVER_BIN", str(wrapper))
     good = good_package("full-disk")
