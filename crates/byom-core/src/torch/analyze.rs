@@ -35,8 +35,38 @@ pub fn walk_limits(s: &Settings) -> WalkLimits {
     }
 }
 
-fn names(globals: &[(String, String)]) -> Vec<String> {
-    globals.iter().map(|(m, n)| format!("{m}.{n}")).collect()
+/// Every global (module, name) a file's pickles reference, each once, in first-seen order
+/// (the order messages name them). One type for the three readers (zip, legacy, bare pickle),
+/// consumed by the safety judgement, the inventory and the version evidence.
+#[derive(Debug, Default)]
+struct Globals(Vec<(String, String)>);
+
+impl Globals {
+    /// Add the globals of one walked pickle.
+    fn add(&mut self, p: &Pickle) {
+        for g in &p.globals {
+            if !self.0.contains(g) {
+                self.0.push(g.clone());
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn as_slice(&self) -> &[(String, String)] {
+        &self.0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(m, n)| (m.as_str(), n.as_str()))
+    }
+
+    /// `module.name` of each, for the inspection.
+    fn names(&self) -> Vec<String> {
+        self.iter().map(|(m, n)| format!("{m}.{n}")).collect()
+    }
 }
 
 /// The safety judgement over every global of the file.
@@ -47,7 +77,7 @@ struct Judgement {
 
 fn judge(
     ctx: &Ctx<'_>,
-    globals: &[(String, String)],
+    globals: &Globals,
     torchscript: bool,
     module_classes: &[String],
 ) -> Judgement {
@@ -55,7 +85,7 @@ fn judge(
     let mut dangerous = Vec::new();
     let mut unlisted = Vec::new();
     let mut torch_modules = Vec::new();
-    for (m, n) in globals {
+    for (m, n) in globals.iter() {
         let name = format!("{m}.{n}");
         match classify(m, n, torchscript) {
             GlobalClass::Dangerous => dangerous.push(name),
@@ -234,9 +264,9 @@ fn version_issues(
 }
 
 /// dtypes used, for the version evidence: tensor dtypes plus dtype globals.
-fn dtypes_used<'a>(insp: &'a PtInspection, globals: &'a [(String, String)]) -> Vec<&'a str> {
+fn dtypes_used<'a>(insp: &'a PtInspection, globals: &'a Globals) -> Vec<&'a str> {
     let mut set: BTreeSet<&str> = insp.dtypes.keys().map(String::as_str).collect();
-    for (m, n) in globals {
+    for (m, n) in globals.iter() {
         if m == "torch" && dtype_size(canonical_dtype(n)).is_some() {
             set.insert(canonical_dtype(n));
         }
@@ -286,36 +316,112 @@ fn finalize(mut insp: PtInspection, issues: Vec<Issue>) -> (PtInspection, Vec<Is
     (insp, issues)
 }
 
-/// A zip `.pt` (state dict, checkpoint, TorchScript, pickled module).
+/// A zip `.pt` (state dict, checkpoint, TorchScript, pickled module), judged in named steps;
+/// each step adds its issues in the order the report shows them.
 pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
     let f = Some(ctx.file);
     let mut insp = PtInspection::empty(PtKind::NotPytorch, ctx.file_bytes);
     insp.archive_prefix = view.prefix.clone();
-    let mut issues = Vec::new();
-    for p in &view.problems {
-        issues.push(match p {
-            ZipProblem::Corrupt(m) => rules::CORRUPT.issue(f, m.clone()),
-            ZipProblem::NameMismatch(m) => rules::NAME_MISMATCH.issue(f, m.clone()),
-            ZipProblem::Limit(m) => rules::MODEL_LIMIT.issue(f, m.clone()),
-            ZipProblem::DuplicateName(m) => rules::DUPLICATE_NAME.issue(f, m.clone()),
-            ZipProblem::CaseCollision(m) => rules::CASE_COLLISION.issue(f, m.clone()),
-            ZipProblem::OutsidePrefix(m) => rules::OUTSIDE_PREFIX.issue(f, m.clone()),
-        });
+    let mut issues = structure_issues(ctx, &view.problems);
+    let torchscript = is_torchscript(&view);
+    let walked = walk_pickles(ctx, &view, &mut issues);
+    insp.globals = walked.globals.names();
+    read_versions(&view, &mut insp);
+
+    let module_classes = walked
+        .data
+        .as_ref()
+        .map(|p| Reader::new(p).module_classes())
+        .unwrap_or_default();
+    let flagged = zip_safety(
+        ctx,
+        &mut insp,
+        &mut issues,
+        &walked.globals,
+        torchscript,
+        &module_classes,
+    );
+
+    let Some(p) = walked.data else {
+        if !flagged && !issues.iter().any(|i| i.code == rules::MODEL_LIMIT.code) {
+            issues.push(rules::NOT_PYTORCH.issue(
+                f,
+                "a zip archive without a data.pkl record: not a file written by torch.save or torch.jit.save",
+            ));
+        }
+        return finalize(insp, issues);
+    };
+
+    zip_inventory(ctx, &mut insp, &view, &p, torchscript);
+    issues.extend(storage_issues(ctx, &view, &p));
+
+    if flagged {
+        if insp.kind == PtKind::NotPytorch && module_classes.is_empty() {
+            // keep the kind: a pickle that is only a payload
+        } else if !module_classes.is_empty() && !torchscript {
+            insp.kind = PtKind::PickledModule;
+        }
+        return finalize(insp, issues);
     }
-    let wl = walk_limits(ctx.settings);
-    // TorchScript (which widens the allowlist) only by the exact names: torch.load decides it
-    // with `"constants.pkl" in get_all_records()`, a case-sensitive test, and would unpickle a
-    // `CONSTANTS.PKL` archive's data.pkl as a plain pickle; such a file is judged as one here.
-    let torchscript = view.records.keys().any(|n| view.rel(n) == "constants.pkl")
+    if issues.iter().any(|i| i.severity == Severity::Error) {
+        return finalize(insp, issues);
+    }
+    if !usability(ctx, &mut insp, &mut issues) {
+        return finalize(insp, issues);
+    }
+    let v = zip_version_issues(ctx, &mut insp, &view, torchscript, &walked.globals);
+    issues.extend(v);
+    finalize(insp, issues)
+}
+
+/// Step 1: what the zip reader found wrong with the structure, one issue per problem (the
+/// problem's text is the message; its variant picks the rule).
+fn structure_issues(ctx: &Ctx<'_>, problems: &[ZipProblem]) -> Vec<Issue> {
+    let f = Some(ctx.file);
+    problems
+        .iter()
+        .map(|p| {
+            let rule = match p {
+                ZipProblem::Corrupt(_) => &rules::CORRUPT,
+                ZipProblem::NameMismatch(_) => &rules::NAME_MISMATCH,
+                ZipProblem::Limit(_) => &rules::MODEL_LIMIT,
+                ZipProblem::DuplicateName(_) => &rules::DUPLICATE_NAME,
+                ZipProblem::CaseCollision(_) => &rules::CASE_COLLISION,
+                ZipProblem::OutsidePrefix(_) => &rules::OUTSIDE_PREFIX,
+            };
+            rule.issue(f, p.to_string())
+        })
+        .collect()
+}
+
+/// Step 2: TorchScript (which widens the allowlist) only by the exact names: torch.load
+/// decides it with `"constants.pkl" in get_all_records()`, a case-sensitive test, and would
+/// unpickle a `CONSTANTS.PKL` archive's data.pkl as a plain pickle; such a file is judged as
+/// one here.
+fn is_torchscript(view: &ZipView) -> bool {
+    view.records.keys().any(|n| view.rel(n) == "constants.pkl")
         || view
             .local
             .iter()
-            .any(|e| view.rel(&e.name).starts_with("code/"));
+            .any(|e| view.rel(&e.name).starts_with("code/"))
+}
 
-    // Every pickle in the zip is walked for globals, not only data.pkl. Names are compared as
-    // torch looks them up (ASCII case-insensitively: `DATA.PKL` is its data.pkl).
-    let mut all_globals: Vec<(String, String)> = Vec::new();
-    let mut data_pickle: Option<Pickle> = None;
+/// What walking a zip's pickles found.
+struct Walked {
+    /// Globals of every pickle walked.
+    globals: Globals,
+    /// The walked `data.pkl` (the weights or module), if any.
+    data: Option<Pickle>,
+}
+
+/// Step 3: every pickle in the zip is walked for globals, not only data.pkl (also a record
+/// that starts like one under another name, and a duplicate torch might read instead). Names
+/// are compared as torch looks them up (ASCII case-insensitively: `DATA.PKL` is its
+/// data.pkl). A pickle that does not parse is BYOM604 (BYOM610 when over budget).
+fn walk_pickles(ctx: &Ctx<'_>, view: &ZipView, issues: &mut Vec<Issue>) -> Walked {
+    let wl = walk_limits(ctx.settings);
+    let mut globals = Globals::default();
+    let mut data = None;
     let shadowed = view.shadowed.iter().map(|(n, r)| (n, r));
     for (name, rec) in view.records.iter().chain(shadowed) {
         let key = view.key(name);
@@ -326,20 +432,20 @@ pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
             continue;
         }
         let p = walk(&rec.data, wl);
-        for g in &p.globals {
-            if !all_globals.contains(g) {
-                all_globals.push(g.clone());
-            }
-        }
+        globals.add(&p);
         if let Some(e) = &p.error {
             issues.push(pickle_error_issue(ctx.file, name, e));
         }
         if rel == "data.pkl" {
-            data_pickle = Some(p);
+            data = Some(p);
         }
     }
-    insp.globals = names(&all_globals);
-    // In PyTorchStreamReader's order: `.data/version` when present, else `version`.
+    Walked { globals, data }
+}
+
+/// Step 4: the archive's format version and byte order records, in PyTorchStreamReader's
+/// order: `.data/version` when present, else `version`.
+fn read_versions(view: &ZipView, insp: &mut PtInspection) {
     insp.archive_version = view
         .record(".data/version")
         .or_else(|| view.record("version"))
@@ -351,47 +457,53 @@ pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
     insp.byteorder = view
         .record("byteorder")
         .map(|r| String::from_utf8_lossy(&r.data).trim().to_string());
+}
 
-    let module_classes = data_pickle
-        .as_ref()
-        .map(|p| Reader::new(p).module_classes())
-        .unwrap_or_default();
+/// Step 5: the safety judgement (BYOM601/602/603). Returns whether the file was flagged
+/// (unsafe or a pickled module). A broken or inconsistent zip may hide records, so one
+/// with an error already found gets no claim of safety.
+fn zip_safety(
+    ctx: &Ctx<'_>,
+    insp: &mut PtInspection,
+    issues: &mut Vec<Issue>,
+    globals: &Globals,
+    torchscript: bool,
+    module_classes: &[String],
+) -> bool {
     let j = judge(
         ctx,
-        &all_globals,
+        globals,
         torchscript,
-        if torchscript { &[] } else { &module_classes },
+        if torchscript { &[] } else { module_classes },
     );
     insp.safety = j.safety;
-    let unsafe_or_module = !j.issues.is_empty();
-    if !unsafe_or_module && issues.iter().any(|i| i.severity == Severity::Error) {
-        // A broken or inconsistent zip may hide records: no claim of safety.
+    let flagged = !j.issues.is_empty();
+    if !flagged && issues.iter().any(|i| i.severity == Severity::Error) {
         insp.safety = Safety::Unknown;
     }
     issues.extend(j.issues);
+    flagged
+}
 
-    let Some(p) = data_pickle else {
-        if !unsafe_or_module && !issues.iter().any(|i| i.code == rules::MODEL_LIMIT.code) {
-            issues.push(rules::NOT_PYTORCH.issue(
-                f,
-                "a zip archive without a data.pkl record: not a file written by torch.save or torch.jit.save",
-            ));
-        }
-        return finalize(insp, issues);
-    };
-
-    // Kind and tensors.
+/// Step 6: kind and tensors of `data.pkl`.
+fn zip_inventory(
+    ctx: &Ctx<'_>,
+    insp: &mut PtInspection,
+    view: &ZipView,
+    p: &Pickle,
+    torchscript: bool,
+) {
     let (layout, found, key) = if torchscript {
         let tensors = p
             .root
-            .map(|r| Reader::new(&p).collect(r))
+            .map(|r| Reader::new(p).collect(r))
             .unwrap_or_default();
         (Layout::Module, tensors, None)
     } else {
-        weights(&p)
+        weights(p)
     };
     insp.kind = if torchscript {
-        if scripted(&view) {
+        if scripted(view) {
             PtKind::TorchscriptScripted
         } else {
             PtKind::TorchscriptTraced
@@ -405,78 +517,89 @@ pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
         }
     };
     insp.checkpoint_key = key;
-    fill_tensors(ctx, &mut insp, found);
+    fill_tensors(ctx, insp, found);
+}
 
-    // Storage sizes vs data/* records (only when the directory was read). Matched exactly, not
-    // case-insensitively as torch would: the compile server reads `data/<key>` by exact name,
-    // and torch.save never writes another case, so a case-only match is refused (BYOM605).
-    if !view.central.is_empty() {
-        let sizes: std::collections::HashMap<&str, u64> =
-            view.sizes().map(|(n, s)| (view.rel(n), s)).collect();
-        for s in Reader::new(&p).storages().values() {
-            let rec = format!("data/{}", s.key);
-            match sizes.get(rec.as_str()) {
-                Some(&have) if have == s.bytes => {}
-                Some(&have) => issues.push(rules::STORAGE_SIZE.issue(
-                    f,
-                    format!("storage {} declares {} {} elements ({} bytes), but record {rec} holds {have} bytes", s.key, s.numel, s.dtype, s.bytes),
-                )),
-                None => issues.push(rules::STORAGE_SIZE.issue(f, format!("storage {} has no record {rec} in the zip", s.key))),
-            }
+/// Step 7: storage sizes vs `data/*` records (only when the directory was read), BYOM605.
+/// Matched exactly, not case-insensitively as torch would: the compile server reads
+/// `data/<key>` by exact name, and torch.save never writes another case, so a case-only match
+/// is refused.
+fn storage_issues(ctx: &Ctx<'_>, view: &ZipView, p: &Pickle) -> Vec<Issue> {
+    let f = Some(ctx.file);
+    let mut issues = Vec::new();
+    if view.central.is_empty() {
+        return issues;
+    }
+    let sizes: std::collections::HashMap<&str, u64> =
+        view.sizes().map(|(n, s)| (view.rel(n), s)).collect();
+    for s in Reader::new(p).storages().values() {
+        let rec = format!("data/{}", s.key);
+        match sizes.get(rec.as_str()) {
+            Some(&have) if have == s.bytes => {}
+            Some(&have) => issues.push(rules::STORAGE_SIZE.issue(
+                f,
+                format!("storage {} declares {} {} elements ({} bytes), but record {rec} holds {have} bytes", s.key, s.numel, s.dtype, s.bytes),
+            )),
+            None => issues.push(rules::STORAGE_SIZE.issue(f, format!("storage {} has no record {rec} in the zip", s.key))),
         }
     }
+    issues
+}
 
-    if unsafe_or_module {
-        if insp.kind == PtKind::NotPytorch && module_classes.is_empty() {
-            // keep the kind: a pickle that is only a payload
-        } else if !module_classes.is_empty() && !torchscript {
-            insp.kind = PtKind::PickledModule;
-        }
-        return finalize(insp, issues);
-    }
-    if issues.iter().any(|i| i.severity == Severity::Error) {
-        return finalize(insp, issues);
-    }
-
+/// Step 8: usability verdicts by kind, for a file safe to read and without errors:
+/// checkpoint (BYOM608), architecture (BYOM609), no tensors (BYOM600). Returns false when
+/// the file is not a model at all (nothing more to say).
+fn usability(ctx: &Ctx<'_>, insp: &mut PtInspection, issues: &mut Vec<Issue>) -> bool {
+    let f = Some(ctx.file);
     match insp.kind {
         PtKind::NotPytorch => {
             issues.push(rules::NOT_PYTORCH.issue(
                 f,
                 "the zip's data.pkl holds no tensors: not a model saved by PyTorch",
             ));
-            return finalize(insp, issues);
+            return false;
         }
-        PtKind::StateDict => arch_verdict(&mut insp, ctx.file, &mut issues),
+        PtKind::StateDict => arch_verdict(insp, ctx.file, issues),
         PtKind::Checkpoint => {
             let k = insp.checkpoint_key.clone().unwrap_or_default();
             issues.push(rules::CHECKPOINT.issue(
                 f,
                 format!("a training checkpoint: the state dict is under key {k:?} — save only the weights: torch.save(checkpoint[{k:?}], \"model.pt\")"),
             ));
-            arch_verdict(&mut insp, ctx.file, &mut issues);
+            arch_verdict(insp, ctx.file, issues);
         }
         PtKind::TorchscriptTraced | PtKind::TorchscriptScripted => insp.server_compilable = true,
         PtKind::PickledModule | PtKind::Legacy => {}
     }
+    true
+}
 
-    let code = code_text(&view);
+/// Step 9: the minimum torch version the file needs (BYOM701/702), from the zip's evidence;
+/// a file too new for `required_torch` is not compilable on the server.
+fn zip_version_issues(
+    ctx: &Ctx<'_>,
+    insp: &mut PtInspection,
+    view: &ZipView,
+    torchscript: bool,
+    globals: &Globals,
+) -> Vec<Issue> {
+    let code = code_text(view);
     let ev = Evidence {
         zip: true,
         torchscript,
-        scripted_string_table: insp.kind == PtKind::TorchscriptScripted && string_table(&view),
+        scripted_string_table: insp.kind == PtKind::TorchscriptScripted && string_table(view),
         archive_version: insp.archive_version,
-        globals: &all_globals,
-        dtypes: dtypes_used(&insp, &all_globals),
+        globals: globals.as_slice(),
+        dtypes: dtypes_used(insp, globals),
         code: &code,
     };
     let reqs = version::requirements(&ev);
-    let v = version_issues(ctx, &mut insp, &reqs);
+    let v = version_issues(ctx, insp, &reqs);
     if v.iter().any(|i| i.severity == Severity::Error) {
         insp.server_compilable =
             insp.server_compilable && !v.iter().any(|i| i.code == rules::TORCH_TOO_NEW.code);
     }
-    issues.extend(v);
-    finalize(insp, issues)
+    v
 }
 
 /// All TorchScript code (`code/**.py`), joined.
@@ -556,15 +679,11 @@ pub fn legacy_file(ctx: &Ctx<'_>, r: &LegacyReader) -> (PtInspection, Vec<Issue>
     let f = Some(ctx.file);
     let mut insp = PtInspection::empty(PtKind::Legacy, ctx.file_bytes);
     let mut issues = Vec::new();
-    let mut globals: Vec<(String, String)> = Vec::new();
+    let mut globals = Globals::default();
     for p in &r.pickles {
-        for g in &p.globals {
-            if !globals.contains(g) {
-                globals.push(g.clone());
-            }
-        }
+        globals.add(p);
     }
-    insp.globals = names(&globals);
+    insp.globals = globals.names();
     for p in &r.problems {
         issues.push(match p {
             LegacyProblem::Corrupt(m) => rules::CORRUPT.issue(f, m.clone()),
@@ -608,7 +727,7 @@ pub fn legacy_file(ctx: &Ctx<'_>, r: &LegacyReader) -> (PtInspection, Vec<Issue>
     insp.arch = arch::recognise(&insp.tensors);
     insp.architecture = insp.arch.as_ref().map(|a| a.name.clone());
     let ev = Evidence {
-        globals: &globals,
+        globals: globals.as_slice(),
         dtypes: dtypes_used(&insp, &globals),
         ..Default::default()
     };
@@ -623,16 +742,12 @@ pub fn other_file(ctx: &Ctx<'_>, head: &[u8]) -> (PtInspection, Vec<Issue>) {
     let mut insp = PtInspection::empty(PtKind::NotPytorch, ctx.file_bytes);
     let mut rest = npy_payload(head).unwrap_or(head);
     // Pickles may be stacked (a benign one first, the payload after): walk them all.
-    let mut globals: Vec<(String, String)> = Vec::new();
+    let mut globals = Globals::default();
     let mut module_classes = Vec::new();
     let mut first_ok = None;
     for _ in 0..MAX_STACKED_PICKLES {
         let p = walk(rest, walk_limits(ctx.settings));
-        for g in &p.globals {
-            if !globals.contains(g) {
-                globals.push(g.clone());
-            }
-        }
+        globals.add(&p);
         module_classes.extend(Reader::new(&p).module_classes());
         first_ok.get_or_insert(p.error.is_none());
         if p.error.is_some() || p.consumed == 0 || p.consumed >= rest.len() {
@@ -642,7 +757,7 @@ pub fn other_file(ctx: &Ctx<'_>, head: &[u8]) -> (PtInspection, Vec<Issue>) {
     }
     let mut issues = Vec::new();
     if !globals.is_empty() {
-        insp.globals = names(&globals);
+        insp.globals = globals.names();
         let j = judge(ctx, &globals, false, &module_classes);
         insp.safety = j.safety;
         issues.extend(j.issues);
