@@ -15,8 +15,8 @@ pub mod value;
 pub mod yaml;
 
 pub use contents::{Contents, MetaFile};
-pub use post_processing::PostProcessing;
 pub use declared::Declared;
+pub use post_processing::PostProcessing;
 pub use validated::ValidatedPackage;
 pub use value::Value;
 
