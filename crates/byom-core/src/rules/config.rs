@@ -84,10 +84,11 @@ pub const ALL: &[&Rule] = &[
 
 /// Checks of `config.yaml` alone.
 pub fn check(meta: &MetaFile) -> Vec<Issue> {
-    let root = match PARSE.root(meta) {
-        Ok(root) => root,
-        Err(issues) => return issues,
-    };
+    PARSE.check(meta, check_root)
+}
+
+/// The checks of a well-formed `config.yaml`.
+fn check_root(root: &Value) -> Vec<Issue> {
     let mut out = Vec::new();
     let Some(dataset) = root.get("dataset").filter(|d| d.is_map()) else {
         out.push(

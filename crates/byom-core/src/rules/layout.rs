@@ -262,10 +262,18 @@ pub struct MetaRules {
 }
 
 impl MetaRules {
-    /// The parsed root of `meta`, or what to report instead of checking it: nothing when the
-    /// file is absent (BYOM101), too large (BYOM012) or refused by [`check_metadata`]
-    /// (BYOM107–109), each reported elsewhere; the empty or invalid-syntax issue otherwise.
-    pub fn root<'a>(&self, meta: &'a MetaFile) -> Result<&'a Value, Vec<Issue>> {
+    /// `rules`' issues on the parsed root of `meta`, or what to report instead of checking it:
+    /// nothing when the file is absent (BYOM101), too large (BYOM012) or refused by
+    /// [`check_metadata`] (BYOM107–109), each reported elsewhere; the empty or invalid-syntax
+    /// issue otherwise.
+    pub fn check(&self, meta: &MetaFile, rules: impl FnOnce(&Value) -> Vec<Issue>) -> Vec<Issue> {
+        match self.root(meta) {
+            Ok(root) => rules(root),
+            Err(issues) => issues,
+        }
+    }
+
+    fn root<'a>(&self, meta: &'a MetaFile) -> Result<&'a Value, Vec<Issue>> {
         // Messages name the file as users know it, without the `export_artifacts/` folder.
         let name = self.file.rsplit('/').next().unwrap_or(self.file);
         match meta {

@@ -106,10 +106,11 @@ pub const ALL: &[&Rule] = &[
 
 /// Checks of `manifest.json` alone.
 pub fn check(meta: &MetaFile) -> Vec<Issue> {
-    let root = match PARSE.root(meta) {
-        Ok(root) => root,
-        Err(issues) => return issues,
-    };
+    PARSE.check(meta, check_root)
+}
+
+/// The checks of a well-formed `manifest.json`.
+fn check_root(root: &Value) -> Vec<Issue> {
     let mut out = Vec::new();
     match root.get("model_graph") {
         None | Some(Value::Null) => out.push(

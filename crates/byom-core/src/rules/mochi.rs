@@ -163,10 +163,11 @@ pub fn check_output_shape(file: &str, label: &str, v: &Value, out: &mut Vec<Issu
 
 /// Checks of `mochi.json` alone.
 pub fn check(meta: &MetaFile) -> Vec<Issue> {
-    let root = match PARSE.root(meta) {
-        Ok(root) => root,
-        Err(issues) => return issues,
-    };
+    PARSE.check(meta, check_root)
+}
+
+/// The checks of a well-formed `mochi.json`.
+fn check_root(root: &Value) -> Vec<Issue> {
     let mut out = Vec::new();
     if let Some(fw) = root
         .path(&["model_info", "framework"])
