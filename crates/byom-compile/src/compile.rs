@@ -14,7 +14,7 @@ use crate::plan::{self, Plan};
 use crate::prepare::{self, Prepared};
 use crate::report::{CompileReport, HostInfo, TargetResult, TargetStatus, Verification};
 use crate::shim::{self, BenchSpec, BenchStep};
-use crate::target::{version_at_least, Precision, Target};
+use crate::target::{Precision, Target};
 use crate::verify;
 
 /// Relative tolerance of fp32 on a CUDA GPU: cuDNN convolutions use TF32 by default on
@@ -206,23 +206,8 @@ fn build_target(job: &mut Job<'_>, target: Target, identical_to: &[Target]) -> T
     let started = Instant::now();
     let mut log = Vec::new();
     let mut plan = plan::plan(target, job.gpu.is_some());
-    let mut result = TargetResult {
-        target,
-        status: TargetStatus::Failed,
-        duration_ms: 0,
-        failure_reason: None,
-        artifact_sha256: None,
-        bundle: None,
-        bundle_sha256: None,
-        precision: target.precision(),
-        passes: plan.passes.clone(),
-        load_time_steps: Vec::new(),
-        min_torch_runtime: None,
-        target_torch: target.runtime().torch.to_string(),
-        verification: None,
-        identical_artifact_to: Vec::new(),
-        log: Vec::new(),
-    };
+    let mut result = TargetResult::failed(target, None);
+    result.passes = plan.passes.clone();
     let outcome = (|| -> Result<(), String> {
         let artifact = job.artifact(&plan)?;
         log.push(format!(
@@ -258,14 +243,15 @@ fn build_target(job: &mut Job<'_>, target: Target, identical_to: &[Target]) -> T
         }
         let sha = bundle::sha256_file(&artifact).map_err(|e| e.to_string())?;
         let min = min_torch(&artifact, job.opts)?;
-        let ships = target.runtime().torch;
+        let runtime = target.runtime();
+        let ships = runtime.torch;
         match min.as_deref() {
-            Some(min) => match version_at_least(ships, min) {
+            Some(min) => match runtime.ships_at_least(min) {
                 Some(true) => log.push(format!("needs torch >= {min}; the target ships {ships}")),
                 Some(false) => {
                     return Err(format!(
                         "the artifact needs torch >= {min} but {target} ships torch {ships} ({})",
-                        target.runtime().description
+                        runtime.description
                     ))
                 }
                 None => log.push(format!("minimum torch {min:?} not comparable with {ships}")),

@@ -264,6 +264,13 @@ pub(crate) mod tests {
         h
     }
 
+    /// Appends one member: its header, its data and the padding to a 512-byte block.
+    fn member(raw: &mut Vec<u8>, header: [u8; 512], data: &[u8]) {
+        raw.extend_from_slice(&header);
+        raw.extend_from_slice(data);
+        raw.resize(raw.len().div_ceil(512) * 512, 0);
+    }
+
     fn gzip(raw: &[u8]) -> Vec<u8> {
         let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
         gz.write_all(raw).unwrap();
@@ -279,9 +286,7 @@ pub(crate) mod tests {
             ("export_artifacts/manifest.json", MANIFEST.as_bytes()),
             ("export_artifacts/model.pt", TINY_PT),
         ] {
-            raw.extend_from_slice(&header(name, data.len() as u64, kind));
-            raw.extend_from_slice(data);
-            raw.resize(raw.len().div_ceil(512) * 512, 0);
+            member(&mut raw, header(name, data.len() as u64, kind), data);
         }
         raw.extend_from_slice(&[0u8; 1024]);
         gzip(&raw)
@@ -359,27 +364,16 @@ pub(crate) mod tests {
             ("mochi.json", MOCHI.as_bytes()),
             ("export_artifacts/manifest.json", MANIFEST.as_bytes()),
         ] {
-            raw.extend_from_slice(&header(name, data.len() as u64, b'0'));
-            raw.extend_from_slice(data);
-            raw.resize(raw.len().div_ceil(512) * 512, 0);
+            member(&mut raw, header(name, data.len() as u64, b'0'), data);
         }
         let long = b"export_artifacts/model.pt\0";
-        raw.extend_from_slice(&header_magic(
-            "././@LongLink",
-            long.len() as u64,
-            b'L',
-            &[0; 8],
-        ));
-        raw.extend_from_slice(long);
-        raw.resize(raw.len().div_ceil(512) * 512, 0);
-        raw.extend_from_slice(&header_magic(
-            "decoy/model.pt",
-            TINY_PT.len() as u64,
-            b'0',
-            &[0; 8],
-        ));
-        raw.extend_from_slice(TINY_PT);
-        raw.resize(raw.len().div_ceil(512) * 512, 0);
+        let v7 = |name, size, kind| header_magic(name, size, kind, &[0; 8]);
+        member(&mut raw, v7("././@LongLink", long.len() as u64, b'L'), long);
+        member(
+            &mut raw,
+            v7("decoy/model.pt", TINY_PT.len() as u64, b'0'),
+            TINY_PT,
+        );
         raw.extend_from_slice(&[0u8; 1024]);
         let dir = work_dir("longname");
         let pkg = extract_from(

@@ -134,14 +134,11 @@ pub fn plan(target: Target, gpu: bool) -> Plan {
             load_time_steps: Vec::new(),
             load_time_candidates: cpu_load_time_candidates(),
         },
+        // x86_64-cpu's frozen fp32 artifact (one build serves both: same artifact_key), without
+        // its load-time candidates: they are oneDNN steps an arm64 libtorch cannot run.
         Target::Arm64Cpu => Plan {
-            artifact_key: "cpu-frozen-fp32",
-            device: "cpu",
-            half: false,
-            freeze: true,
-            passes: vec![eval_pass(), freeze_pass("cpu")],
-            load_time_steps: Vec::new(),
             load_time_candidates: Vec::new(),
+            ..plan(Target::X86_64Cpu, gpu)
         },
         Target::X86_64Cuda if gpu => Plan {
             artifact_key: "cuda-frozen-fp32",

@@ -76,6 +76,31 @@ pub struct TargetResult {
     pub log: Vec<String>,
 }
 
+impl TargetResult {
+    /// A failed result with nothing built yet: the start of every target's result (a build
+    /// fills it in and marks it succeeded) and, with the job's reason, the whole of it for a
+    /// job that failed before any target was built.
+    pub fn failed(target: Target, reason: Option<String>) -> Self {
+        TargetResult {
+            target,
+            status: TargetStatus::Failed,
+            duration_ms: 0,
+            failure_reason: reason,
+            artifact_sha256: None,
+            bundle: None,
+            bundle_sha256: None,
+            precision: target.precision(),
+            passes: Vec::new(),
+            load_time_steps: Vec::new(),
+            min_torch_runtime: None,
+            target_torch: target.runtime().torch.to_string(),
+            verification: None,
+            identical_artifact_to: Vec::new(),
+            log: Vec::new(),
+        }
+    }
+}
+
 /// What was compiled.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ModelSummary {
@@ -136,23 +161,7 @@ impl CompileReport {
             failure_reason: Some(reason.clone()),
             targets: targets
                 .iter()
-                .map(|&target| TargetResult {
-                    target,
-                    status: TargetStatus::Failed,
-                    duration_ms: 0,
-                    failure_reason: Some(reason.clone()),
-                    artifact_sha256: None,
-                    bundle: None,
-                    bundle_sha256: None,
-                    precision: target.precision(),
-                    passes: Vec::new(),
-                    load_time_steps: Vec::new(),
-                    min_torch_runtime: None,
-                    target_torch: target.runtime().torch.to_string(),
-                    verification: None,
-                    identical_artifact_to: Vec::new(),
-                    log: Vec::new(),
-                })
+                .map(|&target| TargetResult::failed(target, Some(reason.clone())))
                 .collect(),
             log,
             ..CompileReport::default()

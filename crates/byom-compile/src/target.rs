@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use byom_core::TorchVersion;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A deployment target of the BYOM guide.
@@ -44,8 +45,8 @@ impl Precision {
 /// that target rather than failing on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct TargetRuntime {
-    /// Oldest torch version (`major.minor`) the target is assumed to ship.
-    pub torch: &'static str,
+    /// Oldest torch version the target is assumed to ship (written `"2.11"`).
+    pub torch: TorchVersion,
     /// What that assumption is based on, for the report and `deployment.json`.
     pub description: &'static str,
 }
@@ -86,19 +87,19 @@ impl Target {
     pub fn runtime(self) -> TargetRuntime {
         match self {
             Target::X86_64Cpu => TargetRuntime {
-                torch: "2.11",
+                torch: byom_core::torch::version::SERVER,
                 description: "PyTorch/libtorch 2.11 for x86_64 (the version this compiler links)",
             },
             Target::X86_64Cuda => TargetRuntime {
-                torch: "2.11",
+                torch: TorchVersion(2, 11),
                 description: "PyTorch/libtorch 2.11 CUDA build for x86_64",
             },
             Target::Arm64Cpu => TargetRuntime {
-                torch: "2.11",
+                torch: TorchVersion(2, 11),
                 description: "PyTorch/libtorch 2.11 for aarch64 (PyPI manylinux aarch64 wheel)",
             },
             Target::JetsonXavier => TargetRuntime {
-                torch: "2.1",
+                torch: TorchVersion(2, 1),
                 description:
                     "JetPack 5.1.x (L4T R35, CUDA 11.4) with NVIDIA's PyTorch 2.1.0 wheel; \
                               Xavier gets no JetPack 6",
@@ -142,19 +143,13 @@ impl<'de> Deserialize<'de> for Target {
     }
 }
 
-/// Compares two `major.minor[.patch]` versions; `None` when either does not parse.
-pub fn version_at_least(have: &str, need: &str) -> Option<bool> {
-    let parse = |v: &str| -> Option<Vec<u64>> {
-        v.trim()
-            .split('.')
-            .take(3)
-            .map(|p| p.trim().parse::<u64>().ok())
-            .collect()
-    };
-    let (mut a, mut b) = (parse(have)?, parse(need)?);
-    a.resize(3, 0);
-    b.resize(3, 0);
-    Some(a >= b)
+impl TargetRuntime {
+    /// Whether the target's torch loads an artifact that needs `need` (the core's version
+    /// reader's `major.minor[.patch]`; a patch does not change what loads); `None` when `need`
+    /// is not a version.
+    pub fn ships_at_least(&self, need: &str) -> Option<bool> {
+        TorchVersion::parse(need).map(|need| self.torch >= need)
+    }
 }
 
 #[cfg(test)]
@@ -183,10 +178,20 @@ mod tests {
 
     #[test]
     fn versions_compare_numerically() {
-        assert_eq!(version_at_least("2.11", "2.9"), Some(true));
-        assert_eq!(version_at_least("2.1", "2.11"), Some(false));
-        assert_eq!(version_at_least("2.1", "2.1.0"), Some(true));
-        assert_eq!(version_at_least("1.8", "1.10"), Some(false));
-        assert_eq!(version_at_least("x", "1.0"), None);
+        let jetson = Target::JetsonXavier.runtime();
+        assert_eq!(jetson.torch.to_string(), "2.1");
+        let x86 = Target::X86_64Cpu.runtime();
+        assert_eq!(x86.torch.to_string(), "2.11");
+        assert_eq!(x86.ships_at_least("2.9"), Some(true));
+        assert_eq!(jetson.ships_at_least("2.11"), Some(false));
+        assert_eq!(jetson.ships_at_least("2.1.0"), Some(true));
+        assert_eq!(jetson.ships_at_least("1.10"), Some(true));
+        assert_eq!(jetson.ships_at_least("x"), None);
+        assert_eq!(jetson.ships_at_least("2"), None);
+        // Serialized as before: the string "2.11".
+        assert_eq!(
+            serde_json::to_value(x86).unwrap()["torch"],
+            serde_json::json!("2.11")
+        );
     }
 }

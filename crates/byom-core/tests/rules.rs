@@ -403,3 +403,44 @@ fn segmentation_output_checked_against_input() {
     assert!(has(&r, "BYOM508"));
     assert!(has(&r, "BYOM503"));
 }
+
+/// The good package with a non-square 256x320 (height x width) input declared everywhere and
+/// `resize` as given.
+fn non_square_with_resize(resize: &str) -> byom_core::Report {
+    let shape = |s: &str| s.replace("[1, 3, 224, 224]", "[1, 3, 256, 320]");
+    let manifest = shape(MANIFEST).replacen("\"resize\": [224, 224]", resize, 1);
+    assert_ne!(manifest, shape(MANIFEST), "{resize}");
+    validate(&targz(&[
+        file(
+            "config.yaml",
+            CONFIG.replace(
+                "image_width: 224\n  image_height: 224",
+                "image_width: 320\n  image_height: 256",
+            ),
+        ),
+        file("mochi.json", shape(MOCHI)),
+        file("export_artifacts/manifest.json", manifest),
+        file("export_artifacts/model.pt", TINY_PT),
+    ]))
+}
+
+#[test]
+fn transposed_resize_warns_that_the_order_is_height_width() {
+    // [height, width], as byom pack and the page write it: nothing to say.
+    assert!(own_codes(&non_square_with_resize("\"resize\": [256, 320]")).is_empty());
+    // [width, height]: only likely wrong (the file cannot prove the order), so a warning that
+    // says why and what to write.
+    let r = non_square_with_resize("\"resize\": [320, 256]");
+    assert!(r.valid, "{r:#?}");
+    assert_eq!(
+        only(&r, "BYOM509"),
+        "preprocessing.resize is [320, 256], the input's width then height: the order is \
+         [height, width], so it is most likely transposed (the input is 256x320, height x \
+         width: write [256, 320])."
+    );
+    // Another size keeps the plain mismatch message.
+    assert_eq!(
+        only(&non_square_with_resize("\"resize\": [320, 320]"), "BYOM509"),
+        "preprocessing.resize is [320, 320] but the input is 256x320 (height x width)."
+    );
+}

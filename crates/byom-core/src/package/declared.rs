@@ -47,16 +47,14 @@ impl Declared {
             .and_then(|m| m.path(&["model_graph", "stages"]))
             .and_then(Value::as_seq)
             .and_then(<[Value]>::first);
+        let positive = |map: Option<&Value>, key: &str| {
+            map.and_then(|m| m.get(key))
+                .and_then(Value::as_positive_int)
+        };
         Declared {
-            width: dataset
-                .and_then(|d| d.get("image_width"))
-                .and_then(Value::as_positive_int),
-            height: dataset
-                .and_then(|d| d.get("image_height"))
-                .and_then(Value::as_positive_int),
-            config_classes: dataset
-                .and_then(|d| d.get("num_classes"))
-                .and_then(Value::as_positive_int),
+            width: positive(dataset, "image_width"),
+            height: positive(dataset, "image_height"),
+            config_classes: positive(dataset, "num_classes"),
             class_names: dataset
                 .and_then(|d| d.get("class_names"))
                 .and_then(Value::as_seq)
@@ -66,9 +64,7 @@ impl Declared {
             mochi_output: mochi_stage
                 .and_then(|s| s.get("output_shape"))
                 .and_then(Value::as_shape),
-            mochi_classes: mochi_stage
-                .and_then(|s| s.get("num_classes"))
-                .and_then(Value::as_positive_int),
+            mochi_classes: positive(mochi_stage, "num_classes"),
             mochi_type: mochi_stage
                 .and_then(|s| s.get("type"))
                 .and_then(Value::as_str)

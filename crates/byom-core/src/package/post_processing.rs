@@ -160,21 +160,18 @@ mod tests {
 
     #[test]
     fn defaults_per_model_type() {
-        assert_eq!(
-            PostProcessing::default_for("classification"),
-            PostProcessing::Softmax
-        );
-        assert_eq!(
-            PostProcessing::default_for("object_detection"),
-            PostProcessing::YoloNms
-        );
-        assert_eq!(
-            PostProcessing::default_for("semantic_segmentation"),
-            PostProcessing::ArgmaxPerPixel
-        );
-        assert_eq!(
-            PostProcessing::default_for("anomaly_detection"),
-            PostProcessing::AnomalyScore
-        );
+        for (model_type, expected) in [
+            ("classification", PostProcessing::Softmax),
+            ("object_detection", PostProcessing::YoloNms),
+            ("semantic_segmentation", PostProcessing::ArgmaxPerPixel),
+            ("anomaly_detection", PostProcessing::AnomalyScore),
+            ("multi_class_classification", PostProcessing::Softmax),
+        ] {
+            assert_eq!(
+                PostProcessing::default_for(model_type),
+                expected,
+                "{model_type}"
+            );
+        }
     }
 }

@@ -2,9 +2,10 @@
 //! well-formed class information.
 
 use crate::package::contents::CONFIG;
-use crate::package::{MetaError, MetaFile, Value};
+use crate::package::{MetaFile, Value};
 use crate::report::Issue;
 use crate::report::Severity::Error;
+use crate::rules::layout::MetaRules;
 use crate::rules::Rule;
 
 pub const CONFIG_EMPTY: Rule = Rule {
@@ -64,6 +65,14 @@ pub const CONFIG_INVALID_CLASSES: Rule = Rule {
 integer; `class_names` a list of strings.",
 };
 
+/// How this file's parse failures are reported.
+const PARSE: MetaRules = MetaRules {
+    file: CONFIG,
+    format: "YAML",
+    empty: &CONFIG_EMPTY,
+    invalid: &CONFIG_INVALID_YAML,
+};
+
 pub const ALL: &[&Rule] = &[
     &CONFIG_EMPTY,
     &CONFIG_INVALID_YAML,
@@ -75,23 +84,12 @@ pub const ALL: &[&Rule] = &[
 
 /// Checks of `config.yaml` alone.
 pub fn check(meta: &MetaFile) -> Vec<Issue> {
+    PARSE.check(meta, check_root)
+}
+
+/// The checks of a well-formed `config.yaml`.
+fn check_root(root: &Value) -> Vec<Issue> {
     let mut out = Vec::new();
-    let root = match meta {
-        MetaFile::Absent | MetaFile::TooLarge => return out,
-        MetaFile::Parsed(Err(MetaError::Empty)) => {
-            out.push(CONFIG_EMPTY.issue(Some(CONFIG), "config.yaml is empty"));
-            return out;
-        }
-        MetaFile::Parsed(Err(MetaError::Syntax(e))) => {
-            out.push(
-                CONFIG_INVALID_YAML
-                    .issue(Some(CONFIG), format!("Invalid YAML in config.yaml: {e}")),
-            );
-            return out;
-        }
-        MetaFile::Parsed(Err(_)) => return out, // BYOM107–109, reported by the layout rules
-        MetaFile::Parsed(Ok(v)) => v,
-    };
     let Some(dataset) = root.get("dataset").filter(|d| d.is_map()) else {
         out.push(
             CONFIG_MISSING_DATASET.issue(Some(CONFIG), "config.yaml missing 'dataset' section"),

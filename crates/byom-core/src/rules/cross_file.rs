@@ -104,7 +104,10 @@ pub const PREPROCESSING_RESIZE_MISMATCH: Rule = Rule {
     severity: Warning,
     summary: "preprocessing.resize differs from the input height and width.",
     hint: "Set preprocessing.resize to [height, width] of input_shape.",
-    doc: "Images resized to another size than the model's input either fail or get rescaled twice.",
+    doc: "Images resized to another size than the model's input either fail or get rescaled twice.\n\n\
+The order is `[height, width]`, as in `input_shape`. A non-square resize written `[width, height]` \
+is reported too, with its own message: the file does not prove the order wrong, but the guide, \
+`byom pack` and the page all write `[height, width]`, so it most likely swaps the axes.",
 };
 
 pub const NORMALIZE_INVALID: Rule = Rule {
@@ -170,12 +173,62 @@ fn show(shape: &[i64]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
+/// What every cross-file check reads: the parsed files and their declarations, pulled once.
+struct Facts<'a> {
+    c: &'a Contents,
+    d: Declared,
+    /// The declared `[B, C, H, W]` input (mochi's, else the manifest's).
+    input: Option<Vec<i64>>,
+}
+
+impl Facts<'_> {
+    /// manifest.json's `preprocessing` mapping, when there is one.
+    fn preprocessing(&self) -> Option<&Value> {
+        self.c
+            .manifest
+            .value()?
+            .get("preprocessing")
+            .filter(|p| p.is_map())
+    }
+
+    /// A key of manifest.json `model_graph.stages[0]`.
+    fn graph(&self, key: &str) -> Option<&Value> {
+        self.d.graph_stage.as_ref()?.get(key)
+    }
+}
+
+/// One check per rule, in code order (the order their issues are reported in).
+const CHECKS: &[fn(&Facts<'_>, &mut Vec<Issue>)] = &[
+    dimension_mismatch,
+    input_shape_disagreement,
+    stage_type_disagreement,
+    output_shape_disagreement,
+    num_classes_disagreement,
+    class_names_count,
+    unusual_channels,
+    implausible_output_shape,
+    preprocessing_resize_mismatch,
+    normalize_invalid,
+    channel_order_invalid,
+    unknown_postprocessing,
+    threshold_out_of_range,
+];
+
 /// All cross-file checks.
 pub fn check(c: &Contents) -> Vec<Issue> {
     let d = Declared::from(c);
+    let input = d.input_shape().map(<[i64]>::to_vec);
+    let facts = Facts { c, d, input };
     let mut out = Vec::new();
+    for check in CHECKS {
+        check(&facts, &mut out);
+    }
+    out
+}
 
-    // BYOM501
+/// BYOM501.
+fn dimension_mismatch(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    let d = &f.d;
     if let (Some(w), Some(h), Some(s)) = (d.width, d.height, d.mochi_input.as_deref()) {
         if w as i64 != s[3] || h as i64 != s[2] {
             out.push(DIMENSION_MISMATCH.issue(
@@ -187,8 +240,11 @@ pub fn check(c: &Contents) -> Vec<Issue> {
             ));
         }
     }
+}
 
-    // BYOM502: every declared input shape against the reference.
+/// BYOM502: every declared input shape against the reference.
+fn input_shape_disagreement(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    let d = &f.d;
     let reference = d
         .mochi_input
         .as_deref()
@@ -197,47 +253,46 @@ pub fn check(c: &Contents) -> Vec<Issue> {
         .manifest_input
         .as_deref()
         .map(|s| (s, "manifest.json input_shape")));
-    if let (Some((refshape, refname)), Some(manifest)) = (reference, c.manifest.value()) {
-        let mut others: Vec<(String, Option<Vec<i64>>)> = vec![
-            ("input_shape".into(), d.manifest_input.clone()),
-            (
-                "model_graph.stages[0].input_shape".into(),
-                shape4(d.graph_stage.as_ref().and_then(|s| s.get("input_shape"))),
-            ),
-        ];
-        if let Some(models) = manifest.get("compilable_models").and_then(Value::as_seq) {
-            for (i, m) in models.iter().enumerate() {
-                others.push((
-                    format!("compilable_models[{i}].data_input_config.input"),
-                    shape4(m.path(&["data_input_config", "input"])),
-                ));
-            }
-        }
-        for (name, shape) in others {
-            let full = format!("manifest.json {name}");
-            if full == refname {
-                continue;
-            }
-            if let Some(shape) = shape.filter(|s| s.as_slice() != refshape) {
-                out.push(INPUT_SHAPE_DISAGREEMENT.issue(
-                    Some(MANIFEST),
-                    format!(
-                        "{full} is {} but {refname} is {}.",
-                        show(&shape),
-                        show(refshape)
-                    ),
-                ));
-            }
+    let (Some((refshape, refname)), Some(manifest)) = (reference, f.c.manifest.value()) else {
+        return;
+    };
+    let mut others: Vec<(String, Option<Vec<i64>>)> = vec![
+        ("input_shape".into(), d.manifest_input.clone()),
+        (
+            "model_graph.stages[0].input_shape".into(),
+            shape4(f.graph("input_shape")),
+        ),
+    ];
+    if let Some(models) = manifest.get("compilable_models").and_then(Value::as_seq) {
+        for (i, m) in models.iter().enumerate() {
+            others.push((
+                format!("compilable_models[{i}].data_input_config.input"),
+                shape4(m.path(&["data_input_config", "input"])),
+            ));
         }
     }
+    for (name, shape) in others {
+        let full = format!("manifest.json {name}");
+        if full == refname {
+            continue;
+        }
+        if let Some(shape) = shape.filter(|s| s.as_slice() != refshape) {
+            out.push(INPUT_SHAPE_DISAGREEMENT.issue(
+                Some(MANIFEST),
+                format!(
+                    "{full} is {} but {refname} is {}.",
+                    show(&shape),
+                    show(refshape)
+                ),
+            ));
+        }
+    }
+}
 
-    // BYOM503
-    let graph_type = d
-        .graph_stage
-        .as_ref()
-        .and_then(|s| s.get("type"))
-        .and_then(Value::as_str);
-    if let (Some(a), Some(b)) = (d.mochi_type.as_deref(), graph_type) {
+/// BYOM503.
+fn stage_type_disagreement(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    let graph_type = f.graph("type").and_then(Value::as_str);
+    if let (Some(a), Some(b)) = (f.d.mochi_type.as_deref(), graph_type) {
         if a != b {
             out.push(STAGE_TYPE_DISAGREEMENT.issue(
                 Some(MANIFEST),
@@ -247,14 +302,12 @@ pub fn check(c: &Contents) -> Vec<Issue> {
             ));
         }
     }
+}
 
-    // BYOM504
-    let graph_out = d
-        .graph_stage
-        .as_ref()
-        .and_then(|s| s.get("output_shape"))
-        .and_then(Value::as_shape);
-    if let (Some(a), Some(b)) = (&d.mochi_output, &graph_out) {
+/// BYOM504.
+fn output_shape_disagreement(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    let graph_out = f.graph("output_shape").and_then(Value::as_shape);
+    if let (Some(a), Some(b)) = (&f.d.mochi_output, &graph_out) {
         if a != b {
             out.push(OUTPUT_SHAPE_DISAGREEMENT.issue(
                 Some(MANIFEST),
@@ -266,9 +319,11 @@ pub fn check(c: &Contents) -> Vec<Issue> {
             ));
         }
     }
+}
 
-    // BYOM505
-    if let (Some(a), Some(b)) = (d.config_classes, d.mochi_classes) {
+/// BYOM505.
+fn num_classes_disagreement(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    if let (Some(a), Some(b)) = (f.d.config_classes, f.d.mochi_classes) {
         if a != b {
             out.push(NUM_CLASSES_DISAGREEMENT.issue(
                 Some(MOCHI),
@@ -276,9 +331,11 @@ pub fn check(c: &Contents) -> Vec<Issue> {
             ));
         }
     }
+}
 
-    // BYOM506
-    if let (Some(names), Some(n)) = (&d.class_names, d.num_classes()) {
+/// BYOM506.
+fn class_names_count(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    if let (Some(names), Some(n)) = (&f.d.class_names, f.d.num_classes()) {
         if names.len() as u64 != n {
             out.push(CLASS_NAMES_COUNT.issue(
                 Some(CONFIG),
@@ -289,13 +346,14 @@ pub fn check(c: &Contents) -> Vec<Issue> {
             ));
         }
     }
+}
 
-    let input = d.input_shape().map(<[i64]>::to_vec);
-    // BYOM507
-    if let Some(s) = &input {
+/// BYOM507.
+fn unusual_channels(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    if let Some(s) = &f.input {
         if s[1] != 1 && s[1] != 3 {
             out.push(UNUSUAL_CHANNELS.issue(
-                Some(if d.mochi_input.is_some() {
+                Some(if f.d.mochi_input.is_some() {
                     MOCHI
                 } else {
                     MANIFEST
@@ -308,24 +366,16 @@ pub fn check(c: &Contents) -> Vec<Issue> {
             ));
         }
     }
+}
 
-    // BYOM508
+/// BYOM508.
+fn implausible_output_shape(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    let d = &f.d;
     if let (Some(kind), Some(output)) = (d.stage_type(), d.output_shape()) {
-        if let Some(msg) = implausible_output(kind, &output, input.as_deref(), d.num_classes()) {
+        if let Some(msg) = implausible_output(kind, &output, f.input.as_deref(), d.num_classes()) {
             out.push(IMPLAUSIBLE_OUTPUT_SHAPE.issue(Some(MOCHI), msg));
         }
     }
-
-    if let Some(manifest) = c.manifest.value() {
-        check_preprocessing(manifest, input.as_deref(), &mut out);
-        if let Some(post) = manifest.get("postprocessing") {
-            check_postprocessing(post, &mut out);
-        }
-    }
-    if let Some(stage) = &d.mochi_stage {
-        check_thresholds(MOCHI, "stages[0].", stage, &mut out);
-    }
-    out
 }
 
 fn implausible_output(
@@ -400,98 +450,134 @@ fn implausible_output(
     }
 }
 
-fn check_preprocessing(manifest: &Value, input: Option<&[i64]>, out: &mut Vec<Issue>) {
-    let Some(pre) = manifest.get("preprocessing").filter(|p| p.is_map()) else {
+/// BYOM509. `resize` is `[height, width]` (as `input_shape`'s last two) or one number for a
+/// square input.
+fn preprocessing_resize_mismatch(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    let (Some(resize), Some(s)) = (f.preprocessing().and_then(|p| p.get("resize")), &f.input)
+    else {
         return;
     };
-    if let (Some(resize), Some(s)) = (pre.get("resize"), input) {
-        let (h, w) = (s[2], s[3]);
-        let ok = match resize {
-            Value::Seq(_) => resize
-                .as_shape()
-                .is_some_and(|r| r == [h, w] || r == [w, h]),
-            Value::Int(x) => i128::from(h) == *x && i128::from(w) == *x,
-            _ => false,
-        };
-        if !ok {
-            out.push(PREPROCESSING_RESIZE_MISMATCH.issue(
-                Some(MANIFEST),
-                format!(
-                    "preprocessing.resize is {resize} but the input is {h}x{w} (height x width)."
-                ),
-            ));
-        }
-    }
-    if let Some(norm) = pre.get("normalize") {
-        let channels = input.map(|s| s[1]);
-        for key in ["mean", "std"] {
-            let Some(v) = norm.get(key) else { continue };
-            let values: Option<Vec<f64>> = v
-                .as_seq()
-                .and_then(|s| s.iter().map(Value::as_number).collect());
-            let Some(values) = values else {
-                out.push(NORMALIZE_INVALID.issue(
-                    Some(MANIFEST),
-                    format!(
-                        "preprocessing.normalize.{key} is {v}; it should be a list of numbers."
-                    ),
-                ));
-                continue;
-            };
-            if let Some(ch) = channels.filter(|c| values.len() as i64 != *c) {
-                out.push(NORMALIZE_INVALID.issue(
-                    Some(MANIFEST),
-                    format!("preprocessing.normalize.{key} has {} values but the input has {ch} channels.", values.len()),
-                ));
-            }
-            if key == "std" && values.iter().any(|x| *x <= 0.0 || x.is_nan()) {
-                out.push(NORMALIZE_INVALID.issue(
-                    Some(MANIFEST),
-                    format!("preprocessing.normalize.std {v} has a value ≤ 0; normalisation divides by it."),
-                ));
-            }
-        }
-    }
-    if let Some(order) = pre.get("channel_order") {
-        if !order
-            .as_str()
-            .is_some_and(|o| o.eq_ignore_ascii_case("rgb") || o.eq_ignore_ascii_case("bgr"))
-        {
-            out.push(CHANNEL_ORDER_INVALID.issue(
-                Some(MANIFEST),
-                format!("preprocessing.channel_order is {order}; use \"RGB\" or \"BGR\"."),
-            ));
-        }
-    }
+    let (h, w) = (s[2], s[3]);
+    let message = match resize {
+        Value::Seq(_) => match resize.as_shape() {
+            Some(r) if r == [h, w] => return,
+            // Only likely, not proven, wrong: the file does not say which axis comes first,
+            // but the guide, `byom pack` and the page all write [height, width].
+            Some(r) if r == [w, h] => format!(
+                "preprocessing.resize is {resize}, the input's width then height: the order is \
+                 [height, width], so it is most likely transposed (the input is {h}x{w}, height \
+                 x width: write [{h}, {w}])."
+            ),
+            _ => mismatch(resize, h, w),
+        },
+        Value::Int(x) if i128::from(h) == *x && i128::from(w) == *x => return,
+        _ => mismatch(resize, h, w),
+    };
+    out.push(PREPROCESSING_RESIZE_MISMATCH.issue(Some(MANIFEST), message));
 }
 
-fn check_postprocessing(post: &Value, out: &mut Vec<Issue>) {
-    if let Some(t) = post.get("type") {
-        let known = t.as_str().and_then(|t| t.parse::<PostProcessing>().ok());
-        if known.is_none() {
-            out.push(UNKNOWN_POSTPROCESSING.issue(
-                Some(MANIFEST),
-                format!(
-                    "postprocessing.type {t} is not one of {}.",
-                    post_processing::NAMES
-                ),
-            ));
-        }
-    }
-    check_thresholds(MANIFEST, "postprocessing.", post, out);
+fn mismatch(resize: &Value, h: i64, w: i64) -> String {
+    format!("preprocessing.resize is {resize} but the input is {h}x{w} (height x width).")
 }
 
-fn check_thresholds(file: &str, prefix: &str, map: &Value, out: &mut Vec<Issue>) {
-    let Value::Map(entries) = map else { return };
-    for (k, v) in entries {
-        if !k.ends_with("threshold") {
+/// BYOM510.
+fn normalize_invalid(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    let Some(norm) = f.preprocessing().and_then(|p| p.get("normalize")) else {
+        return;
+    };
+    let channels = f.input.as_ref().map(|s| s[1]);
+    for key in ["mean", "std"] {
+        let Some(v) = norm.get(key) else { continue };
+        let values: Option<Vec<f64>> = v
+            .as_seq()
+            .and_then(|s| s.iter().map(Value::as_number).collect());
+        let Some(values) = values else {
+            out.push(NORMALIZE_INVALID.issue(
+                Some(MANIFEST),
+                format!("preprocessing.normalize.{key} is {v}; it should be a list of numbers."),
+            ));
             continue;
-        }
-        if !v.as_number().is_some_and(|x| (0.0..=1.0).contains(&x)) {
-            out.push(THRESHOLD_OUT_OF_RANGE.issue(
-                Some(file),
-                format!("{prefix}{k} is {v}; thresholds must be between 0 and 1."),
+        };
+        if let Some(ch) = channels.filter(|c| values.len() as i64 != *c) {
+            out.push(NORMALIZE_INVALID.issue(
+                Some(MANIFEST),
+                format!(
+                    "preprocessing.normalize.{key} has {} values but the input has {ch} channels.",
+                    values.len()
+                ),
             ));
+        }
+        if key == "std" && values.iter().any(|x| *x <= 0.0 || x.is_nan()) {
+            out.push(NORMALIZE_INVALID.issue(
+                Some(MANIFEST),
+                format!(
+                    "preprocessing.normalize.std {v} has a value ≤ 0; normalisation divides by it."
+                ),
+            ));
+        }
+    }
+}
+
+/// BYOM511.
+fn channel_order_invalid(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    let Some(order) = f.preprocessing().and_then(|p| p.get("channel_order")) else {
+        return;
+    };
+    if !order
+        .as_str()
+        .is_some_and(|o| o.eq_ignore_ascii_case("rgb") || o.eq_ignore_ascii_case("bgr"))
+    {
+        out.push(CHANNEL_ORDER_INVALID.issue(
+            Some(MANIFEST),
+            format!("preprocessing.channel_order is {order}; use \"RGB\" or \"BGR\"."),
+        ));
+    }
+}
+
+/// manifest.json's `postprocessing`, when there is one.
+fn postprocessing<'a>(f: &'a Facts<'_>) -> Option<&'a Value> {
+    f.c.manifest.value()?.get("postprocessing")
+}
+
+/// BYOM512.
+fn unknown_postprocessing(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    let Some(t) = postprocessing(f).and_then(|p| p.get("type")) else {
+        return;
+    };
+    if t.as_str()
+        .and_then(|t| t.parse::<PostProcessing>().ok())
+        .is_none()
+    {
+        out.push(UNKNOWN_POSTPROCESSING.issue(
+            Some(MANIFEST),
+            format!(
+                "postprocessing.type {t} is not one of {}.",
+                post_processing::NAMES
+            ),
+        ));
+    }
+}
+
+/// BYOM513, in manifest.json's `postprocessing` and mochi.json's first stage.
+fn threshold_out_of_range(f: &Facts<'_>, out: &mut Vec<Issue>) {
+    let places = [
+        (MANIFEST, "postprocessing.", postprocessing(f)),
+        (MOCHI, "stages[0].", f.d.mochi_stage.as_ref()),
+    ];
+    for (file, prefix, map) in places {
+        let Some(Value::Map(entries)) = map else {
+            continue;
+        };
+        for (k, v) in entries {
+            if !k.ends_with("threshold") {
+                continue;
+            }
+            if !v.as_number().is_some_and(|x| (0.0..=1.0).contains(&x)) {
+                out.push(THRESHOLD_OUT_OF_RANGE.issue(
+                    Some(file),
+                    format!("{prefix}{k} is {v}; thresholds must be between 0 and 1."),
+                ));
+            }
         }
     }
 }

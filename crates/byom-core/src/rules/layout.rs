@@ -2,7 +2,7 @@
 //! extra files, and the metadata files' encoding and structure limits.
 
 use crate::package::contents::{is_export_pt, CONFIG, EXPORT_DIR, MANIFEST, MOCHI};
-use crate::package::{Contents, MetaError, MetaFile};
+use crate::package::{Contents, MetaError, MetaFile, Value};
 use crate::report::Issue;
 use crate::report::Severity::{Error, Warning};
 use crate::rules::Rule;
@@ -245,6 +245,49 @@ pub fn check(c: &Contents) -> Vec<Issue> {
         ));
     }
     out
+}
+
+/// How one metadata file's own rules report that it cannot be read: the one parse-or-report
+/// prelude of `config.yaml`'s, `mochi.json`'s and `manifest.json`'s checks (BYOM201/202,
+/// 301/302, 401/402), so the three cannot drift in wording or in which failures they skip.
+pub struct MetaRules {
+    /// The file's path in the package (`export_artifacts/manifest.json`).
+    pub file: &'static str,
+    /// `"YAML"` or `"JSON"`, as the syntax message names the format.
+    pub format: &'static str,
+    /// Raised when the file is empty (`BYOMx01`).
+    pub empty: &'static Rule,
+    /// Raised with the parser's message when the file is malformed (`BYOMx02`).
+    pub invalid: &'static Rule,
+}
+
+impl MetaRules {
+    /// `rules`' issues on the parsed root of `meta`, or what to report instead of checking it:
+    /// nothing when the file is absent (BYOM101), too large (BYOM012) or refused by
+    /// [`check_metadata`] (BYOM107–109), each reported elsewhere; the empty or invalid-syntax
+    /// issue otherwise.
+    pub fn check(&self, meta: &MetaFile, rules: impl FnOnce(&Value) -> Vec<Issue>) -> Vec<Issue> {
+        match self.root(meta) {
+            Ok(root) => rules(root),
+            Err(issues) => issues,
+        }
+    }
+
+    fn root<'a>(&self, meta: &'a MetaFile) -> Result<&'a Value, Vec<Issue>> {
+        // Messages name the file as users know it, without the `export_artifacts/` folder.
+        let name = self.file.rsplit('/').next().unwrap_or(self.file);
+        match meta {
+            MetaFile::Parsed(Ok(v)) => Ok(v),
+            MetaFile::Parsed(Err(MetaError::Empty)) => Err(vec![self
+                .empty
+                .issue(Some(self.file), format!("{name} is empty"))]),
+            MetaFile::Parsed(Err(MetaError::Syntax(e))) => Err(vec![self.invalid.issue(
+                Some(self.file),
+                format!("Invalid {} in {name}: {e}", self.format),
+            )]),
+            MetaFile::Absent | MetaFile::TooLarge | MetaFile::Parsed(Err(_)) => Err(Vec::new()),
+        }
+    }
 }
 
 /// The encoding/structure issue (BYOM107–109) of one metadata file, if any.

@@ -2,9 +2,10 @@
 //! compilable models the compile step reads.
 
 use crate::package::contents::MANIFEST;
-use crate::package::{Contents, MetaError, MetaFile, Value};
+use crate::package::{Contents, MetaFile, Value};
 use crate::report::Issue;
 use crate::report::Severity::Error;
+use crate::rules::layout::MetaRules;
 use crate::rules::mochi::{check_input_shape, check_output_shape};
 use crate::rules::Rule;
 
@@ -84,6 +85,14 @@ pub const COMPILABLE_FRAMEWORK: Rule = Rule {
     doc: "The compiler is told the framework from this field; only PyTorch is supported.",
 };
 
+/// How this file's parse failures are reported.
+const PARSE: MetaRules = MetaRules {
+    file: MANIFEST,
+    format: "JSON",
+    empty: &MANIFEST_EMPTY,
+    invalid: &MANIFEST_INVALID_JSON,
+};
+
 pub const ALL: &[&Rule] = &[
     &MANIFEST_EMPTY,
     &MANIFEST_INVALID_JSON,
@@ -97,23 +106,12 @@ pub const ALL: &[&Rule] = &[
 
 /// Checks of `manifest.json` alone.
 pub fn check(meta: &MetaFile) -> Vec<Issue> {
+    PARSE.check(meta, check_root)
+}
+
+/// The checks of a well-formed `manifest.json`.
+fn check_root(root: &Value) -> Vec<Issue> {
     let mut out = Vec::new();
-    let root = match meta {
-        MetaFile::Absent | MetaFile::TooLarge => return out,
-        MetaFile::Parsed(Err(MetaError::Empty)) => {
-            out.push(MANIFEST_EMPTY.issue(Some(MANIFEST), "manifest.json is empty"));
-            return out;
-        }
-        MetaFile::Parsed(Err(MetaError::Syntax(e))) => {
-            out.push(MANIFEST_INVALID_JSON.issue(
-                Some(MANIFEST),
-                format!("Invalid JSON in manifest.json: {e}"),
-            ));
-            return out;
-        }
-        MetaFile::Parsed(Err(_)) => return out,
-        MetaFile::Parsed(Ok(v)) => v,
-    };
     match root.get("model_graph") {
         None | Some(Value::Null) => out.push(
             MANIFEST_MISSING_MODEL_GRAPH

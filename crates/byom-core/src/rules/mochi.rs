@@ -2,10 +2,11 @@
 //! and the declared framework. The shape checks (BYOM307–309) are shared with manifest.json.
 
 use crate::package::contents::MOCHI;
-use crate::package::{MetaError, MetaFile, Value};
+use crate::package::{MetaFile, Value};
 use crate::report::Issue;
 use crate::report::Severity::Error;
 use crate::rules::config::check_classes;
+use crate::rules::layout::MetaRules;
 use crate::rules::Rule;
 
 pub const MOCHI_EMPTY: Rule = Rule {
@@ -106,6 +107,14 @@ pub const FRAMEWORK_NOT_PYTORCH: Rule = Rule {
     doc: "`model_info.framework` is optional; when given it must be `pytorch` (any case).",
 };
 
+/// How this file's parse failures are reported.
+const PARSE: MetaRules = MetaRules {
+    file: MOCHI,
+    format: "JSON",
+    empty: &MOCHI_EMPTY,
+    invalid: &MOCHI_INVALID_JSON,
+};
+
 pub const ALL: &[&Rule] = &[
     &MOCHI_EMPTY,
     &MOCHI_INVALID_JSON,
@@ -154,22 +163,12 @@ pub fn check_output_shape(file: &str, label: &str, v: &Value, out: &mut Vec<Issu
 
 /// Checks of `mochi.json` alone.
 pub fn check(meta: &MetaFile) -> Vec<Issue> {
+    PARSE.check(meta, check_root)
+}
+
+/// The checks of a well-formed `mochi.json`.
+fn check_root(root: &Value) -> Vec<Issue> {
     let mut out = Vec::new();
-    let root = match meta {
-        MetaFile::Absent | MetaFile::TooLarge => return out,
-        MetaFile::Parsed(Err(MetaError::Empty)) => {
-            out.push(MOCHI_EMPTY.issue(Some(MOCHI), "mochi.json is empty"));
-            return out;
-        }
-        MetaFile::Parsed(Err(MetaError::Syntax(e))) => {
-            out.push(
-                MOCHI_INVALID_JSON.issue(Some(MOCHI), format!("Invalid JSON in mochi.json: {e}")),
-            );
-            return out;
-        }
-        MetaFile::Parsed(Err(_)) => return out,
-        MetaFile::Parsed(Ok(v)) => v,
-    };
     if let Some(fw) = root
         .path(&["model_info", "framework"])
         .filter(|v| **v != Value::Null)
