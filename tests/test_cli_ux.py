@@ -235,3 +235,17 @@ def test_push_compile_says_what_each_target_was_proven_to_do(byom_bin, server, t
     assert t["p50_ms"] > 0 and len(t["sha256"]) == 64 and t["duration_ms"] > 0
     bundle = tmp_path / "art" / "x86_64-cpu.tar.gz"
     assert t["bundle_bytes"] == bundle.stat().st_size and t["bundle_path"] == str(bundle)
+
+def test_push_compile_text_names_the_truth_and_the_numbers(byom_bin, server, tmp_path):
+    from test_server_harness import good_package
+
+    tok = server.tenant_token("ux", "uploader")
+    pkg = tmp_path / "model.tar.gz"
+    pkg.write_bytes(good_package("ux-compile-text"))
+    r = run_byom(byom_bin, "push", pkg, "--server", server.url, "--token", tok, "--compile", "x86_64-cpu",
+                 "--wait", text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    line = next(l for l in r.stdout.splitlines() if l.strip().startswith("x86_64-cpu"))
+    assert "verified on " in line and " 0 ms" not in line, r.stdout
+    assert "outputs match the original model's" in r.stdout
+    assert "max abs error vs the original" in r.stdout and "p50 " in r.stdout and "model.pt sha256 " in r.stdout

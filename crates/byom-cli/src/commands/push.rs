@@ -298,12 +298,21 @@ fn push(args: &Args) -> Result<bool, Fail> {
 #[derive(Debug, Clone, PartialEq)]
 enum Truth {
     /// Reloaded and run on the device it was built for (or one of its kind); outputs match.
-    Verified { device: String },
+    Verified {
+        device: String,
+    },
     /// Built and reloaded on the build host, outputs compared there, not on the target device.
-    CheckedOnBuildHost { on: String, why: String },
+    CheckedOnBuildHost {
+        on: String,
+        why: String,
+    },
     /// Built; nothing ran it.
-    NotRun { why: String },
-    Failed { reason: String },
+    NotRun {
+        why: String,
+    },
+    Failed {
+        reason: String,
+    },
     /// Queued, running or cancelled.
     Other(String),
 }

@@ -93,9 +93,7 @@ pub fn find(insp: &PtInspection) -> Option<Head> {
             if let Some(t) = last.filter(|t| {
                 complete
                     && head_shaped(t)
-                    && t.name
-                        .strip_suffix(".weight")
-                        .is_some_and(is_head_module)
+                    && t.name.strip_suffix(".weight").is_some_and(is_head_module)
             }) {
                 return Some(Head {
                     tensor: t.name.clone(),
@@ -198,8 +196,16 @@ mod tests {
         let i = check(&insp, "m.pt", Some(3)).expect("contradiction");
         assert_eq!(i.code, "BYOM620");
         assert_eq!(i.severity, crate::report::Severity::Error);
-        assert!(i.message.contains("fc.weight [2, 512] has 2 outputs"), "{}", i.message);
-        assert!(i.message.starts_with("3 classes are declared"), "{}", i.message);
+        assert!(
+            i.message.contains("fc.weight [2, 512] has 2 outputs"),
+            "{}",
+            i.message
+        );
+        assert!(
+            i.message.starts_with("3 classes are declared"),
+            "{}",
+            i.message
+        );
     }
 
     #[test]
@@ -210,16 +216,26 @@ mod tests {
             ("heads.head.weight", &[4, 768]),
         ] {
             let insp = traced(vec![t("features.0.weight", &[8, 3, 3, 3]), t(name, shape)]);
-            assert_eq!(check(&insp, "m.pt", Some(3)).unwrap().code, "BYOM620", "{name}");
+            assert_eq!(
+                check(&insp, "m.pt", Some(3)).unwrap().code,
+                "BYOM620",
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn what_is_only_likely_is_a_warning() {
         // The last weight is not a head by name: the last Linear is only a guess.
-        let insp = traced(vec![t("out.weight", &[5, 4]), t("conv.weight", &[4, 3, 3, 3])]);
+        let insp = traced(vec![
+            t("out.weight", &[5, 4]),
+            t("conv.weight", &[4, 3, 3, 3]),
+        ]);
         let i = check(&insp, "m.pt", Some(3)).unwrap();
-        assert_eq!((i.code.as_str(), i.severity), ("BYOM612", crate::report::Severity::Warning));
+        assert_eq!(
+            (i.code.as_str(), i.severity),
+            ("BYOM612", crate::report::Severity::Warning)
+        );
         assert!(i.message.contains("a guess"), "{}", i.message);
         // An inventory cut short by max_tensors cannot show which weight is last.
         let mut insp = traced(vec![t("fc.weight", &[2, 512])]);
