@@ -92,7 +92,7 @@ def test_validator_reports_the_same_contradiction_as_an_error(byom_bin, traced, 
     r = run_byom(byom_bin, "validate", bad, "--format", "json", text=True)
     assert r.returncode == 1, r.stdout
     rep = json.loads(r.stdout)
-    assert rep["valid"] is False and rep["file"] == str(bad)
+    assert rep["valid"] is False
     [err] = [e for e in rep["errors"] if e["code"] == "BYOM620"]
     assert "fc.weight [2, 512] has 2 outputs" in err["message"] and "3 classes" in err["message"]
     assert err["file"].endswith("resnet18_3cls.pt")

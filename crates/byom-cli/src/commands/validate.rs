@@ -33,7 +33,7 @@ pub struct Args {
     /// Package files (.tar.gz) to validate.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
-    /// Output format: text for people, json for machines (one object, or an array for several paths; each has its "file").
+    /// Output format: text for people, json for machines (one report, or an array for several paths, each with its "file").
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// Settings (limits, required torch) as JSON, e.g. from a server's /api/v1/format-spec.
@@ -78,12 +78,18 @@ pub fn run(args: Args) -> ExitCode {
 
     let written = match args.format {
         Format::Json => {
-            let items: Vec<serde_json::Value> =
-                outcomes.iter().map(|(p, r)| json_item(p, r)).collect();
-            if items.len() == 1 {
-                output::write_json("validate", &items[0])
-            } else {
-                output::write_json("validate", &items)
+            match outcomes.as_slice() {
+                // One path: the core's report as it is (the page's wasm gives the same object).
+                [(_, Ok(report))] => output::write_json("validate", report),
+                _ => {
+                    let items: Vec<serde_json::Value> =
+                        outcomes.iter().map(|(p, r)| json_item(p, r)).collect();
+                    if items.len() == 1 {
+                        output::write_json("validate", &items[0])
+                    } else {
+                        output::write_json("validate", &items)
+                    }
+                }
             }
         }
         Format::Text => {
@@ -118,8 +124,8 @@ pub fn run(args: Args) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// One path in JSON: the report with its `file`, or `{file, valid: false, error}` when the
-/// file could not be read (exact numbers throughout; sizes in bytes).
+/// One of several paths in JSON: the report with its `file`, or `{file, valid: false, error}`
+/// when the file could not be read (exact numbers throughout; sizes in bytes).
 fn json_item(path: &Path, outcome: &Result<Report, std::io::Error>) -> serde_json::Value {
     let file = serde_json::Value::String(path.display().to_string());
     match outcome {
