@@ -273,9 +273,27 @@ def test_tuple_output_checks_the_declared_element(tmp_path, compile_bin):
     assert dep["output"]["selector"] == "#1"
 
 
+class UnnamedHead(torch.nn.Module):
+    """A classifier whose last layer byom does not know as a head by name (`out`): the
+    validator can only warn about its width (BYOM612), so the compile's own output check acts."""
+
+    def __init__(self, classes=4):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.out = torch.nn.Linear(8, classes)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
 def test_output_shape_mismatch_fails_the_job_naming_both_shapes(tmp_path, compile_bin):
-    model = SmallNet(classes=4).eval()
     shape = (1, 3, 16, 16)
+    # A head named `fc` proves the width: such a package is invalid (BYOM620) and never loaded.
+    named = jit_bytes(torch.jit.trace(SmallNet(classes=4).eval(), fixed_input(shape)))
+    p, report = run_compile(compile_bin, package(tmp_path, "named", named, shape, (1, 5), 5), tmp_path / "o1",
+                            targets=["x86_64-cpu"])
+    assert p.returncode == 2 and "BYOM620" in report["failure_reason"], report["failure_reason"]
+    model = UnnamedHead(classes=4).eval()
     pkg = package(tmp_path, "wrong", jit_bytes(torch.jit.trace(model, fixed_input(shape))), shape, (1, 5), 5)
     p, report = run_compile(compile_bin, pkg, tmp_path / "out", targets=["x86_64-cpu", "arm64-cpu"])
     assert p.returncode == 2

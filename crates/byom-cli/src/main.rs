@@ -1,7 +1,8 @@
 //! `byom`: validate, inspect and pack BYOM model packages, and push them to a byom server.
 //!
 //! A thin face over `byom-core`; it never links libtorch, so it fits into CI pipelines and
-//! notebooks. Exit codes: 0 all valid, 1 any invalid, 2 could not run.
+//! notebooks. Exit codes, the worst over every path given: 0 all valid, 1 any invalid, 2 could
+//! not run (a missing file, a bad flag). Every command takes `--format text|json`.
 
 mod commands;
 

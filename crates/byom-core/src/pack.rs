@@ -214,6 +214,12 @@ pub fn pack_with_details(
             a.num_classes, a.name
         ));
         Some(a.num_classes)
+    } else if let Some(h) = torch::head::find(&inspection).filter(|h| h.proven()) {
+        inferred.push(format!(
+            "num_classes = {} from the classifier head {}",
+            h.outputs, h.tensor
+        ));
+        Some(h.outputs)
     } else {
         None
     };
@@ -223,12 +229,19 @@ pub fn pack_with_details(
     if opts.class_names.iter().any(|c| c.trim().is_empty()) {
         return Err(PackError::Invalid("class names must not be empty".into()));
     }
-    warnings.extend(torch::cross_check(
-        &inspection,
-        &path,
-        Some(shape),
-        num_classes,
-    ));
+    // What the validator would call an error (a class count the head proves wrong) is refused
+    // here with the same message, so `pack` never writes a package that fails validation.
+    let (refused, checked): (Vec<Issue>, Vec<Issue>) =
+        torch::cross_check(&inspection, &path, Some(shape), num_classes)
+            .into_iter()
+            .partition(|i| i.severity == Severity::Error);
+    if !refused.is_empty() {
+        return Err(PackError::Refused {
+            file: pt_name,
+            issues: refused,
+        });
+    }
+    warnings.extend(checked);
 
     let output_shape = match (&opts.output_shape, num_classes) {
         (Some(o), _) => Some(o.clone()),

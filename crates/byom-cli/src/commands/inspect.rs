@@ -13,11 +13,7 @@ use byom_core::torch::{PtInspection, PtInspector};
 use byom_core::Settings;
 use serde::Serialize;
 
-#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-}
+use super::output::{self, human_bytes, Format};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,6 +25,7 @@ pub struct Args {
     /// How many of the largest tensors to list.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Output format: text for people (sizes in KiB/MiB), json for machines (exact byte counts).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Oldest PyTorch the file must load in, "major.minor" (default: the server's libtorch, 2.11).
@@ -101,24 +98,24 @@ pub fn run(args: Args) -> ExitCode {
         .filter(|i| i.severity == Severity::Warning)
         .collect();
     let valid = errors.is_empty() && inspection.is_some();
-    match args.format {
-        Format::Json => {
-            let out = Output {
+    let written = match args.format {
+        Format::Json => output::write_json(
+            "inspect",
+            &Output {
                 file: args.file.display().to_string(),
                 valid,
                 model: inspection.as_ref(),
                 errors,
                 warnings,
-            };
-            match serde_json::to_string_pretty(&out) {
-                Ok(s) => println!("{s}"),
-                Err(e) => {
-                    eprintln!("byom inspect: {e}");
-                    return ExitCode::from(2);
-                }
-            }
-        }
-        Format::Text => print!("{}", text(&args, inspection.as_ref(), &errors, &warnings)),
+            },
+        ),
+        Format::Text => output::write_out(
+            "inspect",
+            &text(&args, inspection.as_ref(), &errors, &warnings),
+        ),
+    };
+    if let Err(code) = written {
+        return code;
     }
     if valid {
         ExitCode::SUCCESS
@@ -138,21 +135,6 @@ fn pump(f: &mut File, mut sink: impl FnMut(&[u8])) -> std::io::Result<()> {
     }
 }
 
-fn human_bytes(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
-
 fn human_count(n: u64) -> String {
     match n {
         0..=9_999 => n.to_string(),
@@ -168,6 +150,7 @@ fn text(args: &Args, m: Option<&PtInspection>, errors: &[&Issue], warnings: &[&I
     if let Some(m) = m {
         let _ = writeln!(s, "  kind:          {}", m.kind.describe());
         let _ = writeln!(s, "  verdict:       {}", m.verdict);
+        let _ = writeln!(s, "  size:          {}", human_bytes(m.file_bytes));
         let _ = writeln!(
             s,
             "  safety:        {}",

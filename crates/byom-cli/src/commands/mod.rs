@@ -1,6 +1,7 @@
 //! One module per subcommand; each owns its clap `Args` and a `run` returning the exit code.
 
 pub mod inspect;
+pub mod output;
 pub mod pack;
 pub mod push;
 pub mod rules;

@@ -7,6 +7,10 @@ use byom_core::pack::{pack_with_details, PackError, PackOptions, Resize};
 use byom_core::package::PostProcessing;
 use byom_core::{Settings, TorchVersion};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::output::{self, human_bytes, Format};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,9 +22,9 @@ pub struct Args {
     /// Input shape B,C,H,W (e.g. 1,3,224,224).
     #[arg(long, value_delimiter = ',', num_args = 1.., required = true)]
     pub input: Vec<i64>,
-    /// Output shape (comma separated); inferred for classifiers.
-    #[arg(long, value_delimiter = ',', num_args = 1..)]
-    pub output: Option<Vec<i64>>,
+    /// Output shape, comma separated (e.g. 1,2); inferred for classifiers.
+    #[arg(long, value_name = "SHAPE", value_delimiter = ',', num_args = 1..)]
+    pub output_shape: Option<Vec<i64>>,
     /// Class names, comma separated.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub classes: Vec<String>,
@@ -42,10 +46,13 @@ pub struct Args {
     /// Post-processing type written to manifest.json.
     #[arg(long, value_parser = post_processing_parser())]
     pub postprocessing: Option<PostProcessing>,
+    /// Decision threshold of the stage (0..1), e.g. an anomaly score cut-off.
     #[arg(long)]
     pub threshold: Option<f64>,
+    /// Minimum detection confidence (0..1) written to manifest.json's postprocessing.
     #[arg(long)]
     pub confidence_threshold: Option<f64>,
+    /// IoU threshold of non-maximum suppression (0..1) for detectors.
     #[arg(long)]
     pub nms_threshold: Option<f64>,
     /// model_info.name (default: the file name).
@@ -60,9 +67,23 @@ pub struct Args {
     /// Oldest PyTorch the model must load in, "major.minor" (default: the server's libtorch, 2.11).
     #[arg(long, value_name = "X.Y")]
     pub required_torch: Option<TorchVersion>,
-    /// Output package.
-    #[arg(short = 'o', long, default_value = "model.tar.gz")]
+    /// The package file to write (.tar.gz).
+    #[arg(short = 'o', long = "output", visible_alias = "output-file", value_name = "FILE", default_value = "model.tar.gz", value_parser = parse_output_file)]
     pub output_file: PathBuf,
+    /// Output format: text for people, json for machines (the file, its exact size and sha256, what was inferred).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `-o/--output FILE`: was once the output shape's flag; a shape given here is refused with
+/// the new name rather than silently written as a file called "1,2".
+fn parse_output_file(s: &str) -> Result<PathBuf, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b',') {
+        return Err(format!(
+            "{s:?} looks like a shape: -o/--output is the package file; the output shape is --output-shape"
+        ));
+    }
+    Ok(PathBuf::from(s))
 }
 
 /// `--resize H,W`.
@@ -91,7 +112,7 @@ fn options(args: &Args) -> PackOptions {
     PackOptions {
         model_type: args.model_type.clone(),
         input_shape: args.input.clone(),
-        output_shape: args.output.clone(),
+        output_shape: args.output_shape.clone(),
         class_names: args.classes.clone(),
         num_classes: args.num_classes,
         resize: args.resize,
@@ -122,6 +143,7 @@ pub fn run(args: Args) -> ExitCode {
         .model
         .file_name()
         .map_or_else(|| "model.pt".into(), |n| n.to_string_lossy().into_owned());
+    let json = args.format == Format::Json;
     match pack_with_details(&bytes, &name, &opts) {
         Ok(p) => {
             if let Err(e) = std::fs::write(&args.output_file, &p.tar_gz) {
@@ -131,31 +153,58 @@ pub fn run(args: Args) -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
-            println!(
-                "wrote {} ({} bytes): {} as export_artifacts/{}",
-                args.output_file.display(),
-                p.tar_gz.len(),
-                p.inspection.verdict,
-                p.pt_name
-            );
-            for i in &p.inferred {
-                println!("  inferred: {i}");
+            let written = if json {
+                output::write_json(
+                    "pack",
+                    &json!({
+                        "written": true,
+                        "file": args.output_file.display().to_string(),
+                        "bytes": p.tar_gz.len(),
+                        "sha256": hex::encode(Sha256::digest(&p.tar_gz)),
+                        "model_file": format!("export_artifacts/{}", p.pt_name),
+                        "verdict": p.inspection.verdict,
+                        "inferred": p.inferred,
+                        "errors": [],
+                        "warnings": p.warnings,
+                    }),
+                )
+            } else {
+                let mut text = format!(
+                    "wrote {} ({}): {} as export_artifacts/{}\n",
+                    args.output_file.display(),
+                    human_bytes(p.tar_gz.len() as u64),
+                    p.inspection.verdict,
+                    p.pt_name
+                );
+                for i in &p.inferred {
+                    text.push_str(&format!("  inferred: {i}\n"));
+                }
+                for w in &p.warnings {
+                    text.push_str(&format!(
+                        "warning[{}]: {}\n  hint: {}\n",
+                        w.code, w.message, w.hint
+                    ));
+                }
+                output::write_out("pack", &text)
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(code) => code,
             }
-            for w in &p.warnings {
-                println!("warning[{}]: {}\n  hint: {}", w.code, w.message, w.hint);
-            }
-            ExitCode::SUCCESS
         }
         Err(PackError::Refused { file, issues }) => {
+            // The same errors the validator would report for the package, so nothing is written.
             eprintln!("byom pack: refusing to pack {file}:");
-            for i in issues {
+            for i in &issues {
                 eprintln!("error[{}]: {}\n  hint: {}", i.code, i.message, i.hint);
             }
+            if json {
+                let _ = output::write_json(
+                    "pack",
+                    &json!({ "written": false, "file": null, "errors": issues, "warnings": [] }),
+                );
+            }
             ExitCode::from(1)
-        }
-        Err(e @ PackError::Invalid(_)) => {
-            eprintln!("byom pack: {e}");
-            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("byom pack: {e}");

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
+
+use super::output::{self, human_bytes, Format};
 
 /// Largest JSON answer read from the server (reports of huge packages list every entry).
 const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
@@ -40,8 +42,11 @@ pub struct Args {
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 3600)]
     pub timeout_s: u64,
-    /// Print the server's JSON answers instead of summaries.
-    #[arg(long)]
+    /// Output format: text (a summary per target) or json (one object: the package, the job and every target's numbers, exact).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Same as --format json (the flag of earlier versions).
+    #[arg(long, hide = true)]
     pub json: bool,
 }
 
@@ -55,7 +60,10 @@ impl<E: std::fmt::Display> From<E> for Fail {
     }
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub fn run(mut args: Args) -> ExitCode {
+    if args.json {
+        args.format = Format::Json;
+    }
     match push(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -114,7 +122,17 @@ impl Client {
     }
 }
 
+/// Print `value` (JSON mode) through the pipe-safe writer; a write error is "could not run".
+fn emit_json(value: &Value) -> Result<(), Fail> {
+    output::write_json("push", value).map_err(|_| Fail("cannot write the output".into()))
+}
+
+fn emit_text(text: &str) -> Result<(), Fail> {
+    output::write_out("push", text).map_err(|_| Fail("cannot write the output".into()))
+}
+
 fn push(args: &Args) -> Result<bool, Fail> {
+    let json_out = args.format == Format::Json;
     let client = Client::new(&args.server, &args.token);
     // 1. The server's settings, so the local verdict is the one the server will reach.
     let mut resp = client
@@ -141,19 +159,22 @@ fn push(args: &Args) -> Result<bool, Fail> {
         File::open(&args.package).map_err(|e| Fail(format!("{}: {e}", args.package.display())))?;
     let size = file.metadata()?.len();
     let report = byom_core::validate::validate_reader(
-        io::BufReader::with_capacity(1 << 20, file),
+        io::BufReader::with_capacity(1 << 20, Progress::new(file, size, "validating")),
         &settings,
     )?;
     if !report.valid {
         eprint!("{}", report.to_text(io::stderr().is_terminal()));
         eprintln!("{}: invalid, not uploaded", args.package.display());
+        if json_out {
+            emit_json(&json!({ "uploaded": false, "report": report }))?;
+        }
         return Ok(false);
     }
     eprintln!(
-        "{}: valid ({} warning(s)); uploading {} bytes",
+        "{}: valid ({}); uploading {}",
         args.package.display(),
-        report.warnings.len(),
-        size
+        output::count(report.warnings.len(), "warning"),
+        human_bytes(size)
     );
 
     // 3. Upload with a progress bar.
@@ -162,7 +183,7 @@ fn push(args: &Args) -> Result<bool, Fail> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("model.tar.gz");
-    let mut reader = Progress::new(File::open(&args.package)?, size);
+    let mut reader = Progress::new(File::open(&args.package)?, size, "uploading");
     let mut resp = client
         .agent
         .put(format!(
@@ -177,9 +198,6 @@ fn push(args: &Args) -> Result<bool, Fail> {
     reader.done();
     let status = resp.status().as_u16();
     let body = Client::json(&mut resp)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
-    }
     match status {
         201 => {}
         422 => {
@@ -189,6 +207,9 @@ fn push(args: &Args) -> Result<bool, Fail> {
                 eprint!("{}", server_report.to_text(io::stderr().is_terminal()));
             }
             eprintln!("the server refused the package as invalid (its verdict differs from the local one)");
+            if json_out {
+                emit_json(&json!({ "uploaded": false, "server": body }))?;
+            }
             return Ok(false);
         }
         _ => {
@@ -202,10 +223,15 @@ fn push(args: &Args) -> Result<bool, Fail> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    if !args.json {
-        println!("package {package_id}");
+    // JSON mode prints one object at the end; text mode says each step as it happens.
+    let mut result = json!({ "uploaded": true, "package": body["package"], "bytes": size });
+    if !json_out {
+        emit_text(&format!("package {package_id}\n"))?;
     }
     if args.compile.is_empty() {
+        if json_out {
+            emit_json(&result)?;
+        }
         return Ok(true);
     }
 
@@ -221,42 +247,266 @@ fn push(args: &Args) -> Result<bool, Fail> {
         )));
     }
     let job_id = body["job"]["id"].as_str().unwrap_or_default().to_string();
-    if !args.json {
-        println!("job {job_id}");
+    result["job"] = body["job"].clone();
+    if !json_out {
+        emit_text(&format!("job {job_id}\n"))?;
     }
     if !args.wait && args.out.is_none() {
+        if json_out {
+            emit_json(&result)?;
+        }
         return Ok(true);
     }
     let job = wait(&client, &job_id, Duration::from_secs(args.timeout_s))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&job)?);
-    }
     let mut all_ok = job["status"] == "succeeded";
+    let mut targets = Vec::new();
+    let mut text = String::new();
     for t in job["targets"].as_array().into_iter().flatten() {
         let target = t["target"].as_str().unwrap_or("?");
-        let st = t["status"].as_str().unwrap_or("?");
-        let ms = t["duration_ms"]
-            .as_u64()
-            .map(|m| format!("{m} ms"))
-            .unwrap_or_default();
-        eprintln!(
-            "  {target:<14} {st:<10} {ms:>9}  {}",
-            t["failure_reason"].as_str().unwrap_or("")
-        );
+        let entry = job["report"]["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["target"].as_str() == Some(target));
+        let mut summary = TargetSummary::new(t, entry);
         if let (Some(dir), Some(url)) = (&args.out, t["artifact_url"].as_str()) {
             match download(&client, url, &dir.join(format!("{target}.tar.gz"))) {
-                Ok(p) => println!("{}", p.display()),
+                Ok((p, bytes)) => summary.downloaded = Some((p, bytes)),
                 Err(Fail(e)) => {
                     eprintln!("  could not download {target}: {e}");
                     all_ok = false;
                 }
             }
         }
+        text.push_str(&summary.text());
+        targets.push(summary.json());
+    }
+    if json_out {
+        result["job"] = job.clone();
+        result["targets"] = Value::Array(targets);
+        emit_json(&result)?;
+    } else {
+        emit_text(&text)?;
     }
     if let Some(reason) = job["failure_reason"].as_str() {
         eprintln!("job {}: {reason}", job["status"].as_str().unwrap_or("?"));
     }
     Ok(all_ok)
+}
+
+/// What a built target was proven to do, from the compile report's `verification`.
+#[derive(Debug, Clone, PartialEq)]
+enum Truth {
+    /// Reloaded and run on the device it was built for (or one of its kind); outputs match.
+    Verified {
+        device: String,
+    },
+    /// Built and reloaded on the build host, outputs compared there, not on the target device.
+    CheckedOnBuildHost {
+        on: String,
+        why: String,
+    },
+    /// Built; nothing ran it.
+    NotRun {
+        why: String,
+    },
+    Failed {
+        reason: String,
+    },
+    /// Queued, running or cancelled.
+    Other(String),
+}
+
+impl Truth {
+    fn from(status: &str, t: &Value, verification: Option<&Value>) -> Truth {
+        if status != "succeeded" {
+            return match status {
+                "failed" => Truth::Failed {
+                    reason: t["failure_reason"]
+                        .as_str()
+                        .unwrap_or("no reason given")
+                        .to_string(),
+                },
+                other => Truth::Other(other.to_string()),
+            };
+        }
+        let Some(v) = verification else {
+            return Truth::NotRun {
+                why: "the server reported no verification".into(),
+            };
+        };
+        let said = v["status"].as_str().unwrap_or_default().to_string();
+        let ran_on = v["ran_on"].as_str().map(str::to_string);
+        match (said.strip_prefix("verified on "), ran_on) {
+            (Some(device), _) => Truth::Verified {
+                device: device.to_string(),
+            },
+            (None, Some(on)) => Truth::CheckedOnBuildHost { on, why: said },
+            (None, None) => Truth::NotRun { why: said },
+        }
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            Truth::Verified { .. } => "verified",
+            Truth::CheckedOnBuildHost { .. } => "checked_on_build_host",
+            Truth::NotRun { .. } => "not_run",
+            Truth::Failed { .. } => "failed",
+            Truth::Other(s) => s,
+        }
+    }
+
+    fn headline(&self) -> String {
+        match self {
+            Truth::Verified { device } => format!("verified on {device}"),
+            Truth::CheckedOnBuildHost { on, .. } => format!("built and checked on {on}"),
+            Truth::NotRun { .. } => "built, not run".into(),
+            Truth::Failed { .. } => "FAILED".into(),
+            Truth::Other(s) => s.clone(),
+        }
+    }
+
+    /// One sentence saying what the headline does and does not promise.
+    fn explained(&self) -> String {
+        match self {
+            Truth::Verified { device } => format!(
+                "the artifact was reloaded and run on {device}; its outputs match the original model's"
+            ),
+            Truth::CheckedOnBuildHost { on, why } => format!(
+                "reloaded and compared with the original on {on}, not on the target device ({why})"
+            ),
+            Truth::NotRun { why } => {
+                format!("nothing has run this artifact yet; test it on the device ({why})")
+            }
+            Truth::Failed { reason } => reason.clone(),
+            Truth::Other(_) => String::new(),
+        }
+    }
+}
+
+/// One target of a finished job, with the report's numbers.
+struct TargetSummary {
+    target: String,
+    status: String,
+    truth: Truth,
+    duration_ms: Option<u64>,
+    max_abs_error: Option<f64>,
+    max_rel_error: Option<f64>,
+    p50_ms: Option<f64>,
+    p50_after_ms: Option<f64>,
+    latency_device: Option<String>,
+    load_time_steps: Vec<String>,
+    sha256: Option<String>,
+    bundle_sha256: Option<String>,
+    downloaded: Option<(PathBuf, u64)>,
+}
+
+impl TargetSummary {
+    fn new(t: &Value, entry: Option<&Value>) -> Self {
+        let status = t["status"].as_str().unwrap_or("?").to_string();
+        let verification = entry.map(|e| &e["verification"]).filter(|v| v.is_object());
+        let f = |v: Option<&Value>, k: &str| v.and_then(|v| v[k].as_f64());
+        let lat = verification.map(|v| &v["latency"]);
+        let after = verification.map(|v| &v["latency_after_load_time_steps"]);
+        TargetSummary {
+            target: t["target"].as_str().unwrap_or("?").to_string(),
+            truth: Truth::from(&status, t, verification),
+            status,
+            // A target that never started reports 0 ms: that is "no time", not a time.
+            duration_ms: t["duration_ms"].as_u64().filter(|&ms| ms > 0),
+            max_abs_error: f(verification, "max_abs_error"),
+            max_rel_error: f(verification, "max_rel_error"),
+            p50_ms: f(lat, "p50_ms"),
+            p50_after_ms: f(after, "p50_ms"),
+            latency_device: lat.and_then(|l| l["device"].as_str()).map(str::to_string),
+            load_time_steps: entry
+                .and_then(|e| e["load_time_steps"].as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect(),
+            sha256: t["sha256"].as_str().map(str::to_string),
+            bundle_sha256: entry
+                .and_then(|e| e["bundle_sha256"].as_str())
+                .map(str::to_string),
+            downloaded: None,
+        }
+    }
+
+    fn text(&self) -> String {
+        let took = self.duration_ms.map(duration).unwrap_or_default();
+        let mut s = format!(
+            "  {:<14} {:<44} {took:>8}\n",
+            self.target,
+            self.truth.headline()
+        );
+        let pad = " ".repeat(17);
+        let why = self.truth.explained();
+        if !why.is_empty() {
+            s.push_str(&format!("{pad}{why}\n"));
+        }
+        let mut numbers = Vec::new();
+        if let Some(e) = self.max_abs_error {
+            numbers.push(format!("max abs error vs the original {e:.2e}"));
+        }
+        if let Some(p) = self.p50_ms {
+            let on = self
+                .latency_device
+                .as_deref()
+                .map(|d| format!(" on {d}"))
+                .unwrap_or_default();
+            match (self.p50_after_ms, self.load_time_steps.last()) {
+                (Some(a), Some(step)) => numbers.push(format!(
+                    "p50 {p:.2} ms as saved, {a:.2} ms with the load-time step {step} kept{on}"
+                )),
+                _ => numbers.push(format!("p50 {p:.2} ms{on}")),
+            }
+        }
+        if !numbers.is_empty() {
+            s.push_str(&format!("{pad}{}\n", numbers.join("; ")));
+        }
+        if let Some(sha) = &self.sha256 {
+            s.push_str(&format!("{pad}model.pt sha256 {sha}\n"));
+        }
+        if let Some((p, bytes)) = &self.downloaded {
+            s.push_str(&format!(
+                "{pad}bundle {} ({})\n",
+                p.display(),
+                human_bytes(*bytes)
+            ));
+        }
+        s
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "target": self.target,
+            "status": self.status,
+            "truth": self.truth.key(),
+            "truth_headline": self.truth.headline(),
+            "truth_explained": self.truth.explained(),
+            "duration_ms": self.duration_ms,
+            "max_abs_error": self.max_abs_error,
+            "max_rel_error": self.max_rel_error,
+            "p50_ms": self.p50_ms,
+            "p50_ms_with_load_time_step": self.p50_after_ms,
+            "latency_device": self.latency_device,
+            "load_time_steps": self.load_time_steps,
+            "sha256": self.sha256,
+            "bundle_sha256": self.bundle_sha256,
+            "bundle_path": self.downloaded.as_ref().map(|(p, _)| p.display().to_string()),
+            "bundle_bytes": self.downloaded.as_ref().map(|(_, b)| b),
+        })
+    }
+}
+
+/// `850 ms`, `12.3 s`, `4 min 05 s`.
+fn duration(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        1_000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {:02} s", ms / 60_000, (ms % 60_000) / 1000),
+    }
 }
 
 fn wait(client: &Client, job_id: &str, timeout: Duration) -> Result<Value, Fail> {
@@ -289,7 +539,7 @@ fn wait(client: &Client, job_id: &str, timeout: Duration) -> Result<Value, Fail>
 }
 
 /// Download to `dest` through a temp file + rename, so a failed download leaves nothing.
-fn download(client: &Client, url: &str, dest: &Path) -> Result<PathBuf, Fail> {
+fn download(client: &Client, url: &str, dest: &Path) -> Result<(PathBuf, u64), Fail> {
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -303,10 +553,10 @@ fn download(client: &Client, url: &str, dest: &Path) -> Result<PathBuf, Fail> {
     }
     let tmp = dest.with_extension("part");
     let mut out = File::create(&tmp)?;
-    io::copy(&mut resp.into_body().into_reader(), &mut out)?;
+    let bytes = io::copy(&mut resp.into_body().into_reader(), &mut out)?;
     out.sync_all()?;
     std::fs::rename(&tmp, dest)?;
-    Ok(dest.to_path_buf())
+    Ok((dest.to_path_buf(), bytes))
 }
 
 /// Percent-encode a file name for the query string.
@@ -321,50 +571,70 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// A reader that draws an upload progress bar on stderr (only when stderr is a terminal; a
-/// line every 10% otherwise, so CI logs stay short).
+/// A reader that draws a progress bar on stderr for the local validation and the upload of
+/// large packages (a redrawn bar on a terminal; for the upload only, a line every 10% otherwise,
+/// so CI logs stay short).
 struct Progress<R> {
     inner: R,
     total: u64,
     sent: u64,
     shown: u64,
     tty: bool,
+    /// Lines in a log (not a terminal): only for the upload.
+    log_lines: bool,
+    finished: bool,
+    label: &'static str,
     started: Instant,
 }
 
 impl<R: Read> Progress<R> {
-    fn new(inner: R, total: u64) -> Self {
+    fn new(inner: R, total: u64, label: &'static str) -> Self {
         Progress {
             inner,
             total,
             sent: 0,
             shown: u64::MAX,
             tty: io::stderr().is_terminal(),
+            log_lines: label == "uploading",
+            finished: false,
+            label,
             started: Instant::now(),
         }
     }
 
     fn draw(&mut self) {
-        let pct = (self.sent * 100).checked_div(self.total).unwrap_or(100);
+        if !self.tty && !self.log_lines {
+            return;
+        }
+        let pct = (self.sent.min(self.total) * 100)
+            .checked_div(self.total)
+            .unwrap_or(100);
         let step = if self.tty { pct } else { pct / 10 * 10 };
-        if step == self.shown {
+        if step == self.shown || self.finished {
             return;
         }
         self.shown = step;
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let mbs = self.sent as f64 / secs / 1e6;
+        let rate = self.sent as f64 / secs / (1024.0 * 1024.0);
         let filled = (pct / 4) as usize;
         let bar = format!(
-            "[{}{}] {pct:>3}% {:.1} MB/s",
-            "#".repeat(filled),
+            "{:<10} [{}{}] {pct:>3}% {} {:.1} MiB/s",
+            self.label,
+            "#".repeat(filled.min(25)),
             " ".repeat(25 - filled.min(25)),
-            mbs
+            human_bytes(self.sent),
+            rate
         );
         let mut err = io::stderr().lock();
         if self.tty {
             let _ = write!(err, "\r{bar}");
+            if pct == 100 {
+                let _ = writeln!(err);
+                self.finished = true;
+            }
         } else {
             let _ = writeln!(err, "{bar}");
+            self.finished = pct == 100;
         }
         let _ = err.flush();
     }
@@ -372,9 +642,6 @@ impl<R: Read> Progress<R> {
     fn done(&mut self) {
         self.sent = self.total;
         self.draw();
-        if self.tty {
-            eprintln!();
-        }
     }
 }
 

@@ -1,12 +1,14 @@
 //! `byom validate PATH...`: validate packages, print text (cargo/ruff style) or JSON.
 //!
-//! Exit codes: 0 every package valid, 1 any invalid (a broken or hostile file is an invalid
-//! package with a report), 2 could not run (missing file, unreadable settings, bad flag).
+//! Exit codes, the worst over all paths: 0 every package valid, 1 any invalid (a broken or
+//! hostile file is an invalid package with a report), 2 could not run (a missing or unreadable
+//! file, unreadable settings, bad flag). Each path is validated on its own; one that cannot be
+//! read is reported in its place and does not stop the others.
 //! The package sha256 is computed on a second thread from the same chunks, so hashing never
 //! slows the single validation pass.
 
 use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -15,6 +17,8 @@ use std::thread;
 use std::time::Instant;
 
 use byom_core::{Report, Settings, Validator};
+
+use super::output::{self, Format};
 use sha2::{Digest, Sha256};
 
 /// Read size: large enough for full inflate speed, small enough to keep memory flat.
@@ -24,18 +28,12 @@ const HASH_QUEUE: usize = 4;
 /// Files above this size get a progress bar (on a terminal).
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
-
 #[derive(clap::Args)]
 pub struct Args {
     /// Package files (.tar.gz) to validate.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
-    /// Output format: text for people, json for machines (one object, or an array for several paths).
+    /// Output format: text for people, json for machines (one report, or an array for several paths, each with its "file").
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// Settings (limits, required torch) as JSON, e.g. from a server's /api/v1/format-spec.
@@ -61,59 +59,84 @@ pub fn run(args: Args) -> ExitCode {
     let color = stdout_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let progress = !args.no_progress && std::io::stderr().is_terminal();
 
-    let mut reports = Vec::new();
-    let mut any_invalid = false;
-    for path in &args.paths {
-        match validate_file(path, &settings, progress) {
-            Ok(report) => {
-                any_invalid |= !report.valid;
-                reports.push((path, report));
-            }
-            Err(e) => {
-                eprintln!("byom validate: {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        }
-    }
+    // Every path is validated on its own: one that cannot be read is reported in its place
+    // and the others are still validated. The exit code is the worst outcome.
+    let outcomes: Vec<(&PathBuf, Result<Report, std::io::Error>)> = args
+        .paths
+        .iter()
+        .map(|p| (p, validate_file(p, &settings, progress)))
+        .collect();
+    let code = outcomes
+        .iter()
+        .map(|(_, r)| match r {
+            Ok(r) if r.valid => 0u8,
+            Ok(_) => 1,
+            Err(_) => 2,
+        })
+        .max()
+        .unwrap_or(0);
 
-    let mut out = std::io::stdout().lock();
     let written = match args.format {
         Format::Json => {
-            let json = if reports.len() == 1 {
-                serde_json::to_string_pretty(&reports[0].1)
-            } else {
-                serde_json::to_string_pretty(&reports.iter().map(|(_, r)| r).collect::<Vec<_>>())
-            };
-            json.map_err(std::io::Error::other)
-                .and_then(|j| writeln!(out, "{j}"))
+            match outcomes.as_slice() {
+                // One path: the core's report as it is (the page's wasm gives the same object).
+                [(_, Ok(report))] => output::write_json("validate", report),
+                _ => {
+                    let items: Vec<serde_json::Value> =
+                        outcomes.iter().map(|(p, r)| json_item(p, r)).collect();
+                    if items.len() == 1 {
+                        output::write_json("validate", &items[0])
+                    } else {
+                        output::write_json("validate", &items)
+                    }
+                }
+            }
         }
-        Format::Text => reports
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, (path, report))| {
+        Format::Text => {
+            let mut text = String::new();
+            for (i, (path, outcome)) in outcomes.iter().enumerate() {
                 if i > 0 {
-                    writeln!(out)?;
+                    text.push('\n');
                 }
                 let title = format!("{}", path.display());
-                let title = if color {
-                    format!("\x1b[1m{title}\x1b[0m")
+                if color {
+                    text.push_str(&format!("\x1b[1m{title}\x1b[0m\n"));
                 } else {
-                    title
-                };
-                writeln!(out, "{title}")?;
-                write!(out, "{}", report.to_text(color))
-            }),
-    };
-    if let Err(e) = written {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("byom validate: {e}");
-            return ExitCode::from(2);
+                    text.push_str(&format!("{title}\n"));
+                }
+                match outcome {
+                    Ok(report) => text.push_str(&report.to_text(color)),
+                    Err(e) => text.push_str(&format!("  could not validate: {e}\n")),
+                }
+            }
+            // Unreadable paths also go to stderr, where scripts look for "could not run".
+            for (path, outcome) in &outcomes {
+                if let Err(e) = outcome {
+                    eprintln!("byom validate: {}: {e}", path.display());
+                }
+            }
+            output::write_out("validate", &text)
         }
+    };
+    if let Err(code) = written {
+        return code;
     }
-    if any_invalid {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    ExitCode::from(code)
+}
+
+/// One of several paths in JSON: the report with its `file`, or `{file, valid: false, error}`
+/// when the file could not be read (exact numbers throughout; sizes in bytes).
+fn json_item(path: &Path, outcome: &Result<Report, std::io::Error>) -> serde_json::Value {
+    let file = serde_json::Value::String(path.display().to_string());
+    match outcome {
+        Ok(report) => {
+            let mut v = serde_json::to_value(report).unwrap_or(serde_json::Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("file".into(), file);
+            }
+            v
+        }
+        Err(e) => serde_json::json!({ "file": file, "valid": false, "error": e.to_string() }),
     }
 }
 

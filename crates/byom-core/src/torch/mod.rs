@@ -7,6 +7,7 @@
 //! [`version`] (minimum torch), [`arch`] (architectures the server builds), [`rules`] (codes).
 
 pub mod arch;
+pub mod head;
 pub mod inventory;
 pub mod legacy;
 pub mod pickle;
@@ -333,7 +334,8 @@ pub fn inspect_bytes(bytes: &[u8], settings: &Settings, file: &str) -> (PtInspec
 /// Cross-checks between what the `.pt` holds and what the metadata declares
 /// (first convolution's input channels vs `input_shape[1]`, classifier width vs `num_classes`).
 /// For a recognised architecture the numbers are exact; otherwise they are guessed from the
-/// first 4-D weight and the last 2-D weight, and the message says so.
+/// first 4-D weight and the last 2-D weight, and the message says so. A class count the file
+/// proves wrong (a TorchScript head) is an error, BYOM620 ([`head::check`]).
 pub fn cross_check(
     inspection: &PtInspection,
     file: &str,
@@ -341,16 +343,19 @@ pub fn cross_check(
     num_classes: Option<u64>,
 ) -> Vec<Issue> {
     let mut out = Vec::new();
+    // The class count against the head, for every kind (TorchScript too): one check, shared
+    // with `byom pack` (see [`head`]).
+    let classes = head::check(inspection, file, num_classes);
     if !matches!(
         inspection.kind,
         PtKind::StateDict | PtKind::Checkpoint | PtKind::Legacy
     ) {
+        out.extend(classes);
         return out;
     }
-    let (in_ch, classes, how) = match &inspection.arch {
+    let (in_ch, how) = match &inspection.arch {
         Some(a) => (
             Some((a.in_channels, "the first convolution".to_string())),
-            Some((a.num_classes, "the classifier".to_string())),
             format!("({})", a.name),
         ),
         None => {
@@ -358,14 +363,8 @@ pub fn cross_check(
                 .tensors
                 .iter()
                 .find(|t| t.shape.len() == 4 && t.name.ends_with("weight"));
-            let last_fc = inspection
-                .tensors
-                .iter()
-                .rev()
-                .find(|t| t.shape.len() == 2 && t.name.ends_with("weight"));
             (
                 first_conv.map(|t| (t.shape[1], format!("the first convolution {:?}", t.name))),
-                last_fc.map(|t| (t.shape[0], format!("the last linear layer {:?}", t.name))),
                 "(a guess: the architecture is not recognised)".to_string(),
             )
         }
@@ -380,14 +379,7 @@ pub fn cross_check(
             }
         }
     }
-    if let (Some((c, what)), Some(n)) = (classes, num_classes) {
-        if n != c {
-            out.push(rules::CLASSIFIER.issue(
-                Some(file),
-                format!("num_classes is {n}, but {what} has {c} outputs {how}"),
-            ));
-        }
-    }
+    out.extend(classes);
     out
 }
 

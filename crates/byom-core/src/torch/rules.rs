@@ -190,6 +190,22 @@ never what torch.save writes: it is refused, so that the folder byom reads recor
 provably the one torch reads them under.",
 };
 
+pub const CLASSIFIER_CONTRADICTS: Rule = Rule {
+    code: "BYOM620",
+    name: "classifier-contradicts-classes",
+    severity: Severity::Error,
+    summary: "The TorchScript model's classifier head has a different number of outputs than the classes declared.",
+    hint: "Declare the classes the model was trained with (num_classes and class_names), or replace the head, retrain and re-export.",
+    doc: "In a TorchScript file byom reads the root module's parameters. When the last weight \
+(in registration order) belongs to a child named like a classifier head (`fc`, `classifier`, \
+`classifier.N`, `head`, `heads.head`, `last_linear`) and is a Linear `[out, in]` or a 1×1 \
+convolution `[out, in, 1, 1]`, its `out` is the number of classes the model can predict; a \
+package declaring another count would pass every metadata check and fail (or mislabel) at \
+compile and inference. Example: `torchvision.models.resnet18(num_classes=2)` traced, packed \
+with three class names. `byom pack` refuses the same contradiction with the same message. Where \
+the head is only likely (no head name, an inventory cut short), BYOM612 warns instead.",
+};
+
 pub const TORCH_TOO_NEW: Rule = Rule {
     code: "BYOM701",
     name: "torch-too-new",
@@ -229,6 +245,7 @@ pub const ALL: &[&Rule] = &[
     &DUPLICATE_NAME,
     &CASE_COLLISION,
     &OUTSIDE_PREFIX,
+    &CLASSIFIER_CONTRADICTS,
     &TORCH_TOO_NEW,
     &NOT_TORCH_18,
 ];
