@@ -82,6 +82,8 @@ before(async () => {
   await page.goto(`${server.url}/`);
   await page.waitForSelector("body[data-ready=true]");
   await page.fill('[data-testid="token-input"]', server.token);
+  // The page checks the token with the server before it enables uploads.
+  await page.waitForSelector('[data-testid="token-status"][data-state="ok"]', { timeout: 10_000 });
 });
 
 after(async () => {
