@@ -173,33 +173,55 @@ mod tests {
     /// The report's sentences as byom-compile writes them today, and what each must classify as.
     #[test]
     fn verification_states_are_truthful() {
-        let v = |status: &str, compared: bool| {
-            json!({"status": status, "max_abs_error": if compared { json!(1e-6) } else { Value::Null }})
-        };
+        let v = |status: &str, compared: bool| json!({"status": status, "max_abs_error": if compared { json!(1e-6) } else { Value::Null }});
         let s = |t, x: Value| VerificationState::of(t, Some(&x));
         assert_eq!(
             s("x86_64-cpu", v("verified on this host's x86_64 CPU", true)),
             VerificationState::VerifiedOnDevice
         );
         assert_eq!(
-            s("arm64-cpu", v("built here, not run on the device (outputs checked on this x86_64 host)", true)),
+            s(
+                "arm64-cpu",
+                v(
+                    "built here, not run on the device (outputs checked on this x86_64 host)",
+                    true
+                )
+            ),
             VerificationState::CheckedOnBuildHost
         );
         // Checked on the host's CPU, yet never run on a GPU: that is "built, not run".
         assert_eq!(
-            s("x86_64-cuda", v("built, not run: no GPU (reloaded and checked on this host's CPU)", true)),
+            s(
+                "x86_64-cuda",
+                v(
+                    "built, not run: no GPU (reloaded and checked on this host's CPU)",
+                    true
+                )
+            ),
             VerificationState::BuiltNotRun
         );
         assert_eq!(
-            s("jetson-xavier", v("built here, not run on the device (fp16 outputs checked on this host's CPU)", true)),
+            s(
+                "jetson-xavier",
+                v(
+                    "built here, not run on the device (fp16 outputs checked on this host's CPU)",
+                    true
+                )
+            ),
             VerificationState::BuiltNotRun
         );
         assert_eq!(
             s("x86_64-cuda", v("verified on NVIDIA H200", true)),
             VerificationState::VerifiedOnDevice
         );
-        assert_eq!(s("arm64-cpu", v("built here", false)), VerificationState::BuiltNotRun);
-        assert_eq!(VerificationState::of("x86_64-cpu", None), VerificationState::Unverified);
+        assert_eq!(
+            s("arm64-cpu", v("built here", false)),
+            VerificationState::BuiltNotRun
+        );
+        assert_eq!(
+            VerificationState::of("x86_64-cpu", None),
+            VerificationState::Unverified
+        );
         assert_eq!(
             VerificationState::of("x86_64-cpu", Some(&Value::Null)),
             VerificationState::Unverified
