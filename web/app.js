@@ -618,6 +618,7 @@ function updatePager() {
   $("history-prev").disabled = page <= 0;
   $("history-next").disabled = page >= pages - 1;
   $("history-page").textContent = packages.length > HISTORY_PAGE ? `Page ${page + 1} of ${pages}` : "";
+  $("history-page").closest("nav").hidden = pages <= 1;
 }
 
 /** Delete after an explicit confirmation in a dialog that names what goes. */

@@ -301,7 +301,8 @@ function targetView(job, t, onDownload) {
 /** The job: one block per target with its status, verification, numbers, log and artifact. */
 export function jobTable(job, onDownload) {
   return el("div", {},
-    el("p", { class: "small muted job-head" }, `Job `, el("code", { text: job.id }), ` · ${job.status}`),
+    el("p", { class: "small muted job-head" }, `Job `, el("code", { text: job.id }),
+      ` · ${job.status === "succeeded" ? "finished: every target built (see each one for how far it was verified)" : job.status}`),
     job.failure_reason && !(job.targets || []).some((t) => t.failure_reason)
       ? el("div", { class: "failure", text: job.failure_reason }) : null,
     el("div", { class: "targets-list", dataset: { testid: "job-table" } },
@@ -324,7 +325,7 @@ export function historyItem(pkg, jobs, handlers) {
   const jobRows = jobs.map((job) => el("li", { class: "history-job", dataset: { testid: "history-job", jobId: job.id, status: job.status } },
     el("div", { class: "history-job-head" },
       el("button", { class: "btn btn-small btn-ghost", type: "button", onclick: () => handlers.openJob(job), "aria-label": `Open job ${job.id}`, text: "Open" }),
-      el("span", { class: `badge s-${job.status}`, text: job.status }),
+      el("span", { class: `badge s-${job.status}`, text: job.status === "succeeded" ? "all targets built" : job.status }),
       el("span", { class: "muted small", text: job.created_at ? job.created_at.replace("T", " ").replace(/\..*$/, "").replace(/Z$/, "") : "" })),
     el("ul", { class: "history-targets" }, job.targets.map((t) => {
       const words = verificationWords(t.target, t.verification);

@@ -50,14 +50,19 @@ after(async () => {
   await server?.stop();
 });
 
-/** At each width: no overflow, no broken word; a screenshot of the viewport for the record. */
-async function checkLayout(name) {
+/**
+ * At each width: no overflow anywhere on the page, no broken word; a screenshot of the viewport
+ * for the record, scrolled to `focus` (a selector) when given.
+ */
+async function checkLayout(name, focus) {
   for (const width of WIDTHS) {
-    await page.setViewportSize({ width, height: width < 800 ? 800 : 900 });
+    await page.setViewportSize({ width, height: width < 800 ? 760 : 900 });
     await page.waitForTimeout(100);
     const problems = await layoutProblems(page);
     assert.deepEqual(problems, [], `${name} at ${width} px`);
-    await page.screenshot({ path: join(SCREENSHOT_DIR, `portal-${name}-${width}.png`), fullPage: width < 800 });
+    if (focus) await page.evaluate((sel) => document.querySelector(sel)?.scrollIntoView({ block: "start" }), focus);
+    else await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join(SCREENSHOT_DIR, `portal-${name}-${width}.png`) });
   }
   await page.setViewportSize({ width: 1280, height: 900 });
 }
@@ -140,7 +145,7 @@ test("upload failures are plain sentences with what to do, and the progress rese
   assert.equal(await page.locator('[data-testid="upload-progress"]').evaluate((p) => p.value), 0, "progress reset after 401");
   // The refusal re-checks the token, so the header now tells the truth too.
   await page.waitForSelector('[data-testid="token-status"][data-state="bad"]');
-  await checkLayout("upload-401");
+  await checkLayout("upload-401", "#h-upload");
   await setToken(uploader.token, "ok");
   const list = await apiCall(server, "GET", "/api/v1/packages", uploader.token);
   assert.equal(list.body.packages.length, 0, "nothing was stored by the failed uploads");
@@ -210,8 +215,7 @@ test("each target says how far it was verified, with the report's numbers, log a
   await chart.waitFor();
   const kinds = await chart.locator(".bar-row").evaluateAll((rows) => rows.map((r) => r.dataset.kind));
   assert.ok(kinds.filter((k) => k === "shipped").length >= 2, `bars: ${kinds}`);
-  await page.locator('[data-testid="job-table"]').scrollIntoViewIfNeeded();
-  await checkLayout("compiled");
+  await checkLayout("compiled", "#job");
   assert.equal(pageErrors.length, 0, pageErrors.join("\n"));
 });
 
@@ -265,7 +269,6 @@ test("the history pages, and delete asks first and then removes the package", { 
   const dialog = page.locator('[data-testid="confirm-dialog"]');
   await dialog.waitFor({ state: "visible" });
   assert.match(await dialog.textContent(), new RegExp(`model-6\\.tar\\.gz \\(${id}\\)`));
-  await page.locator('[data-testid="history-list"]').scrollIntoViewIfNeeded();
   await checkLayout("delete-confirm");
   await page.click('[data-testid="confirm-cancel"]');
   await dialog.waitFor({ state: "hidden" });
@@ -278,8 +281,12 @@ test("the history pages, and delete asks first and then removes the package", { 
   assert.match(await page.textContent('[data-testid="history-status"]'), /Deleted model-6\.tar\.gz/);
   assert.equal((await apiCall(server, "GET", `/api/v1/packages/${id}`, uploader.token)).status, 404);
   assert.equal((await apiCall(server, "GET", "/api/v1/packages", uploader.token)).body.packages.length, 6);
-  await page.locator('[data-testid="history"]').scrollIntoViewIfNeeded();
-  await checkLayout("history");
+  await checkLayout("history", '[data-testid="history"]');
+  // The older page holds the compiled package: its job, targets and verification badges.
+  await page.click('[data-testid="history-next"]');
+  await page.waitForSelector(`[data-testid="history-item"][data-package-id="${compiled.packageId}"] [data-testid="history-job"]`);
+  await checkLayout("history-job", '[data-testid="history"]');
+  await page.click('[data-testid="history-prev"]');
 
   // A viewer sees the history but no delete or compile buttons.
   await setToken(viewer.token, "readonly");
