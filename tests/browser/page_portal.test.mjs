@@ -114,9 +114,16 @@ test("the token is checked when entered: who you are, and upload disabled with t
 });
 
 test("upload failures are plain sentences with what to do, and the progress resets", { skip }, async () => {
-  // 413, 429 and 507 need a full disk or a flood to provoke for real: the server's answer is
-  // substituted in the browser, so what is tested is the page's handling of it.
-  const sentences = { 413: /larger than this server accepts/, 429: /Too many uploads/, 507: /storage .* is full/ };
+  // 403 (a role changed after the check), 413, 422 (the server disagreeing with the page), 429
+  // and 507 need a race, a full disk or a flood to provoke for real: the server's answer is
+  // substituted in the browser, so what is tested is the page's handling of it. 401 is real below.
+  const sentences = {
+    403: /may not do this: uploading, compiling and deleting need an uploader/,
+    413: /larger than this server accepts/,
+    422: /found the package invalid/,
+    429: /Too many uploads/,
+    507: /storage .* is full/,
+  };
   for (const [status, sentence] of Object.entries(sentences)) {
     await page.route(IS_UPLOAD, (route) => (route.request().method() !== "PUT" ? route.continue() : route.fulfill({
       status: Number(status),
@@ -127,6 +134,7 @@ test("upload failures are plain sentences with what to do, and the progress rese
     const error = page.locator(`[data-testid="upload-error"][data-status="${status}"]`);
     await error.waitFor({ timeout: 30_000 });
     assert.match(await error.textContent(), sentence);
+    assert.doesNotMatch(await error.textContent(), /raw server text/, "the sentence, not the server's raw words");
     assert.equal(await page.locator('[data-testid="upload-progress"]').evaluate((p) => p.value), 0, `progress reset after ${status}`);
     await page.unroute(IS_UPLOAD);
     assert.equal(await page.isEnabled('[data-testid="upload-button"]'), true, `retry possible after ${status}`);
