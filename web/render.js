@@ -248,7 +248,9 @@ export function latencyChart(job) {
   for (const t of targets) {
     const v = t.verification;
     const where = v.latency_device ? ` on ${v.latency_device}` : "";
-    if (typeof v.p50_ms === "number") bars.push({ label: t.target, title: `${t.target} as shipped${where}`, value: v.p50_ms, kind: "shipped" });
+    // A target not verified on its device was timed on the build host: the label says so.
+    const host = v.state !== "verified_on_device" ? " (host CPU)" : "";
+    if (typeof v.p50_ms === "number") bars.push({ label: `${t.target}${host}`, title: `${t.target} as shipped${where}`, value: v.p50_ms, kind: host ? "host" : "shipped" });
     if (typeof v.p50_after_load_time_steps_ms === "number") {
       const steps = (v.load_time_steps || []).join(", ") || "load-time steps";
       bars.push({ label: `${t.target} + ${steps}`, title: `${t.target} after ${steps}${where}`, value: v.p50_after_load_time_steps_ms, kind: "after" });
