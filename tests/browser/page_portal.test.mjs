@@ -301,6 +301,19 @@ test("the history pages, and delete asks first and then removes the package", { 
   await page.waitForSelector(`[data-testid="history-item"][data-package-id="${compiled.packageId}"] [data-testid="history-job"]`);
   await checkLayout("history-job", '[data-testid="history"]');
   await page.click('[data-testid="history-prev"]');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="history-item"]').length === 5);
+
+  // "Compile…" makes a stored package step 3's, without uploading it again; "Open" shows a job.
+  const older = page.locator('[data-testid="history-item"]').first();
+  const olderName = await older.locator(".file-name").textContent();
+  await older.locator('[data-testid="history-select"]').click();
+  assert.equal(await page.textContent('[data-testid="current-package"]'), `Stored on the server: ${olderName}`);
+  assert.equal(await page.textContent("#job"), "", "the previous job is cleared");
+  assert.equal(await page.isEnabled('[data-testid="compile-button"]'), true);
+  await page.click('[data-testid="history-next"]');
+  await page.locator(`[data-testid="history-job"][data-job-id="${compiled.job.id}"] button`).click();
+  await page.waitForSelector('#job [data-testid="target-verification-jetson-xavier"][data-state]');
+  await page.click('[data-testid="history-prev"]');
 
   // A viewer sees the history but no delete or compile buttons.
   await setToken(viewer.token, "readonly");
