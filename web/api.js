@@ -18,13 +18,21 @@ function authHeaders() {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-/** An API failure with the server's own message when it sent one. */
+/** Statuses with a plain sentence of their own: the server's raw text becomes the detail. */
+const PLAIN = new Set([401, 403, 409, 413, 422, 429, 503, 507]);
+
+/**
+ * An API failure: `message` is a sentence a user can act on (the plain one for the statuses
+ * above, else the server's own message), `detail` the server's words when they differ.
+ */
 export class ApiError extends Error {
   constructor(status, body, fallback) {
-    const message = (body && (body.message || body.error)) || fallback || `HTTP ${status}`;
+    const server = (body && (body.message || body.error)) || "";
+    const message = PLAIN.has(status) ? explainStatus(status) : server || fallback || `HTTP ${status}`;
     super(message);
     this.status = status;
     this.body = body;
+    this.detail = server && server !== message ? server : "";
   }
 }
 
@@ -51,18 +59,41 @@ async function call(method, path, body) {
   return json;
 }
 
-/** Words for the statuses a user can act on. */
+/** Plain sentences, with what to do, for the statuses a user can act on. */
 export function explainStatus(status) {
   switch (status) {
-    case 401: return "The server needs an API token (enter it at the top right).";
-    case 403: return "This token is not allowed to do that (an uploader token is needed).";
-    case 404: return "Not found on the server.";
-    case 413: return "The package is larger than the server accepts.";
-    case 422: return "The server found the package invalid.";
-    case 503: return "The server is busy; try again in a moment.";
-    case 507: return "The server's storage is full; nothing was kept.";
+    case 401: return "The server did not accept the API token (missing, mistyped or revoked). Enter a valid token at the top right; ask your tenant admin for one.";
+    case 403: return "Your token may not do this: uploading, compiling and deleting need an uploader (or admin) token. Ask your tenant admin for one.";
+    case 404: return "Not found on the server (it may have been deleted).";
+    case 409: return "Not possible right now: the package has a queued or running job. Cancel it or wait for it to finish, then try again.";
+    case 413: return "The package is larger than this server accepts. Make it smaller (e.g. fewer or smaller files) or ask the operator to raise the limit.";
+    case 422: return "The server found the package invalid. Fix the errors listed below and upload it again.";
+    case 429: return "Too many uploads at once for your tenant. Wait for the running ones to finish and try again in a minute.";
+    case 503: return "The server is busy (its compile queue is full). Try again in a minute.";
+    case 507: return "The server's storage (or your tenant's allowance) is full, so nothing was kept. Delete old packages below, or ask the operator for more space.";
     default: return `The server answered HTTP ${status}.`;
   }
+}
+
+/** `GET /api/v1/whoami`: {tenant, role, token_id, can} for the current token; ApiError 401 otherwise. */
+export function whoami() {
+  return call("GET", "/api/v1/whoami");
+}
+
+export function listPackages() {
+  return call("GET", "/api/v1/packages");
+}
+
+export function getPackage(packageId) {
+  return call("GET", `/api/v1/packages/${encodeURIComponent(packageId)}`);
+}
+
+export function deletePackage(packageId) {
+  return call("DELETE", `/api/v1/packages/${encodeURIComponent(packageId)}`);
+}
+
+export function listJobs() {
+  return call("GET", "/api/v1/jobs");
 }
 
 /** `GET /api/v1/format-spec`: the settings the server validates under (no auth). */
@@ -138,4 +169,12 @@ export async function downloadArtifact(url, fileName) {
   a.remove();
   setTimeout(() => URL.revokeObjectURL(href), 60_000);
   return blob.size;
+}
+
+/** The size of an artifact in bytes (HEAD: the Content-Length, nothing downloaded), or null. */
+export async function artifactSize(url) {
+  const response = await fetch(url, { method: "HEAD", headers: authHeaders() });
+  if (!response.ok) return null;
+  const length = Number(response.headers.get("Content-Length"));
+  return Number.isFinite(length) && length > 0 ? length : null;
 }

@@ -160,28 +160,198 @@ export function inspectionView(model, issues = [], topN = 12) {
 export const TARGETS = ["x86_64-cpu", "x86_64-cuda", "arm64-cpu", "jetson-xavier"];
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 
-/** The job table: one row per target with its status, duration, failure reason and artifact. */
+const TARGET_LABEL = {
+  "x86_64-cpu": "x86_64 CPU",
+  "x86_64-cuda": "x86_64 CUDA",
+  "arm64-cpu": "arm64 CPU",
+  "jetson-xavier": "Jetson Xavier",
+};
+
+/**
+ * What the verification state means, in words that claim no more than the report proves. The
+ * server classifies (jobs/view.rs `VerificationState`); `ran_on`/`status` are the report's own.
+ */
+export function verificationWords(target, v) {
+  const state = (v && v.state) || "unverified";
+  const gpu = target === "jetson-xavier" ? "Jetson" : "GPU";
+  switch (state) {
+    case "verified_on_device":
+      return {
+        state,
+        label: `Verified on ${v.ran_on || "the device"}`,
+        explain: `Loaded back and run on ${v.ran_on || "the device"}; its outputs match the original model within tolerance.`,
+      };
+    case "checked_on_build_host":
+      return {
+        state,
+        label: "Built and checked on the build host's CPU",
+        explain: `Loaded back and its outputs compared with the original on the build host's CPU, not on an ${TARGET_LABEL[target] || target} device: results and speed on the device are not measured.`,
+      };
+    case "built_not_run":
+      return {
+        state,
+        label: "Built, not run on a device",
+        explain: `No ${gpu} was available to the build host, so it never ran on one. ` +
+          (v && v.max_abs_error !== null && v.max_abs_error !== undefined
+            ? "It was only loaded back and checked on the build host's CPU; speed and results on the device are unmeasured."
+            : "Speed and results on the device are unmeasured."),
+      };
+    default:
+      return { state: "unverified", label: "Not verified", explain: "The report has no verification for this target." };
+  }
+}
+
+function ms(value) {
+  if (value === null || value === undefined) return "—";
+  return value < 10 ? `${value.toFixed(2)} ms` : `${value.toFixed(1)} ms`;
+}
+
+function sci(value) {
+  if (value === null || value === undefined) return "—";
+  return value === 0 ? "0" : value.toExponential(2);
+}
+
+/** A sha256 shown short (the whole of it in the title and data-sha, for copying). */
+function shaView(sha) {
+  if (!sha) return "—";
+  return el("code", { class: "sha", title: sha, dataset: { sha }, text: `${sha.slice(0, 16)}…` });
+}
+
+/** The report's numbers for one target (test hook: target-numbers-<target>). */
+function targetNumbers(t) {
+  const v = t.verification || {};
+  const steps = v.load_time_steps && v.load_time_steps.length ? v.load_time_steps.join(", ") : "none";
+  const rows = [
+    ["Max abs error vs original", v.max_abs_error === undefined ? "—" : `${sci(v.max_abs_error)}${v.tolerance ? ` (tolerance ${sci(v.tolerance)})` : ""}`, "max-abs-error"],
+    ["p50 latency, original", ms(v.original_p50_ms), "p50-original"],
+    ["p50 latency, as shipped", `${ms(v.p50_ms)}${v.latency_device ? ` on ${v.latency_device}` : ""}`, "p50"],
+    ["p50 after load-time steps", ms(v.p50_after_load_time_steps_ms), "p50-after"],
+    ["Load-time steps kept", steps, "steps"],
+    ["Precision", v.precision || "—", "precision"],
+    ["Model sha256", shaView(t.sha256), "sha256"],
+    ["Bundle sha256", shaView(v.bundle_sha256), "bundle-sha256"],
+    ["Bundle size", t.bundle_bytes ? formatBytes(t.bundle_bytes) : "—", "size"],
+    ["Build time", formatDuration(t.duration_ms), "duration"],
+  ];
+  return el("dl", { class: "kv numbers", dataset: { testid: `target-numbers-${t.target}` } },
+    rows.flatMap(([k, value, key]) => [el("dt", { text: k }), el("dd", { dataset: { key } }, value)]));
+}
+
+/**
+ * A small bar chart of p50 latency: the original model, then each target as shipped (and after
+ * its load-time steps). Bars are scaled to the slowest; the numbers are printed next to them.
+ */
+export function latencyChart(job) {
+  const bars = [];
+  const targets = (job.targets || []).filter((t) => t.verification);
+  const original = targets.map((t) => t.verification.original_p50_ms).find((x) => typeof x === "number");
+  if (typeof original === "number") bars.push({ label: "original", title: "the original model, unfrozen", value: original, kind: "original" });
+  for (const t of targets) {
+    const v = t.verification;
+    const where = v.latency_device ? ` on ${v.latency_device}` : "";
+    // A target not verified on its device was timed on the build host: the label says so.
+    const host = v.state !== "verified_on_device" ? " (host CPU)" : "";
+    if (typeof v.p50_ms === "number") bars.push({ label: `${t.target}${host}`, title: `${t.target} as shipped${where}`, value: v.p50_ms, kind: host ? "host" : "shipped" });
+    if (typeof v.p50_after_load_time_steps_ms === "number") {
+      const steps = (v.load_time_steps || []).join(", ") || "load-time steps";
+      bars.push({ label: `${t.target} + ${steps}`, title: `${t.target} after ${steps}${where}`, value: v.p50_after_load_time_steps_ms, kind: "after" });
+    }
+  }
+  if (bars.length < 2) return null;
+  const max = Math.max(...bars.map((b) => b.value), 1e-9);
+  const summary = bars.map((b) => `${b.title}: ${ms(b.value)}`).join("; ");
+  return el("figure", { class: "chart", dataset: { testid: "latency-chart" } },
+    el("figcaption", { class: "small", text: "p50 latency, shorter is faster. Measured where the build ran: on the build host's CPU, not on the devices, unless a target says \u201cVerified on\u201d a device." }),
+    el("div", { role: "img", "aria-label": `p50 latency: ${summary}` },
+      bars.map((b) => el("div", { class: "bar-row", dataset: { kind: b.kind }, title: b.title },
+        el("span", { class: "bar-label small", text: b.label }),
+        el("span", { class: "bar-track" }, el("span", { class: `bar ${b.kind}`, style: `width: ${Math.max(2, (100 * b.value) / max).toFixed(1)}%` })),
+        el("span", { class: "bar-value small num", text: ms(b.value) })))));
+}
+
+/** One target of a job: build status, verification state and why, numbers, log, download. */
+function targetView(job, t, onDownload) {
+  const words = verificationWords(t.target, t.verification);
+  const built = t.status === "succeeded";
+  const statusText = built ? "built" : t.status;
+  const status = el("span", { class: `status badge s-${t.status}`, dataset: { testid: `target-status-${t.target}`, status: t.status }, text: statusText });
+  const verification = built
+    ? el("span", { class: `badge v-${words.state}`, dataset: { testid: `target-verification-${t.target}`, state: words.state }, text: words.label })
+    : null;
+  const link = built
+    ? el("a", {
+      class: "btn btn-small",
+      href: t.artifact_url || `/api/v1/jobs/${job.id}/artifacts/${t.target}`,
+      dataset: { testid: `artifact-link-${t.target}` },
+      onclick: (event) => { event.preventDefault(); onDownload(t); },
+      text: "Download",
+    })
+    : null;
+  const reason = t.failure_reason ? el("div", { class: "failure", text: t.failure_reason }) : null;
+  const log = t.log_tail
+    ? el("details", { class: "log", dataset: { testid: `target-log-${t.target}` } },
+      el("summary", { text: "Log" }), el("pre", { class: "mono small", text: t.log_tail }))
+    : null;
+  return el("div", { class: "target", dataset: { target: t.target } },
+    el("div", { class: "target-head" },
+      el("span", { class: "mono target-name", text: t.target }), status, verification, link),
+    built ? el("p", { class: "small explain", dataset: { testid: `target-explain-${t.target}` }, text: words.explain }) : null,
+    reason,
+    built ? el("details", { class: "numbers-wrap", open: true }, el("summary", { class: "small", text: "Report" }), targetNumbers(t)) : null,
+    log);
+}
+
+/** The job: one block per target with its status, verification, numbers, log and artifact. */
 export function jobTable(job, onDownload) {
-  const rows = (job.targets || []).map((t) => {
-    const status = el("span", { class: "status", dataset: { testid: `target-status-${t.target}`, status: t.status }, text: t.status });
-    const link = t.status === "succeeded"
-      ? el("a", {
-        href: t.artifact_url || `/api/v1/jobs/${job.id}/artifacts/${t.target}`,
-        dataset: { testid: `artifact-link-${t.target}` },
-        onclick: (event) => { event.preventDefault(); onDownload(t); },
-        text: "Download",
-      })
-      : el("span", { class: "muted", text: "—" });
-    const reason = t.failure_reason ? el("div", { class: "failure", text: t.failure_reason }) : null;
-    return el("tr", {},
-      el("td", {}, el("div", { class: "mono", text: t.target }), reason),
-      el("td", {}, status),
-      el("td", { class: "num", text: formatDuration(t.duration_ms) }),
-      el("td", {}, link));
-  });
   return el("div", {},
-    el("p", { class: "small muted" }, `Job `, el("code", { text: job.id }), ` · ${job.status}`),
-    el("table", { dataset: { testid: "job-table" } },
-      el("thead", {}, el("tr", {}, el("th", { text: "Target" }), el("th", { text: "Status" }), el("th", { class: "num", text: "Time" }), el("th", { text: "Artifact" }))),
-      el("tbody", {}, rows)));
+    el("p", { class: "small muted job-head" }, `Job `, el("code", { text: job.id }),
+      ` · ${job.status === "succeeded" ? "finished: every target built (see each one for how far it was verified)" : job.status}`),
+    job.failure_reason && !(job.targets || []).some((t) => t.failure_reason)
+      ? el("div", { class: "failure", text: job.failure_reason }) : null,
+    el("div", { class: "targets-list", dataset: { testid: "job-table" } },
+      (job.targets || []).map((t) => targetView(job, t, onDownload))),
+    latencyChart(job));
+}
+
+function verdictBadge(report) {
+  if (!report) return el("span", { class: "badge", text: "no report" });
+  const w = report.warnings ? report.warnings.length : 0;
+  return el("span", { class: `badge ${report.valid ? "ok" : "bad"}`, text: report.valid ? (w ? `valid · ${w} warning${w === 1 ? "" : "s"}` : "valid") : "invalid" });
+}
+
+/**
+ * The tenant's history: one entry per package (verdict, size, when) with its jobs (targets,
+ * statuses, verification, downloads). Test hooks: history-item (data-package-id), history-job.
+ */
+export function historyItem(pkg, jobs, handlers) {
+  const when = pkg.created_at ? pkg.created_at.replace("T", " ").replace(/\..*$/, "").replace(/Z$/, "") : "";
+  const jobRows = jobs.map((job) => el("li", { class: "history-job", dataset: { testid: "history-job", jobId: job.id, status: job.status } },
+    el("div", { class: "history-job-head" },
+      el("button", { class: "btn btn-small btn-ghost", type: "button", onclick: () => handlers.openJob(job), "aria-label": `Open job ${job.id}`, text: "Open" }),
+      el("span", { class: `badge s-${job.status}`, text: job.status === "succeeded" ? "all targets built" : job.status }),
+      el("span", { class: "muted small", text: job.created_at ? job.created_at.replace("T", " ").replace(/\..*$/, "").replace(/Z$/, "") : "" })),
+    el("ul", { class: "history-targets" }, job.targets.map((t) => {
+      const words = verificationWords(t.target, t.verification);
+      return el("li", { dataset: { target: t.target, status: t.status, state: t.status === "succeeded" ? words.state : "" } },
+        el("span", { class: "mono small", text: t.target }), " ",
+        el("span", { class: `badge s-${t.status}`, text: t.status === "succeeded" ? "built" : t.status }), " ",
+        t.status === "succeeded" ? el("span", { class: `badge v-${words.state}`, title: words.explain, text: words.label }) : null, " ",
+        t.status === "succeeded"
+          ? el("a", {
+            href: t.artifact_url || `/api/v1/jobs/${job.id}/artifacts/${t.target}`,
+            dataset: { testid: `history-download-${t.target}` },
+            onclick: (event) => { event.preventDefault(); handlers.download(job, t); },
+            text: "Download",
+          }) : null);
+    }))));
+  return el("li", { class: "history-item", dataset: { testid: "history-item", packageId: pkg.id } },
+    el("div", { class: "history-head" },
+      el("span", { class: "file-name", text: pkg.name }),
+      verdictBadge(pkg.report),
+      el("span", { class: "muted small", text: `${formatBytes(pkg.size)} · ${when}` }),
+      el("span", { class: "history-actions" },
+        handlers.canCompile ? el("button", { class: "btn btn-small", type: "button", dataset: { testid: "history-select" }, onclick: () => handlers.select(pkg), text: "Compile…" }) : null,
+        handlers.canDelete ? el("button", { class: "btn btn-small btn-danger", type: "button", dataset: { testid: "history-delete" }, "aria-label": `Delete ${pkg.name}`, onclick: () => handlers.remove(pkg), text: "Delete" }) : null)),
+    el("div", { class: "muted small mono pkg-id", text: pkg.id }),
+    jobRows.length ? el("ul", { class: "history-jobs" }, jobRows) : el("p", { class: "muted small", text: "Not compiled yet." }));
 }

@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/format-spec", get(routes::meta::format_spec))
         .route("/openapi.json", get(routes::meta::openapi))
+        .route("/whoami", get(routes::meta::whoami))
         .route(
             "/packages",
             put(routes::packages::upload).get(routes::packages::list),

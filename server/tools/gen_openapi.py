@@ -51,6 +51,24 @@ target = obj({
     "status": {"enum": STATES}, "duration_ms": {"type": ["integer", "null"]},
     "failure_reason": nullable("string"), "log_tail": nullable("string"),
     "artifact_url": nullable("string"), "sha256": nullable("string"),
+    "verification": {"oneOf": [{"type": "null"}, S("TargetVerification")]},
+})
+num = {"type": ["number", "null"]}
+target_verification = obj({
+    "state": {"enum": ["verified_on_device", "checked_on_build_host", "built_not_run", "unverified"],
+              "description": "verified_on_device: run on the target's kind of device; checked_on_build_host: a CPU "
+                             "target reloaded and compared on the build host's CPU, not on the device; built_not_run: "
+                             "a GPU target not run on any GPU; unverified: no verification in the report."},
+    "status": nullable("string"), "ran_on": nullable("string"),
+    "max_abs_error": num, "max_rel_error": num, "tolerance": num,
+    "original_p50_ms": num, "p50_ms": num, "p50_after_load_time_steps_ms": num,
+    "latency_device": nullable("string"),
+    "load_time_steps": {"type": "array", "items": {"type": "string"}},
+    "bundle_sha256": nullable("string"), "precision": nullable("string"),
+})
+whoami = obj({
+    "tenant": {"type": "string"}, "role": {"enum": ROLES}, "token_id": {"type": "string"},
+    "can": obj({k: {"type": "boolean"} for k in ["read", "upload", "compile", "delete", "manage_tokens", "operate"]}),
 })
 job = obj({
     "id": {"type": "string", "pattern": "^job_[0-9a-f]{32}$"}, "package_id": {"type": "string"},
@@ -78,7 +96,7 @@ audit = obj({"id": {"type": "integer"}, "at": {"type": "string"}, "tenant": null
 
 schemas = {
     "Issue": issue, "Summary": summary, "Report": report, "Package": package, "PackageDetail": package_detail,
-    "TargetStatus": target, "Job": job, "Error": error, "UploadStatus": upload, "FormatSpec": fmt,
+    "TargetStatus": target, "TargetVerification": target_verification, "Whoami": whoami, "Job": job, "Error": error, "UploadStatus": upload, "FormatSpec": fmt,
     "Tenant": tenant, "NewToken": new_token, "TokenInfo": token_info, "AuditEvent": audit,
     "PackageResponse": obj({"package": S("Package")}),
     "PackageList": obj({"packages": {"type": "array", "items": S("Package")}}),
@@ -146,6 +164,8 @@ paths = {
     "/api/v1/openapi.json": {"get": op("This document", [resp("200", "OpenAPI 3.1")], auth=False, tag="meta")},
     "/api/v1/format-spec": {"get": op("Validation settings in force (the browser validates under exactly these)",
                                       [resp("200", "settings", "FormatSpec")], auth=False, tag="meta")},
+    "/api/v1/whoami": {"get": op("The caller's tenant, role and what the role may do (the page checks a token with it)",
+                                 [resp("200", "identity", "Whoami")], ["401"], tag="meta")},
     "/api/v1/packages": {
         "put": op("Upload a package (raw .tar.gz body), validated while it streams in",
                   [resp("201", "stored", "PackageResponse")], ["400", "401", "403", "408", "413", "422", "429", "507"],

@@ -192,3 +192,64 @@ export function codesOf(report) {
 export function tempDir(prefix = "byom-web-") {
   return mkdtempSync(join(tmpdir(), prefix));
 }
+
+/** A JSON call to the server's API with a bearer token; returns {status, body}. */
+export async function apiCall(server, method, path, token, body) {
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(`${server.url}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+/** Create `tenant` (if needed) and mint a token of `role` in it: {id, token, tenant, role}. */
+export async function mintToken(server, tenant, role) {
+  const made = await apiCall(server, "POST", "/api/v1/admin/tenants", server.token, { name: tenant });
+  if (made.status !== 201 && made.status !== 409) throw new Error(`tenant ${tenant}: HTTP ${made.status}`);
+  const minted = await apiCall(server, "POST", "/api/v1/admin/tokens", server.token, { tenant, role });
+  if (minted.status !== 201) throw new Error(`token ${tenant}/${role}: HTTP ${minted.status} ${JSON.stringify(minted.body)}`);
+  return minted.body;
+}
+
+/**
+ * Visual smoke of a layout: the page has no horizontal overflow, nothing in the header sticks
+ * out of it, and no word in a badge, pill or status is broken across lines (a word split over two
+ * lines has two client rects). Returns a list of problems (empty when fine).
+ */
+export async function layoutProblems(page) {
+  return page.evaluate(() => {
+    const problems = [];
+    const width = window.innerWidth;
+    if (document.documentElement.scrollWidth > width) {
+      const wide = [...document.querySelectorAll("body *")]
+        .filter((e) => e.getBoundingClientRect().right > width + 0.5 && e.getClientRects().length)
+        .slice(0, 5).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`);
+      problems.push(`page scrollWidth ${document.documentElement.scrollWidth} > ${width}: ${wide.join(", ")}`);
+    }
+    const header = document.querySelector("header").getBoundingClientRect();
+    for (const e of document.querySelectorAll("header *")) {
+      const r = e.getBoundingClientRect();
+      if (!r.width || e.closest(".visually-hidden")) continue;
+      if (r.left < header.left - 0.5 || r.right > header.right + 0.5) problems.push(`header child ${e.tagName}#${e.id} overflows the header`);
+    }
+    for (const e of document.querySelectorAll(".badge, .pill, .token-status, .status, button")) {
+      if (!e.getClientRects().length) continue;
+      const walker = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
+      for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const re = /\S+/g;
+        for (let m = re.exec(node.data); m; m = re.exec(node.data)) {
+          const range = document.createRange();
+          range.setStart(node, m.index);
+          range.setEnd(node, m.index + m[0].length);
+          const tops = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+          if (tops.size > 1) problems.push(`word "${m[0]}" broken across lines in ${e.tagName}.${e.className}`);
+        }
+      }
+    }
+    return problems;
+  });
+}

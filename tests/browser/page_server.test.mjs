@@ -27,7 +27,9 @@ const pageErrors = [];
 const requests = [];
 
 async function metrics() {
-  const response = await fetch(`${server.url}/metrics`);
+  // /metrics is operator-only: without the token it is a 401 and every sum would be 0 == 0.
+  const response = await fetch(`${server.url}/metrics`, { headers: { Authorization: `Bearer ${server.token}` } });
+  assert.equal(response.status, 200, "GET /metrics with the operator token");
   return parseMetrics(await response.text());
 }
 
@@ -82,6 +84,8 @@ before(async () => {
   await page.goto(`${server.url}/`);
   await page.waitForSelector("body[data-ready=true]");
   await page.fill('[data-testid="token-input"]', server.token);
+  // The page checks the token with the server before it enables uploads.
+  await page.waitForSelector('[data-testid="token-status"][data-state="ok"]', { timeout: 10_000 });
 });
 
 after(async () => {

@@ -26,6 +26,85 @@ fn log_tail(entry: &Value) -> Option<String> {
     )
 }
 
+/// How far a target's artifact was checked, in the three honest degrees the page shows. The
+/// compile report says it in a sentence (`verification.status`); this is the same fact as a
+/// closed set, so the page never has to guess from wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerificationState {
+    /// Loaded and run on the target's own kind of device (the report says "verified on …").
+    VerifiedOnDevice,
+    /// A CPU target built on another CPU (arm64 on this x86_64 host): reloaded and its outputs
+    /// compared here, but never run on the device itself.
+    CheckedOnBuildHost,
+    /// A GPU target with no GPU run (x86_64-cuda without a GPU, Jetson): reloaded and checked
+    /// on the host's CPU at most; nothing ran on the device.
+    BuiltNotRun,
+    /// No verification in the report (the target failed, or an older report).
+    Unverified,
+}
+
+impl VerificationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationState::VerifiedOnDevice => "verified_on_device",
+            VerificationState::CheckedOnBuildHost => "checked_on_build_host",
+            VerificationState::BuiltNotRun => "built_not_run",
+            VerificationState::Unverified => "unverified",
+        }
+    }
+
+    /// Classify a report entry. Only a status that starts with "verified on" counts as a run
+    /// on the device; GPU targets otherwise never claim more than "built, not run".
+    pub fn of(target: &str, verification: Option<&Value>) -> VerificationState {
+        let Some(v) = verification.filter(|v| v.is_object()) else {
+            return VerificationState::Unverified;
+        };
+        let status = v.get("status").and_then(Value::as_str).unwrap_or("");
+        if status.starts_with("verified on") {
+            return VerificationState::VerifiedOnDevice;
+        }
+        let compared = v.get("max_abs_error").is_some_and(|e| !e.is_null());
+        let gpu_target = matches!(target, "x86_64-cuda" | "jetson-xavier");
+        if compared && !gpu_target {
+            VerificationState::CheckedOnBuildHost
+        } else {
+            VerificationState::BuiltNotRun
+        }
+    }
+}
+
+fn p50(latency: Option<&Value>) -> Option<f64> {
+    latency?.get("p50_ms")?.as_f64()
+}
+
+/// The report's findings for one target, flattened for the page: the verification state and
+/// the report's own sentence, the error against the original, latency before/after the
+/// load-time step that was kept, and the bundle's sha256.
+fn verification_json(target: &str, entry: &Value, report: Option<&Value>) -> Value {
+    let v = entry.get("verification");
+    let state = VerificationState::of(target, v);
+    let v = v.filter(|v| v.is_object());
+    let get = |k: &str| v.and_then(|v| v.get(k)).cloned().unwrap_or(Value::Null);
+    let eager = report
+        .and_then(|r| r.get("model"))
+        .and_then(|m| m.get("eager_latency"));
+    json!({
+        "state": state.as_str(),
+        "status": get("status"),
+        "ran_on": get("ran_on"),
+        "max_abs_error": get("max_abs_error"),
+        "max_rel_error": get("max_rel_error"),
+        "tolerance": get("tolerance"),
+        "original_p50_ms": p50(eager),
+        "p50_ms": p50(v.and_then(|v| v.get("latency"))),
+        "p50_after_load_time_steps_ms": p50(v.and_then(|v| v.get("latency_after_load_time_steps"))),
+        "latency_device": v.and_then(|v| v.get("latency")).and_then(|l| l.get("device")).cloned().unwrap_or(Value::Null),
+        "load_time_steps": entry.get("load_time_steps").cloned().unwrap_or(json!([])),
+        "bundle_sha256": entry.get("bundle_sha256").cloned().unwrap_or(Value::Null),
+        "precision": entry.get("precision").cloned().unwrap_or(Value::Null),
+    })
+}
+
 /// The Job object of the API.
 pub fn job_json(job: &JobRow) -> Value {
     let report: Option<Value> = job
@@ -51,6 +130,7 @@ pub fn job_json(job: &JobRow) -> Value {
                         "log_tail": log_tail(e),
                         "artifact_url": (status == "succeeded").then(|| format!("/api/v1/jobs/{}/artifacts/{t}", job.id)),
                         "sha256": e.get("artifact_sha256").and_then(Value::as_str),
+                        "verification": verification_json(t, e, report.as_ref()),
                     })
                 }
                 None => {
@@ -66,6 +146,7 @@ pub fn job_json(job: &JobRow) -> Value {
                         "log_tail": null,
                         "artifact_url": null,
                         "sha256": null,
+                        "verification": null,
                     })
                 }
             }
@@ -83,4 +164,67 @@ pub fn job_json(job: &JobRow) -> Value {
         "targets": targets,
         "report": report,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The report's sentences as byom-compile writes them today, and what each must classify as.
+    #[test]
+    fn verification_states_are_truthful() {
+        let v = |status: &str, compared: bool| json!({"status": status, "max_abs_error": if compared { json!(1e-6) } else { Value::Null }});
+        let s = |t, x: Value| VerificationState::of(t, Some(&x));
+        assert_eq!(
+            s("x86_64-cpu", v("verified on this host's x86_64 CPU", true)),
+            VerificationState::VerifiedOnDevice
+        );
+        assert_eq!(
+            s(
+                "arm64-cpu",
+                v(
+                    "built here, not run on the device (outputs checked on this x86_64 host)",
+                    true
+                )
+            ),
+            VerificationState::CheckedOnBuildHost
+        );
+        // Checked on the host's CPU, yet never run on a GPU: that is "built, not run".
+        assert_eq!(
+            s(
+                "x86_64-cuda",
+                v(
+                    "built, not run: no GPU (reloaded and checked on this host's CPU)",
+                    true
+                )
+            ),
+            VerificationState::BuiltNotRun
+        );
+        assert_eq!(
+            s(
+                "jetson-xavier",
+                v(
+                    "built here, not run on the device (fp16 outputs checked on this host's CPU)",
+                    true
+                )
+            ),
+            VerificationState::BuiltNotRun
+        );
+        assert_eq!(
+            s("x86_64-cuda", v("verified on NVIDIA H200", true)),
+            VerificationState::VerifiedOnDevice
+        );
+        assert_eq!(
+            s("arm64-cpu", v("built here", false)),
+            VerificationState::BuiltNotRun
+        );
+        assert_eq!(
+            VerificationState::of("x86_64-cpu", None),
+            VerificationState::Unverified
+        );
+        assert_eq!(
+            VerificationState::of("x86_64-cpu", Some(&Value::Null)),
+            VerificationState::Unverified
+        );
+    }
 }

@@ -47,6 +47,26 @@ pub async fn format_spec(State(state): State<AppState>) -> Json<serde_json::Valu
     }))
 }
 
+/// `GET /api/v1/whoami`: the caller's tenant and role, and what the role may do, so the page
+/// can say who is signed in and disable what the token cannot do (with the reason) before the
+/// user tries it. A missing or wrong token is 401 like every other authenticated route.
+pub async fn whoami(principal: Principal) -> Json<serde_json::Value> {
+    let role = principal.role;
+    Json(json!({
+        "tenant": principal.tenant,
+        "role": role.as_str(),
+        "token_id": principal.token_id,
+        "can": {
+            "read": true,
+            "upload": role >= Role::Uploader,
+            "compile": role >= Role::Uploader,
+            "delete": role >= Role::Uploader,
+            "manage_tokens": role >= Role::Admin,
+            "operate": role == Role::Operator,
+        },
+    }))
+}
+
 pub async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
