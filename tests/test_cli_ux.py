@@ -194,7 +194,7 @@ def test_pack_output_flag_is_the_file_and_a_shape_there_is_refused(byom_bin, tra
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from test_server_harness import Server
+    from helpers import Server
 
     s = Server(tmp_path_factory.mktemp("ux-push") / "data", "--workers", "1").start()
     yield s
@@ -202,7 +202,7 @@ def server(tmp_path_factory):
 
 
 def test_push_takes_format_json(byom_bin, server, tmp_path):
-    from test_server_harness import good_package
+    from helpers import good_package
 
     tok = server.tenant_token("ux", "uploader")
     pkg = tmp_path / "model.tar.gz"
@@ -219,7 +219,7 @@ def test_push_takes_format_json(byom_bin, server, tmp_path):
 
 
 def test_push_compile_says_what_each_target_was_proven_to_do(byom_bin, server, tmp_path):
-    from test_server_harness import good_package
+    from helpers import good_package
 
     tok = server.tenant_token("ux", "uploader")
     pkg = tmp_path / "model.tar.gz"
@@ -237,7 +237,7 @@ def test_push_compile_says_what_each_target_was_proven_to_do(byom_bin, server, t
     assert t["bundle_bytes"] == bundle.stat().st_size and t["bundle_path"] == str(bundle)
 
 def test_push_compile_text_names_the_truth_and_the_numbers(byom_bin, server, tmp_path):
-    from test_server_harness import good_package
+    from helpers import good_package
 
     tok = server.tenant_token("ux", "uploader")
     pkg = tmp_path / "model.tar.gz"

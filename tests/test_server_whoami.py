@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_server_harness import Server, good_package
+from helpers import Server, good_package
 
 
 @pytest.fixture(scope="module")

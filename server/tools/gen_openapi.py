@@ -4,6 +4,7 @@ Run: python server/tools/gen_openapi.py. The server embeds the JSON (include_str
 /api/v1/openapi.json; tests/test_server_*.py validate every response they get against it.
 """
 import json
+import sys
 from pathlib import Path
 
 S = lambda name: {"$ref": f"#/components/schemas/{name}"}
@@ -20,7 +21,10 @@ def obj(props, required=None, extra=False):
     return o
 
 
-issue = obj({"code": {"type": "string", "pattern": "^BYOM[0-9]{3}$"},
+issue = obj({"code": {"type": "string", "pattern": "^BYOM[0-7][0-9]{2}$"},
+             "category": {"description": "What the issue concerns, derived from its code: group and colour by this.",
+                          "enum": ["archive", "layout", "config", "mochi", "manifest", "agreement", "safety", "model",
+                                   "compatibility"]},
              "severity": {"enum": ["error", "warning"]},
              "message": {"type": "string"}, "file": nullable("string"), "hint": {"type": "string"}},
             extra=True)
@@ -235,6 +239,15 @@ doc = {
     "paths": paths,
     "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
 }
-out = Path(__file__).resolve().parent.parent / "openapi.json"
-out.write_text(json.dumps(doc, indent=2) + "\n")
-print(f"wrote {out}")
+TEXT = json.dumps(doc, indent=2) + "\n"
+
+if __name__ == "__main__":
+    # `--check`: exit 1 when server/openapi.json is not what this script writes (the test uses it).
+    out = Path(__file__).resolve().parent.parent / "openapi.json"
+    if sys.argv[1:] == ["--check"]:
+        if out.read_text() != TEXT:
+            sys.exit(f"{out} is stale: run python server/tools/gen_openapi.py")
+        print(f"{out} is up to date")
+    else:
+        out.write_text(TEXT)
+        print(f"wrote {out}")

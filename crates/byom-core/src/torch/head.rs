@@ -17,7 +17,7 @@
 //!   inventory cut short by `max_tensors`): the last 2-D weight is only a guess: BYOM612.
 
 use super::{rules, PtInspection, PtKind, TensorInfo};
-use crate::report::Issue;
+use crate::diagnostics::Issue;
 
 /// How the head was found, from the most certain to the least.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +195,7 @@ mod tests {
         assert!(check(&insp, "m.pt", Some(2)).is_none());
         let i = check(&insp, "m.pt", Some(3)).expect("contradiction");
         assert_eq!(i.code, "BYOM620");
-        assert_eq!(i.severity, crate::report::Severity::Error);
+        assert_eq!(i.severity, crate::diagnostics::Severity::Error);
         assert!(
             i.message.contains("fc.weight [2, 512] has 2 outputs"),
             "{}",
@@ -234,7 +234,7 @@ mod tests {
         let i = check(&insp, "m.pt", Some(3)).unwrap();
         assert_eq!(
             (i.code.as_str(), i.severity),
-            ("BYOM612", crate::report::Severity::Warning)
+            ("BYOM612", crate::diagnostics::Severity::Warning)
         );
         assert!(i.message.contains("a guess"), "{}", i.message);
         // An inventory cut short by max_tensors cannot show which weight is last.
