@@ -13,7 +13,7 @@ import tarfile
 
 import pytest
 
-from conftest import run_byom
+from helpers import run_byom
 
 
 def human(b: int) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_byom
+from helpers import run_byom
 
 torch = pytest.importorskip("torch")
 
@@ -248,3 +248,27 @@ def test_second_end_record_in_the_comment(byom_bin, tmp_path):
     assert_refused(byom_bin, path, tmp_path, "BYOM604")
     _, out = inspect(byom_bin, path)
     assert "end-of-central-directory" in next(e["message"] for e in out["errors"] if e["code"] == "BYOM604")
+
+
+def test_server_refuses_what_torch_would_load_differently(tmp_path_factory, tmp_path):
+    """The red-team saw the server store these (201); it re-validates with the same core, so
+    each hostile variant is now a 422 naming the rule, and nothing is kept."""
+    from helpers import serve
+
+    entries = saved_entries()
+    marker = tmp_path / "never"
+    evil = payload(marker)
+    variants = {
+        "BYOM613": zip_of([("archive/data.pkl", evil)] + entries),
+        "BYOM614": zip_of(entries + [("archive/DATA.PKL", evil)]),
+        "BYOM615": zip_of(entries + [("other/data.pkl", evil)]),
+    }
+    for server in serve(tmp_path_factory, "ptzip"):
+        token = server.tenant_token("ptzip", "uploader")
+        for code, pt in variants.items():
+            data = make_packages.package_bytes(make_packages.BASE, pt_data=pt)
+            body = server.error(server.upload(token, data), 422, "invalid_package")
+            assert code in codes(body["report"]), (code, body["report"]["errors"])
+        listed = server.call("GET", "/api/v1/packages", token).json()
+        assert listed["packages"] == [], listed
+    assert not marker.exists()

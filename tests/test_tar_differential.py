@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_byom
+from helpers import REPO, run_byom
 
 TINY_PT = (REPO / "crates" / "byom-core" / "tests" / "data" / "tiny_traced.pt").read_bytes()
 
