@@ -179,7 +179,7 @@ _setup_job_rust() {
     # which roughly halves the compile on a fresh machine.
     CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=false \
       CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-      cargo install --locked wasm-bindgen-cli --version "=$BYOM_WASM_BINDGEN_VERSION" --bin wasm-bindgen
+      cargo install wasm-bindgen-cli --version "=$BYOM_WASM_BINDGEN_VERSION" --bin wasm-bindgen
   else
     _setup_skip "$wb present"
   fi
