@@ -28,17 +28,30 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 cargo build -p byom-wasm --target wasm32-unknown-unknown --profile wasm
 raw="$target_dir/wasm32-unknown-unknown/wasm/byom_wasm.wasm"
 
-rm -rf web/pkg
-"$bindgen" --target web --typescript --out-dir web/pkg "$raw"
-out=web/pkg/byom_wasm_bg.wasm
-before=$(stat -c %s "$out")
-
 wasm_opt="${WASM_OPT:-}"
 if [ -z "$wasm_opt" ] && [ -x tests/browser/node_modules/.bin/wasm-opt ]; then
   wasm_opt=tests/browser/node_modules/.bin/wasm-opt
 fi
 if [ -z "$wasm_opt" ]; then wasm_opt=$(command -v wasm-opt || true); fi
-if [ "${BYOM_WASM_OPT:-1}" != "0" ] && [ -n "$wasm_opt" ]; then
+[ "${BYOM_WASM_OPT:-1}" != "0" ] || wasm_opt=""
+
+# Nothing to redo when web/pkg was made by these same tools from this same module: a second
+# scripts/serve.sh then starts in seconds instead of re-running wasm-bindgen and wasm-opt -O3.
+stamp="$target_dir/wasm32-unknown-unknown/wasm/web-pkg.stamp"
+out=web/pkg/byom_wasm_bg.wasm
+want="$(sha256sum "$raw" | cut -c1-64) bindgen=$cli_version opt=${wasm_opt:+$("$wasm_opt" --version 2>/dev/null | head -n 1)}"
+if [ -f "$out" ] && [ -f web/pkg/byom_wasm.js ] && [ -f "$stamp" ] &&
+  [ "$(head -n 1 "$stamp")" = "$want" ] && [ "$(sed -n 2p "$stamp")" = "$(sha256sum "$out" | cut -c1-64)" ]; then
+  echo "web/pkg is up to date ($(stat -c %s "$out") bytes): nothing to rebuild"
+  exit 0
+fi
+rm -f "$stamp"
+
+rm -rf web/pkg
+"$bindgen" --target web --typescript --out-dir web/pkg "$raw"
+before=$(stat -c %s "$out")
+
+if [ -n "$wasm_opt" ]; then
   # -O3 rather than -Oz: the validator is throughput-bound (inflate), and the size gain of -Oz
   # is small next to the speed it costs. The feature flags match what rustc emits by default.
   "$wasm_opt" -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
@@ -53,3 +66,4 @@ fi
 size=$(stat -c %s "$out")
 gz=$(gzip -9 -c "$out" | wc -c)
 echo "web/pkg/byom_wasm_bg.wasm: $size bytes ($gz gzipped)"
+printf '%s\n%s\n' "$want" "$(sha256sum "$out" | cut -c1-64)" >"$stamp"

@@ -14,19 +14,29 @@ BYOM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$BYOM_ROOT"
 
 # Serving needs Rust, the wasm tools and the venv's libtorch, not Chromium or test tools.
+# shellcheck disable=SC2034 # read by setup.sh
 BYOM_SETUP=runtime
 # shellcheck source=setup.sh
 source "$BYOM_ROOT/scripts/setup.sh"
 
+# Each build is incremental: cargo and build-wasm.sh redo nothing when no source changed, so a
+# second serve.sh starts the server within seconds.
+t_page=$SECONDS
 printf '\033[1m==> [serve] building the page (wasm)\033[0m\n'
 if [ -f scripts/build-wasm.sh ]; then
-  bash scripts/build-wasm.sh
+  byom_long "serve: page" bash scripts/build-wasm.sh
 else
   echo "    scripts/build-wasm.sh not present yet: the page will lack its wasm validator" >&2
 fi
+printf '    [serve] page ready in %s\n' "$(byom_elapsed $((SECONDS - t_page)))"
 
-printf '\033[1m==> [serve] cargo build --release -p byom-server -p byom-cli\033[0m\n'
-cargo build --release -p byom-server -p byom-cli
+# Profile "serve" (Cargo.toml): release without LTO and with cheap tch/torch-sys bindings, so a
+# fresh machine compiles it in a fraction of `--release`'s time; binaries in target/serve/.
+t_build=$SECONDS
+printf '\033[1m==> [serve] cargo build --profile serve -p byom-server -p byom-cli\033[0m\n'
+byom_long "serve: build" cargo build --profile serve -p byom-server -p byom-cli
+printf '    [serve] server built in %s\n' "$(byom_elapsed $((SECONDS - t_build)))"
+BYOM_BIN="${CARGO_TARGET_DIR:-$BYOM_ROOT/target}/serve"
 
 DATA_DIR="${BYOM_DATA_DIR:-$BYOM_ROOT/data}"
 LISTEN="${BYOM_LISTEN:-127.0.0.1:8080}"
@@ -46,7 +56,7 @@ if [ -n "${BYOM_ADMIN_TOKEN:-}" ]; then
 else
   printf '  admin token:    %s/admin-token (written on first start; the server prints the path)\n' "$DATA_DIR"
 fi
-printf '  CLI:            target/release/byom push model.tar.gz --server http://%s --token <token>\n\n' "$LISTEN"
+printf '  CLI:            %s/byom push model.tar.gz --server http://%s --token <token>\n\n' "$BYOM_BIN" "$LISTEN"
 
 # Defaults only for flags the caller did not give (clap refuses a flag given twice).
 has_flag() {
@@ -61,4 +71,4 @@ defaults=()
 has_flag --data-dir "$@" || defaults+=(--data-dir "$DATA_DIR")
 has_flag --listen "$@" || defaults+=(--listen "$LISTEN")
 has_flag --web-dir "$@" || defaults+=(--web-dir "$BYOM_ROOT/web")
-exec "$BYOM_ROOT/target/release/byom-server" serve "${defaults[@]}" "$@"
+exec "$BYOM_BIN/byom-server" serve "${defaults[@]}" "$@"

@@ -4,8 +4,9 @@
 #   bash scripts/test.sh
 #
 # Runs from any working directory. Stops at the first failing step and names it. Steps:
-# setup -> rustfmt -> clippy -> cargo test -> wasm32 build -> web build -> byom/byom-server
-# build -> fixtures (real PyTorch) -> pytest -> browser tests.
+# setup -> rustfmt -> clippy -> build (one feature set for all that follows) -> cargo test ->
+# wasm32/web build -> fixtures (real PyTorch) -> pytest -> browser tests. Long steps print a
+# progress line every 30 s when the output is not a terminal (BYOM_HEARTBEAT_S).
 # Environment knobs (local iteration only; CI uses none): BYOM_SKIP_BROWSER=1 skips the Chromium
 # tests; PYTEST_ARGS adds pytest arguments (e.g. PYTEST_ARGS="-k validate"); BYOM_KEEP_GOING=1
 # runs every step even after a failure and lists the failed ones at the end (exit 1).
@@ -39,13 +40,13 @@ step() {
   printf '    $ %s\n' "$*"
   if [ -n "${BYOM_KEEP_GOING:-}" ]; then
     local rc=0
-    "$@" || rc=$?
+    byom_long "$name" "$@" || rc=$?
     if [ "$rc" != 0 ]; then
       FAILED_STEPS+=("$name (exit $rc)")
       printf '\033[31;1m--- step "%s" FAILED (exit %s); going on (BYOM_KEEP_GOING)\033[0m\n' "$name" "$rc"
     fi
   else
-    "$@"
+    byom_long "$name" "$@"
   fi
   STEP_TIMES+=("$(printf '%5ss  %s' "$((SECONDS - t))" "$name")")
   CURRENT_STEP=""
@@ -63,14 +64,23 @@ CURRENT_STEP=""
 
 step "rustfmt" cargo fmt --all --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
+# One debug build of everything the later steps run, with one feature set: the whole workspace
+# with its dev-dependencies, which is what `cargo test --workspace` resolves. Building the
+# binaries with `-p byom-cli -p byom-server` (or the compile example with `-p byom-compile`)
+# resolves other features for serde, tokio, sqlx, ... and compiles ~40-60 crates again, tch and
+# torch-sys's C++ wrapper among them. The Python and browser tests find the binaries in
+# target/debug, the compile example through BYOM_COMPILE_BIN.
+step "build (workspace: binaries, tests, examples)" \
+  cargo build --workspace --bins --tests --examples
+export BYOM_COMPILE_BIN="${CARGO_TARGET_DIR:-$BYOM_ROOT/target}/debug/examples/compile"
 step "cargo test" cargo test --workspace
-step "wasm32 build (core + wasm crate)" \
-  cargo build -p byom-core -p byom-wasm --target wasm32-unknown-unknown
 if [ -f scripts/build-wasm.sh ]; then
-  step "web build (scripts/build-wasm.sh)" bash scripts/build-wasm.sh
+  # Builds byom-core and byom-wasm for wasm32 (profile "wasm"), so no separate debug wasm32 build.
+  step "wasm32 + web build (scripts/build-wasm.sh)" bash scripts/build-wasm.sh
+else
+  step "wasm32 build (core + wasm crate)" \
+    cargo build -p byom-core -p byom-wasm --target wasm32-unknown-unknown
 fi
-# Debug builds: what the Python and browser tests drive (tests find them in target/debug).
-step "build byom + byom-server" cargo build -p byom-cli -p byom-server
 
 FIXTURES_DIR="$BYOM_ROOT/tests/out/fixtures"
 export BYOM_FIXTURES="$FIXTURES_DIR"
