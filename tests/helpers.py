@@ -66,11 +66,11 @@ def binary(env_name: str, name: str, build_hint: str) -> Path:
 
 
 def byom_bin() -> Path:
-    return binary("BYOM_BIN", "byom", "cargo build -p byom-cli")
+    return binary("BYOM_BIN", "byom", "cargo build --workspace --bins --tests --examples")
 
 
 def byom_server_bin() -> Path:
-    return binary("BYOM_SERVER_BIN", "byom-server", "cargo build -p byom-server")
+    return binary("BYOM_SERVER_BIN", "byom-server", "cargo build --workspace --bins --tests --examples")
 
 
 def run_byom(byom: Path, *args, env_extra: dict | None = None, timeout: float = 120, **kw):
