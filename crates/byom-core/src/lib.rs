@@ -16,6 +16,7 @@ pub mod report;
 pub mod rules;
 pub mod settings;
 pub mod torch;
+pub mod torch_version;
 pub mod validate;
 
 pub use diagnostics::{Category, Code, Rule};

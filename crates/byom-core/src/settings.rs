@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::limits::Limits;
-use crate::torch::version::{self, TorchVersion};
+use crate::torch_version::{self as version, TorchVersion};
 
 /// The libtorch version the compile server links (tch 0.24 ↔ torch 2.11).
 pub const SERVER_TORCH: TorchVersion = version::SERVER;
