@@ -263,7 +263,7 @@ def test_pack_non_square_resize_is_height_then_width(resize, pt_dir, made, tmp_p
         config = t.extractfile("config.yaml").read().decode()
     assert manifest["preprocessing"]["resize"] == [128, 96]
     assert "image_width: 96\n  image_height: 128\n" in config
-    v = subprocess.run([str(_byom()), "validate", "--format", "json", str(out)], capture_output=True, text=True,
+    v = subprocess.run([str(byom_bin()), "validate", "--format", "json", str(out)], capture_output=True, text=True,
                        timeout=300)
     report = json.loads(v.stdout)
     assert report["valid"] and "BYOM509" not in {w["code"] for w in report["warnings"]}, report
@@ -273,7 +273,7 @@ def test_pack_non_square_resize_is_height_then_width(resize, pt_dir, made, tmp_p
 def test_pack_and_friends_refuse_a_required_torch_that_is_not_a_version(command, tmp_path):
     """`--required-torch banana` used to become the default 2.11 silently; now it is refused."""
     extra = ["--input", "1,3,16,16"] if command == "pack" else []
-    r = subprocess.run([str(_byom()), command, str(tmp_path / "x.pt"), *extra, "--required-torch", "banana"],
+    r = subprocess.run([str(byom_bin()), command, str(tmp_path / "x.pt"), *extra, "--required-torch", "banana"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert '"banana" is not a torch version: expected major.minor' in r.stderr, r.stderr
@@ -282,7 +282,7 @@ def test_pack_and_friends_refuse_a_required_torch_that_is_not_a_version(command,
 def test_pack_settings_file_with_a_bad_required_torch_is_refused(tmp_path):
     settings = tmp_path / "settings.json"
     settings.write_text(json.dumps({"required_torch": "banana"}))
-    r = subprocess.run([str(_byom()), "validate", "--settings", str(settings), str(tmp_path / "x.tar.gz")],
+    r = subprocess.run([str(byom_bin()), "validate", "--settings", str(settings), str(tmp_path / "x.tar.gz")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "invalid settings" in r.stderr and '"banana" is not a torch version' in r.stderr, r.stderr

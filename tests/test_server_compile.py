@@ -5,6 +5,8 @@ compile crate's own tests.)"""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from helpers import good_package, serve, tar_members
