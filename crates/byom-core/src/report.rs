@@ -171,8 +171,8 @@ impl Report {
     }
 }
 
-/// `1.5 MiB`-style sizes for the text report.
-fn human_bytes(b: u64) -> String {
+/// `1.5 MiB`-style sizes for people (the text report, the CLI); JSON keeps exact bytes.
+pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
     let mut unit = 0;

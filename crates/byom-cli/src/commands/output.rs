@@ -41,21 +41,9 @@ pub fn write_json<T: serde::Serialize + ?Sized>(command: &str, value: &T) -> Res
     }
 }
 
-/// A size for people: `812 B`, `4.2 KiB`, `39.5 MiB`, `1.1 GiB` (JSON keeps exact bytes).
-pub fn human_bytes(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
+/// A size for people: `812 B`, `4.2 KiB`, `39.5 MiB` (JSON keeps exact bytes); the core's, so
+/// the CLI and the text report word sizes alike.
+pub use byom_core::report::human_bytes;
 
 /// `no warnings`, `1 warning`, `3 warnings`.
 pub fn count(n: usize, what: &str) -> String {
