@@ -512,17 +512,7 @@ mod tests {
 
     /// What the page's builder sends for a 256x320 (height x width) model, with every
     /// preprocessing field it sets (web/builder.js `packOptions`).
-    const PAGE_JSON: &str = r#"{
-        "model_type": "classification",
-        "input_shape": [1, 3, 256, 320],
-        "class_names": ["good", "defect"],
-        "channel_order": "RGB",
-        "postprocessing": "softmax",
-        "num_classes": 2,
-        "resize": {"height": 256, "width": 320},
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225]
-    }"#;
+    const PAGE_JSON: &str = include_str!("../tests/data/page_pack_options.json");
 
     fn non_square() -> PackOptions {
         PackOptions {

@@ -230,17 +230,7 @@ mod tests {
 
     /// The JSON web/builder.js `packOptions` sends for a 256x320 (height x width) model with
     /// the form's preprocessing fields; the wasm face reads it with `PackOptions::from_json`.
-    const PAGE_JSON: &str = r#"{
-        "model_type": "classification",
-        "input_shape": [1, 3, 256, 320],
-        "class_names": ["good", "defect"],
-        "channel_order": "RGB",
-        "postprocessing": "softmax",
-        "num_classes": 2,
-        "resize": {"height": 256, "width": 320},
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225]
-    }"#;
+    const PAGE_JSON: &str = include_str!("../../../byom-core/tests/data/page_pack_options.json");
 
     #[test]
     fn non_square_cli_and_page_write_the_same_metadata() {
