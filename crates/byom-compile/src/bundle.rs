@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use byom_core::archive::ustar;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
@@ -149,35 +150,6 @@ fn readme(target: Target, d: &Value) -> String {
     )
 }
 
-/// A POSIX ustar header for a regular file `name` (a short fixed name of ours, under 100
-/// bytes) of `size` bytes: mode 0644, owner 0, mtime 0, so the archive depends only on content.
-/// Written by hand, and plainly, so that the crate carries no tar library: the one tar reader
-/// in the system is byom-core's (GNU tar, Python and the core read these headers alike, see
-/// the test below).
-fn ustar_header(name: &str, size: u64) -> [u8; 512] {
-    let mut h = [0u8; 512];
-    let n = name.len().min(99);
-    h[..n].copy_from_slice(&name.as_bytes()[..n]);
-    h[100..108].copy_from_slice(b"0000644\0");
-    h[108..116].copy_from_slice(b"0000000\0");
-    h[116..124].copy_from_slice(b"0000000\0");
-    if size < 1 << 33 {
-        h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
-    } else {
-        // Over 8 GiB: GNU base-256, which GNU tar, Python and the core all read.
-        h[124] = 0x80;
-        h[128..136].copy_from_slice(&size.to_be_bytes());
-    }
-    h[136..148].copy_from_slice(b"00000000000\0");
-    h[156] = b'0';
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
-    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    h
-}
-
 /// Writes the bundle directory and its `.tar.gz`; returns the archive's path and sha256.
 pub fn write(
     out_dir: &Path,
@@ -225,8 +197,12 @@ pub fn write(
         let path = dir.join(name);
         let mut f = File::open(&path).map_err(CompileError::io(&path))?;
         let len = f.metadata().map_err(CompileError::io(&path))?.len();
-        gz.write_all(&ustar_header(name, len))
-            .map_err(CompileError::io(&archive))?;
+        // The names are this module's own fixed names, so this cannot fail; if it ever did, the
+        // bundle must not be written with a mangled name.
+        let header = ustar::header(name, len).map_err(|e| {
+            CompileError::io(&path)(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        })?;
+        gz.write_all(&header).map_err(CompileError::io(&archive))?;
         let copied =
             std::io::copy(&mut (&mut f).take(len), &mut gz).map_err(CompileError::io(&archive))?;
         if copied != len {
@@ -235,12 +211,10 @@ pub fn write(
                 "the file shrank while it was archived",
             )));
         }
-        let pad = (512 - len % 512) % 512;
-        gz.write_all(&[0u8; 512][..pad as usize])
+        gz.write_all(ustar::padding(len))
             .map_err(CompileError::io(&archive))?;
     }
-    // End of archive: two zero blocks.
-    gz.write_all(&[0u8; 1024])
+    gz.write_all(&ustar::END_OF_ARCHIVE)
         .map_err(CompileError::io(&archive))?;
     let mut file = gz.finish().map_err(CompileError::io(&archive))?;
     file.flush().map_err(CompileError::io(&archive))?;
@@ -307,17 +281,5 @@ mod tests {
         .sum();
         assert_eq!(report.summary.uncompressed_bytes, sizes + 1300);
         let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn ustar_header_sizes() {
-        let h = ustar_header("model.pt", 1300);
-        assert_eq!(&h[124..136], b"00000002424\0");
-        let big = ustar_header("model.pt", 9 << 30);
-        assert_eq!(big[124], 0x80);
-        assert_eq!(
-            u64::from_be_bytes(big[128..136].try_into().unwrap()),
-            9 << 30
-        );
     }
 }

@@ -444,27 +444,22 @@ fn pretty(v: &Value) -> Result<String, PackError> {
         .map_err(|e| PackError::Archive(e.to_string()))
 }
 
-/// A deterministic `.tar.gz` of regular files (no directory entries, no fs metadata).
+/// A deterministic `.tar.gz` of regular files (no directory entries, no fs metadata), written
+/// by the core's one tar writer straight into the compressor (the `.pt` is not copied again).
 fn write_archive(files: &[(&str, &[u8])]) -> Result<Vec<u8>, PackError> {
+    use crate::archive::ustar;
     let err = |e: std::io::Error| PackError::Archive(e.to_string());
-    let gz = GzEncoder::new(Vec::new(), Compression::new(6));
-    let mut b = tar::Builder::new(gz);
-    for (path, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(path).map_err(err)?;
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        b.append(&h, *data).map_err(err)?;
+    let mut gz = GzEncoder::new(Vec::new(), Compression::new(6));
+    for (name, data) in files {
+        let header = ustar::header(name, data.len() as u64)
+            .map_err(|e| PackError::Archive(e.to_string()))?;
+        gz.write_all(&header).map_err(err)?;
+        gz.write_all(data).map_err(err)?;
+        gz.write_all(ustar::padding(data.len() as u64))
+            .map_err(err)?;
     }
-    let gz = b.into_inner().map_err(err)?;
-    let mut out = gz.finish().map_err(err)?;
-    out.flush().map_err(err)?;
-    Ok(out)
+    gz.write_all(&ustar::END_OF_ARCHIVE).map_err(err)?;
+    gz.finish().map_err(err)
 }
 
 #[cfg(test)]

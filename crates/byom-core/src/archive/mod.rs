@@ -8,6 +8,7 @@
 pub mod gzip;
 pub mod path;
 pub mod tar;
+pub mod ustar;
 
 pub use gzip::GzipDecoder;
 pub use tar::{TarSink, TarWalker};
