@@ -23,15 +23,15 @@ PY38=${PY38:-$HOME/.pyenv/versions/3.8.18/bin/python}
 BYOM=${BYOM_BIN:-$ROOT/target/debug/byom}
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 mkdir -p "$T"
-if [ ! -x "$T/venv/bin/python" ] || ! "$T/venv/bin/python" -c 'import torch; assert torch.__version__.startswith("1.8.0")' 2>/dev/null; then
+# torch 1.8 must not see the project's libtorch (LD_LIBRARY_PATH from the worktree's env.sh).
+T18=(env -u LD_LIBRARY_PATH "$T/venv/bin/python")
+if [ ! -x "$T/venv/bin/python" ] || ! "${T18[@]}" -c 'import torch; assert torch.__version__.startswith("1.8.0")' 2>/dev/null; then
   "$PY38" -m venv "$T/venv"
   "$T/venv/bin/pip" install -q torch==1.8.0 torchvision==0.9.0 numpy
 fi
 [ -x "$BYOM" ] || cargo build -p byom-cli
 rm -rf "$T/new" "$T/old" && mkdir -p "$T/new" "$T/old"
 "$PY" tests/fixtures/make_pt.py "$T/new" >/dev/null
-# torch 1.8 must not see the project's libtorch (LD_LIBRARY_PATH from the worktree's env.sh).
-T18=(env -u LD_LIBRARY_PATH "$T/venv/bin/python")
 "${T18[@]}" tests/torch18/gen18.py "$T/old" 2>/dev/null
 "${T18[@]}" tests/torch18/load18.py "$T"/new/*.pt "$T"/old/*.pt > "$T/load18.json" 2>/dev/null
 "${T18[@]}" tests/torch18/schemas18.py > "$T/schemas18.json"
