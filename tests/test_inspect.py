@@ -103,6 +103,8 @@ def test_inspect_matches_torch(kind, pt_dir, made):
     assert ("BYOM702" in codes) == info["needs_newer_than_1_8"], (codes, model["min_torch_reasons"])
     if info["why"]:
         assert any(info["why"] in r for r in model["min_torch_reasons"]), model["min_torch_reasons"]
+    if info.get("min_torch"):
+        assert model["min_torch"] == info["min_torch"], model["min_torch_reasons"]
 
     theirs = torch_tensors(path, info)
     ours = {t["name"]: (t["shape"], t["dtype"], t["numel"]) for t in model["tensors"]}

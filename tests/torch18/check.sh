@@ -9,7 +9,10 @@
 #   3. runs `byom inspect --format json` on each: byom says 1.8 cannot load it iff it reports
 #      BYOM702; runs torch 1.8 on each (tests/torch18/load18.py);
 #   4. prints a table and fails if byom and torch 1.8 disagree, or if a torch-1.8-written file
-#      raises any safety alarm or the wrong kind.
+#      raises any safety alarm or the wrong kind;
+#   5. checks the generated operator table (crates/byom-core/src/torch/op_history.txt) against
+#      every schema torch 1.8 registers: nothing it dates after 1.8 may exist in 1.8.
+# PY38 may name any CPython torch 1.8.0 has wheels for (3.6–3.9).
 # Too slow for the default test command; run by hand: tests/torch18/check.sh
 # Results are recorded in docs/bench-torch.md.
 set -euo pipefail
@@ -20,15 +23,19 @@ PY38=${PY38:-$HOME/.pyenv/versions/3.8.18/bin/python}
 BYOM=${BYOM_BIN:-$ROOT/target/debug/byom}
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 mkdir -p "$T"
-if [ ! -x "$T/venv/bin/python" ] || ! "$T/venv/bin/python" -c 'import torch; assert torch.__version__.startswith("1.8.0")' 2>/dev/null; then
+# torch 1.8 must not see the project's libtorch (LD_LIBRARY_PATH from the worktree's env.sh).
+T18=(env -u LD_LIBRARY_PATH "$T/venv/bin/python")
+if [ ! -x "$T/venv/bin/python" ] || ! "${T18[@]}" -c 'import torch; assert torch.__version__.startswith("1.8.0")' 2>/dev/null; then
   "$PY38" -m venv "$T/venv"
   "$T/venv/bin/pip" install -q torch==1.8.0 torchvision==0.9.0 numpy
 fi
 [ -x "$BYOM" ] || cargo build -p byom-cli
 rm -rf "$T/new" "$T/old" && mkdir -p "$T/new" "$T/old"
 "$PY" tests/fixtures/make_pt.py "$T/new" >/dev/null
-"$T/venv/bin/python" tests/torch18/gen18.py "$T/old" 2>/dev/null
-"$T/venv/bin/python" tests/torch18/load18.py "$T"/new/*.pt "$T"/old/*.pt > "$T/load18.json" 2>/dev/null
+"${T18[@]}" tests/torch18/gen18.py "$T/old" 2>/dev/null
+"${T18[@]}" tests/torch18/load18.py "$T"/new/*.pt "$T"/old/*.pt > "$T/load18.json" 2>/dev/null
+"${T18[@]}" tests/torch18/schemas18.py > "$T/schemas18.json"
+"$PY" tools/torch_ops/extract.py --verify-registry 1.8 "$T/schemas18.json"
 "$PY" - "$BYOM" "$T" <<'PYEOF'
 import json, subprocess, sys
 from pathlib import Path

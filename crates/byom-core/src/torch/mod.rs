@@ -10,6 +10,7 @@ pub mod arch;
 pub mod head;
 pub mod inventory;
 pub mod legacy;
+pub mod op_history;
 pub mod pickle;
 pub mod rules;
 pub mod safety;
