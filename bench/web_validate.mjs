@@ -3,7 +3,7 @@
 // same file in the same rounds, plus the worker's peak wasm memory and JS heap. Every figure
 // carries the load average it was measured under (the host may be shared).
 //
-//   node bench/web_validate.mjs [PACKAGE] [--runs N] [--all] [--profile] [--skip-native]
+//   node bench/web_validate.mjs [PACKAGE] [--runs N] [--all] [--only I,J] [--profile] [--skip-native]
 //
 // PACKAGE defaults to the largest *.tar.gz ≥ 300 MB under target/bench/ (make one with
 // `.venv/bin/python bench/web_make_package.py`). Needs scripts/build-wasm.sh and
@@ -12,7 +12,7 @@
 // Readers measured: the page's default (Blob.stream() + BYOB into one reused 1 MiB buffer) with
 // the SIMD128 wasm and with the plain fallback forced (`worker.js?simd=0`), and the
 // FileReaderSync loop (browsers without byte streams). `--all` adds the older variants
-// (FileReaderSync 4 MiB, the loop in Rust: validateBlob). Each round runs native once and each
+// (FileReaderSync 4 MiB, the loop in Rust: validateBlob, BYOB 4 MiB, BYOB with read-ahead). Each round runs native once and each
 // reader once, so both sides see the same load; "per round" ratios compare runs of one round.
 //
 // `--profile` then records one default run with Chromium's sampling profiler on the worker
@@ -29,11 +29,11 @@ const MIB = 1024 * 1024;
 const args = process.argv.slice(2);
 const runsAt = args.indexOf("--runs");
 const RUNS = runsAt >= 0 ? Number(args[runsAt + 1]) : 3;
-const positional = args.filter((a, i) => !a.startsWith("--") && (runsAt < 0 || i !== runsAt + 1));
+const positional = args.filter((a, i) => !a.startsWith("--") && !["--runs", "--only"].includes(args[i - 1]));
 const PROFILE = args.includes("--profile");
 
 /** The readers: label, worker read mode, chunk bytes, whether SIMD is forced off. */
-const READERS = [
+const ALL_READERS = [
   { label: "stream (BYOB, 1 MiB), SIMD wasm — the page's default", mode: "stream", chunk: 1 * MIB },
   { label: "stream (BYOB, 1 MiB), plain wasm (fallback forced)", mode: "stream", chunk: 1 * MIB, noSimd: true },
   { label: "FileReaderSync (1 MiB), SIMD wasm", mode: "js", chunk: 1 * MIB },
@@ -41,9 +41,12 @@ const READERS = [
     { label: "FileReaderSync (4 MiB), SIMD wasm", mode: "js", chunk: 4 * MIB },
     { label: "validateBlob (loop in Rust, 1 MiB), SIMD wasm", mode: "wasm", chunk: 1 * MIB },
     { label: "stream (BYOB, 4 MiB), SIMD wasm", mode: "stream", chunk: 4 * MIB },
-    { label: "stream (BYOB, 1 MiB, no read-ahead), SIMD wasm", mode: "stream", chunk: 1 * MIB, readAhead: false },
+    { label: "stream (BYOB, 1 MiB, read-ahead), SIMD wasm", mode: "stream", chunk: 1 * MIB, readAhead: true },
   ] : []),
 ];
+// `--only 0,6`: just these readers (indices into the list above, with --all), for quick A/B runs.
+const onlyAt = args.indexOf("--only");
+const READERS = onlyAt >= 0 ? args[onlyAt + 1].split(",").map((i) => ALL_READERS[Number(i)]) : ALL_READERS;
 
 function findPackage() {
   if (positional[0]) return positional[0];
@@ -148,7 +151,7 @@ async function browserRun(page, pids, inspector, reader, profile = false) {
       worker.postMessage({ type: "validate", id: 1, file, settings: null, mode, chunkBytes: chunk, readAhead });
     });
     return { workerMs: message.elapsedMs, bytesRead: message.bytesRead, memory: message.memory, report: message.report, stages: message.stages };
-  }, { mode: reader.mode, chunk: reader.chunk, readAhead: reader.readAhead !== false });
+  }, { mode: reader.mode, chunk: reader.chunk, readAhead: reader.readAhead === true });
   const loadAfter = load1();
   clearInterval(timer);
   clearInterval(heapTimer);
@@ -203,7 +206,8 @@ async function workerInspector(page) {
 }
 
 /** Stage of a function, from its (possibly mangled) Rust name or its script. */
-function stageOf(name, url = "") {
+function stageOf(name, url) {
+  if (name.startsWith("[k] ")) return "kernel (file reads, scheduling)";
   if (/^\((idle|program)\)$/.test(name)) return "waiting (idle: reads, event loop)";
   if (name === "(garbage collector)") return "JS garbage collector";
   if (/crc32|Hasher/.test(name)) return "CRC-32";
@@ -213,7 +217,8 @@ function stageOf(name, url = "") {
   if (/gzip|GzipDecoder/.test(name)) return "gzip framing";
   if (/memcpy|memmove|memset|copy_from_slice|extend_from_slice/.test(name)) return "memory copies";
   if (/sha2|sha256|Sha256|compress256/i.test(name)) return "sha256 (native: second thread)";
-  if (/\.m?js$/.test(url)) return "JS (worker loop, wasm-bindgen glue, reads)";
+  // Scripts, and the Web API builtins they call (read, postMessage: no script URL, a plain name).
+  if (/\.m?js$/.test(url) || (url === "" && /^[A-Za-z_$][\w$]*$/.test(name))) return "JS (worker loop, wasm-bindgen glue, reads)";
   if (/^__wbg|wasm_bindgen|dlmalloc|malloc|free/.test(name)) return "allocator, wasm-bindgen";
   return "other";
 }
@@ -229,7 +234,7 @@ function summariseCpuProfile(profile) {
   const fns = new Map();
   for (const [id, ms] of self) {
     const frame = byNode.get(id).callFrame;
-    const name = frame.functionName || `(anonymous ${frame.url.split("/").pop()})`;
+    const name = frame.functionName || `(anonymous ${frame.url || "no script"}:${frame.lineNumber}:${frame.columnNumber})`;
     const entry = fns.get(name) || { ms: 0, url: frame.url };
     entry.ms += ms;
     fns.set(name, entry);
@@ -258,12 +263,13 @@ function nativeProfile(cli, file) {
     if (rec.status !== 0 && rec.status !== 1) return { error: `perf record failed: ${rec.stderr}` };
     const rep = spawnSync("perf", ["report", "-i", data, "--stdio", "--no-children", "--sort", "symbol", "--percent-limit", "0.1"], { maxBuffer: 64 << 20 });
     const functions = [];
-    let samples = 0;
+    let cpuMs = 0;
     for (const line of rep.stdout.toString().split("\n")) {
-      const count = /^# Samples: (\d+)/.exec(line);
-      if (count) samples = Number(count[1]);
-      const m = /^\s+([\d.]+)%\s+\[[.k]\]\s+(.*\S)\s*$/.exec(line);
-      if (m) functions.push({ name: m[2], ms: (Number(m[1]) / 100) * samples / 2 }); // 2000 Hz: 0.5 ms a sample
+      // cpu-clock events count nanoseconds of CPU time: the total the percentages share.
+      const count = /^# Event count \(approx\.\): (\d+)/.exec(line);
+      if (count) cpuMs = Number(count[1]) / 1e6;
+      const m = /^\s+([\d.]+)%\s+\[([.k])\]\s+(\S+)/.exec(line);
+      if (m) functions.push({ name: (m[2] === "k" ? "[k] " : "") + m[3], ms: (Number(m[1]) / 100) * cpuMs });
     }
     return groupStages(functions);
   } catch (error) {

@@ -65,6 +65,18 @@ function memoryStats() {
   return { peakWasmBytes, peakHeapBytes: peakHeapBytes || null };
 }
 
+/** Progress messages at most every PROGRESS_MS (and for the last byte): one per 1 MiB chunk
+ * cost ~3 % of the worker's time in the profile (docs/bench-web.md), and a bar needs no more. */
+const PROGRESS_MS = 50;
+let lastProgress = 0;
+
+function progress(id, read, total) {
+  const now = performance.now();
+  if (read < total && now - lastProgress < PROGRESS_MS) return;
+  lastProgress = now;
+  self.postMessage({ type: "progress", id, read, total });
+}
+
 /**
  * Where a validation's wall time goes, as the worker sees it (docs/bench-web.md): waiting for
  * the file's bytes (readMs), `validator.feed` — the copy into wasm memory, then inflate, CRC-32,
@@ -105,7 +117,7 @@ function validateInJs(id, file, settings, chunkBytes) {
       offset = end;
       const events = validator.drainEvents();
       if (events.length) self.postMessage({ type: "events", id, events });
-      self.postMessage({ type: "progress", id, read: offset, total });
+      progress(id, offset, total);
       sampleMemory();
       stages.lap("otherMs", t);
       stages.chunks += 1;
@@ -124,11 +136,11 @@ function validateInJs(id, file, settings, chunkBytes) {
 /**
  * The read loop over Blob.stream() with a BYOB reader: reads fill two buffers in turn
  * (transferred back and forth, never reallocated), so no dead chunks pile up between GCs. With
- * `readAhead` (the default) the next read is asked for before the current chunk is fed: the
- * browser process then fetches the file's next bytes while the wasm inflates these, instead of
- * the worker idling on every read (docs/bench-web.md has the profile).
+ * `readAhead` the next read is asked for before the current chunk is fed, so the browser process
+ * could fetch the next bytes while the wasm inflates these; off by default: at load ~20 it
+ * showed no gain and added ~25 MiB of renderer RSS (docs/bench-web.md), to re-measure quiet.
  */
-async function validateStream(id, file, settings, chunkBytes, readAhead = true) {
+async function validateStream(id, file, settings, chunkBytes, readAhead = false) {
   const validator = new byom.Validator(settings ?? undefined);
   const stream = file.stream();
   const reader = stream.getReader({ mode: "byob" });
@@ -159,7 +171,7 @@ async function validateStream(id, file, settings, chunkBytes, readAhead = true) 
       t = stages.lap("feedMs", t);
       const events = validator.drainEvents();
       if (events.length) self.postMessage({ type: "events", id, events });
-      self.postMessage({ type: "progress", id, read: offset, total });
+      progress(id, offset, total);
       sampleMemory();
       stages.lap("otherMs", t);
       if (done) break;
@@ -186,7 +198,7 @@ function validateInWasm(id, file, settings, chunkBytes) {
     (read, total, events) => {
       bytesRead = read;
       if (events.length) self.postMessage({ type: "events", id, events });
-      self.postMessage({ type: "progress", id, read, total });
+      progress(id, read, total);
       sampleMemory();
     },
     chunkBytes,
@@ -201,7 +213,7 @@ async function handle(message) {
     const started = performance.now();
     const modes = { wasm: validateInWasm, stream: validateStream, js: validateInJs };
     const run = modes[message.mode || DEFAULT_MODE] || modes[DEFAULT_MODE];
-    const { report, bytesRead, stages } = await run(id, message.file, message.settings, chunkBytes, message.readAhead !== false);
+    const { report, bytesRead, stages } = await run(id, message.file, message.settings, chunkBytes, message.readAhead === true);
     const elapsedMs = performance.now() - started;
     const { lap, ...stageTimes } = stages || { simd };
     self.postMessage({ type: "report", id, report, elapsedMs, bytesRead, memory: memoryStats(), stages: stageTimes });
