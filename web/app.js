@@ -25,6 +25,9 @@ const LAST_KEY = "byom.last";
 /** `?read=stream|js|wasm` picks the worker's read loop (default: the fastest one supported). */
 const READ_MODE = new URLSearchParams(location.search).get("read") || undefined;
 
+/** `?simd=0` forces the plain wasm build even where SIMD128 exists (to test the fallback). */
+const FORCE_NO_SIMD = new URLSearchParams(location.search).get("simd") === "0";
+
 const state = {
   /** The server's format-spec, or null when the page runs without a server. */
   spec: null,
@@ -44,7 +47,7 @@ const state = {
   history: { packages: [], jobs: [], page: 0 },
 };
 
-const worker = new WorkerClient();
+const worker = new WorkerClient({ simd: FORCE_NO_SIMD ? false : undefined });
 
 // ---------------------------------------------------------------- boot
 
@@ -94,6 +97,8 @@ async function boot() {
   }
   $("versions").textContent = `validator byom-core ${ready.version}` +
     (state.spec ? ` · server ${state.spec.byom_version} · settings ${state.spec.settings_hash.slice(0, 19)}…` : " · default settings");
+  // Which wasm build the worker runs (SIMD128, or the plain fallback): for the tests and support.
+  document.body.dataset.wasm = ready.simd ? "simd" : "plain";
   document.body.dataset.ready = "true";
 }
 

@@ -4,14 +4,18 @@
 // costs only the (cached) wasm compile.
 
 export class WorkerClient {
-  constructor() {
+  /** `simd: false` makes the worker load the plain (non-SIMD) wasm build (web/wasm.js). */
+  constructor({ simd } = {}) {
+    this.forceFallback = simd === false;
     this.nextId = 1;
     this.pending = new Map();
     this.start();
   }
 
   start() {
-    this.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+    const url = new URL("./worker.js", import.meta.url);
+    if (this.forceFallback) url.searchParams.set("simd", "0");
+    this.worker = new Worker(url, { type: "module" });
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
       this.worker.onerror = (event) => {

@@ -8,17 +8,24 @@
 // picks a loop explicitly: "stream", "js" (FileReaderSync in JS) or "wasm" (the same loop in
 // Rust: byom.validateBlob). See docs/bench-web.md.
 //
-// Messages in:  {type: "validate", id, file, settings, chunkBytes?, mode?: "stream"|"js"|"wasm"}
+// The wasm is the SIMD128 build where supported, else the plain one (web/wasm.js); `worker.js?simd=0`
+// forces the plain one (the page passes its own `?simd=0` on; the tests run both builds).
+//
+// Messages in:  {type: "validate", id, file, settings, chunkBytes?, mode?: "stream"|"js"|"wasm", readAhead?}
 //               {type: "inspect", id, file, settings}
 //               {type: "pack", id, file, options}
-// Messages out: {type: "ready", version, defaultSettings, postProcessingTypes}
+// Messages out: {type: "ready", version, defaultSettings, postProcessingTypes, simd}
 //               {type: "progress", id, read, total}
 //               {type: "events", id, events}
-//               {type: "report", id, report, elapsedMs, bytesRead, memory}
+//               {type: "report", id, report, elapsedMs, bytesRead, memory, stages}
 //               {type: "inspection", id, result}
 //               {type: "packed", id, packed: {package: Uint8Array, inferred, warnings, …}}
 //               {type: "error", id, message}
-import init, * as byom from "./pkg/byom_wasm.js";
+import { loadValidator } from "./wasm.js";
+
+/** The wasm module's exports (set once loaded) and whether it is the SIMD128 build. */
+let byom = null;
+let simd = false;
 
 /** 1 MiB: per-chunk overhead is already negligible; bigger chunks only raise peak memory
  * (measured in docs/bench-web.md: 1 MiB was as fast as 4 MiB or faster). */
@@ -42,12 +49,12 @@ function byobSupported() {
  */
 const DEFAULT_MODE = byobSupported() ? "stream" : "js";
 
-let wasm = null;
+let memory = null;
 let peakWasmBytes = 0;
 let peakHeapBytes = 0;
 
 function sampleMemory() {
-  if (wasm) peakWasmBytes = Math.max(peakWasmBytes, wasm.memory.buffer.byteLength);
+  if (memory) peakWasmBytes = Math.max(peakWasmBytes, memory.buffer.byteLength);
   // performance.memory is Chromium-only; it is absent elsewhere and then simply not reported.
   const heap = self.performance && self.performance.memory;
   if (heap) peakHeapBytes = Math.max(peakHeapBytes, heap.usedJSHeapSize);
@@ -56,6 +63,36 @@ function sampleMemory() {
 function memoryStats() {
   sampleMemory();
   return { peakWasmBytes, peakHeapBytes: peakHeapBytes || null };
+}
+
+/** Progress messages at most every PROGRESS_MS (and for the last byte): one per 1 MiB chunk
+ * cost ~3 % of the worker's time in the profile (docs/bench-web.md), and a bar needs no more. */
+const PROGRESS_MS = 50;
+let lastProgress = 0;
+
+function progress(id, read, total) {
+  const now = performance.now();
+  if (read < total && now - lastProgress < PROGRESS_MS) return;
+  lastProgress = now;
+  self.postMessage({ type: "progress", id, read, total });
+}
+
+/**
+ * Where a validation's wall time goes, as the worker sees it (docs/bench-web.md): waiting for
+ * the file's bytes (readMs), `validator.feed` — the copy into wasm memory, then inflate, CRC-32,
+ * tar walk and .pt scan (feedMs) — events, progress and memory sampling (otherMs), the final
+ * report (finishMs). Four performance.now() calls per chunk: nothing next to a chunk's work.
+ */
+function newStages() {
+  return {
+    readMs: 0, feedMs: 0, otherMs: 0, finishMs: 0, chunks: 0, simd,
+    /** Add the time since `since` to `key`; returns now. */
+    lap(key, since) {
+      const now = performance.now();
+      this[key] += now - since;
+      return now;
+    },
+  };
 }
 
 /**
@@ -67,30 +104,43 @@ function validateInJs(id, file, settings, chunkBytes) {
   const validator = new byom.Validator(settings ?? undefined);
   const reader = new FileReaderSync();
   const total = file.size;
+  const stages = newStages();
   let offset = 0;
   try {
     while (offset < total) {
       const end = Math.min(offset + chunkBytes, total);
-      validator.feed(new Uint8Array(reader.readAsArrayBuffer(file.slice(offset, end))));
+      let t = performance.now();
+      const chunk = new Uint8Array(reader.readAsArrayBuffer(file.slice(offset, end)));
+      t = stages.lap("readMs", t);
+      validator.feed(chunk);
+      t = stages.lap("feedMs", t);
       offset = end;
       const events = validator.drainEvents();
       if (events.length) self.postMessage({ type: "events", id, events });
-      self.postMessage({ type: "progress", id, read: offset, total });
+      progress(id, offset, total);
       sampleMemory();
+      stages.lap("otherMs", t);
+      stages.chunks += 1;
     }
     const events = validator.drainEvents();
     if (events.length) self.postMessage({ type: "events", id, events });
-    return { report: validator.finish(), bytesRead: offset };
+    const t = performance.now();
+    const report = validator.finish();
+    stages.lap("finishMs", t);
+    return { report, bytesRead: offset, stages };
   } finally {
     validator.free();
   }
 }
 
 /**
- * The read loop over Blob.stream() with a BYOB reader: every read fills the same 4 MiB buffer
- * (transferred back and forth, never reallocated), so no dead chunks pile up between GCs.
+ * The read loop over Blob.stream() with a BYOB reader: reads fill two buffers in turn
+ * (transferred back and forth, never reallocated), so no dead chunks pile up between GCs. With
+ * `readAhead` the next read is asked for before the current chunk is fed, so the browser process
+ * could fetch the next bytes while the wasm inflates these; off by default: at load ~20 it
+ * showed no gain and added ~25 MiB of renderer RSS (docs/bench-web.md), to re-measure quiet.
  */
-async function validateStream(id, file, settings, chunkBytes) {
+async function validateStream(id, file, settings, chunkBytes, readAhead = false) {
   const validator = new byom.Validator(settings ?? undefined);
   const stream = file.stream();
   const reader = stream.getReader({ mode: "byob" });
@@ -100,26 +150,40 @@ async function validateStream(id, file, settings, chunkBytes) {
   self.activeRead = { file, stream };
   const total = file.size;
   let offset = 0;
-  let buffer = new ArrayBuffer(chunkBytes);
+  const read = (buffer) => reader.read(new Uint8Array(buffer), { min: chunkBytes });
+  /** The buffer no read holds (fed already, free for the next read). */
+  let free = readAhead ? new ArrayBuffer(chunkBytes) : null;
+  let pending = read(new ArrayBuffer(chunkBytes));
+  const stages = newStages();
   try {
     for (;;) {
-      const { value, done } = await reader.read(new Uint8Array(buffer), { min: chunkBytes });
+      let t = performance.now();
+      const { value, done } = await pending;
+      t = stages.lap("readMs", t);
+      if (!done && readAhead) pending = read(free);
       if (value) {
         validator.feed(value);
         offset += value.byteLength;
-        buffer = value.buffer;
+        if (readAhead) free = value.buffer;
+        else if (!done) pending = read(value.buffer);
+        stages.chunks += 1;
       }
+      t = stages.lap("feedMs", t);
       const events = validator.drainEvents();
       if (events.length) self.postMessage({ type: "events", id, events });
-      self.postMessage({ type: "progress", id, read: offset, total });
+      progress(id, offset, total);
       sampleMemory();
+      stages.lap("otherMs", t);
       if (done) break;
     }
     await reader.cancel().catch(() => {});
     self.activeRead = null;
     const events = validator.drainEvents();
     if (events.length) self.postMessage({ type: "events", id, events });
-    return { report: validator.finish(), bytesRead: offset };
+    const t = performance.now();
+    const report = validator.finish();
+    stages.lap("finishMs", t);
+    return { report, bytesRead: offset, stages };
   } finally {
     validator.free();
   }
@@ -134,7 +198,7 @@ function validateInWasm(id, file, settings, chunkBytes) {
     (read, total, events) => {
       bytesRead = read;
       if (events.length) self.postMessage({ type: "events", id, events });
-      self.postMessage({ type: "progress", id, read, total });
+      progress(id, read, total);
       sampleMemory();
     },
     chunkBytes,
@@ -149,9 +213,10 @@ async function handle(message) {
     const started = performance.now();
     const modes = { wasm: validateInWasm, stream: validateStream, js: validateInJs };
     const run = modes[message.mode || DEFAULT_MODE] || modes[DEFAULT_MODE];
-    const { report, bytesRead } = await run(id, message.file, message.settings, chunkBytes);
+    const { report, bytesRead, stages } = await run(id, message.file, message.settings, chunkBytes, message.readAhead === true);
     const elapsedMs = performance.now() - started;
-    self.postMessage({ type: "report", id, report, elapsedMs, bytesRead, memory: memoryStats() });
+    const { lap, ...stageTimes } = stages || { simd };
+    self.postMessage({ type: "report", id, report, elapsedMs, bytesRead, memory: memoryStats(), stages: stageTimes });
   } else if (type === "inspect") {
     const bytes = new Uint8Array(new FileReaderSync().readAsArrayBuffer(message.file));
     const result = byom.inspectPt(bytes, message.file.name, message.settings ?? undefined);
@@ -170,11 +235,12 @@ async function handle(message) {
   }
 }
 
-const ready = init().then((exports) => {
-  wasm = exports;
+const forceFallback = new URLSearchParams(self.location.search).get("simd") === "0";
+const ready = loadValidator({ simd: forceFallback ? false : undefined }).then((loaded) => {
+  ({ byom, memory, simd } = loaded);
   sampleMemory();
   self.postMessage({
-    type: "ready", version: byom.version(), defaultSettings: byom.defaultSettings(), postProcessingTypes: byom.postProcessingTypes(),
+    type: "ready", version: byom.version(), defaultSettings: byom.defaultSettings(), postProcessingTypes: byom.postProcessingTypes(), simd,
   });
 });
 

@@ -43,8 +43,11 @@ export async function launchBrowser() {
 
 /** The wasm build must exist; the tests do not build it (scripts/build-wasm.sh does). */
 export function assertWasmBuilt() {
-  const wasm = join(WEB_DIR, "pkg/byom_wasm_bg.wasm");
-  if (!existsSync(wasm)) throw new Error(`${wasm} is missing: run scripts/build-wasm.sh first`);
+  // Both builds: the SIMD128 one and the plain fallback (web/wasm.js picks one at load time).
+  for (const path of ["pkg/byom_wasm_bg.wasm", "pkg/nosimd/byom_wasm_bg.wasm"]) {
+    const wasm = join(WEB_DIR, path);
+    if (!existsSync(wasm)) throw new Error(`${wasm} is missing: run scripts/build-wasm.sh first`);
+  }
 }
 
 const MIME = {

@@ -56,6 +56,35 @@ export async function validateOnPage(p, file, name) {
   };
 }
 
+test("the worker runs the SIMD128 build where the browser has SIMD", async () => {
+  assert.equal(await page.getAttribute("body", "data-wasm"), "simd");
+});
+
+test("?simd=0 forces the plain wasm build, and the page still gives the CLI's verdicts", { skip: !fixtures && "no fixtures" }, async (t) => {
+  const plain = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+  const errors = [];
+  plain.on("pageerror", (error) => errors.push(error.message));
+  try {
+    await plain.goto(`${server.url}/?simd=0`);
+    await plain.waitForSelector("body[data-ready=true]");
+    assert.equal(await plain.getAttribute("body", "data-wasm"), "plain");
+    // A spread of fixtures (every eighth, and the largest): wasm_report.test.mjs compares
+    // every fixture's full report with both builds; this covers the worker's path.
+    const largest = [...fixtures].sort((a, b) => b.expected.size - a.expected.size)[0];
+    const some = [...new Set([...fixtures.filter((_, i) => i % 8 === 0), largest])];
+    for (const fixture of some) {
+      const cli = await cliReport(fixture.file);
+      const name = fixture.file.split("/").pop();
+      const shown = await validateOnPage(plain, fixture.file, name);
+      assert.deepEqual(shown, { valid: cli.valid, ...codesOf(cli) }, `${fixture.name}: page (plain wasm) and CLI disagree`);
+    }
+    t.diagnostic(`compared ${some.length} fixtures with the plain build`);
+    assert.equal(errors.length, 0, errors.join("\n"));
+  } finally {
+    await plain.close();
+  }
+});
+
 test("without a server the page says so and validates with default settings", async () => {
   const notice = page.locator("#notice");
   await notice.waitFor();

@@ -16,11 +16,18 @@ before(async () => {
   browser = await launchBrowser();
   page = await browser.newPage();
   await page.goto(`${server.url}/index.html`);
-  await page.evaluate(async () => {
-    const byom = await import("/pkg/byom_wasm.js");
-    await byom.default();
-    window.byom = byom;
+  // Both builds, loaded the way the worker loads them (web/wasm.js): the SIMD128 one chosen by
+  // feature detection, and the plain fallback forced. Each module instance is independent.
+  const loaded = await page.evaluate(async () => {
+    const { loadValidator } = await import("/wasm.js");
+    const simd = await loadValidator();
+    const plain = await loadValidator({ simd: false });
+    window.byom = simd.byom;
+    window.builds = { simd: simd.byom, plain: plain.byom };
+    return { simd: simd.simd, plain: plain.simd, same: simd.byom === plain.byom };
   });
+  // Chromium has SIMD: detection must pick it, or the SIMD build would go untested.
+  assert.deepEqual(loaded, { simd: true, plain: false, same: false });
 });
 
 after(async () => {
@@ -28,15 +35,22 @@ after(async () => {
   await server?.close();
 });
 
-/** Validate a served file in the page, fed in `chunk`-byte pieces, and return the report JSON. */
+/**
+ * Validate a served file in the page with each build ("simd", "plain"), fed in `chunk`-byte
+ * pieces, and return {build: report JSON}.
+ */
 function validateInPage(url, chunk) {
   return page.evaluate(async ({ url, chunk }) => {
     const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
-    const validator = new window.byom.Validator(undefined);
-    for (let at = 0; at < bytes.length; at += chunk) {
-      validator.feed(bytes.subarray(at, at + chunk));
+    const out = {};
+    for (const [build, byom] of Object.entries(window.builds)) {
+      const validator = new byom.Validator(undefined);
+      for (let at = 0; at < bytes.length; at += chunk) {
+        validator.feed(bytes.subarray(at, at + chunk));
+      }
+      out[build] = validator.finishJson();
     }
-    return validator.finishJson();
+    return out;
   }, { url, chunk });
 }
 
@@ -92,7 +106,7 @@ test("typed contracts: required_torch, resize and post-processing are refused wh
   assert.deepEqual(result.defaults, ["softmax", "yolo_nms", "argmax_per_pixel", "anomaly_score", "softmax"]);
 });
 
-test("every fixture: wasm report JSON == `byom validate --format json`", { skip: !fixtures && "tests/out/fixtures/expected.json is missing: generate the fixtures first (LOUDLY skipped)" }, async (t) => {
+test("every fixture, both wasm builds (SIMD128 and plain): report JSON == `byom validate --format json`", { skip: !fixtures && "tests/out/fixtures/expected.json is missing: generate the fixtures first (LOUDLY skipped)" }, async (t) => {
   assert.ok(fixtures.length > 0, "no fixture files found");
   const chunks = [4 << 20, 65_537, 1000];
   let compared = 0;
@@ -101,8 +115,12 @@ test("every fixture: wasm report JSON == `byom validate --format json`", { skip:
     delete cli.sha256; // supplied by the CLI face (hashing thread), never by the core
     // Rotate chunk sizes over the fixtures: the report must not depend on them.
     const chunk = chunks[index % chunks.length];
-    const wasm = JSON.parse(await validateInPage(`/fixtures/${encodeURIComponent(basename(fixture.file))}`, chunk));
-    assert.deepEqual(wasm, cli, `${fixture.name} (chunk ${chunk}): wasm and CLI reports differ`);
+    const reports = await validateInPage(`/fixtures/${encodeURIComponent(basename(fixture.file))}`, chunk);
+    for (const [build, json] of Object.entries(reports)) {
+      assert.deepEqual(JSON.parse(json), cli, `${fixture.name} (chunk ${chunk}, ${build} build): wasm and CLI reports differ`);
+    }
+    // Byte for byte, not only as parsed JSON: one serialiser, whichever build ran it.
+    assert.equal(reports.simd, reports.plain, `${fixture.name}: the SIMD and plain builds' reports differ`);
     compared += 1;
   }
   t.diagnostic(`compared ${compared} fixtures`);
