@@ -184,6 +184,12 @@ class Server:
         self.proc.stdout.readline()  # the admin token line
         return self
 
+    def db_args(self) -> list[str]:
+        """`--database URL` when this server has one (for `byom-server token` beside it)."""
+        if "--database" in self.args:
+            return ["--database", self.args[self.args.index("--database") + 1]]
+        return []
+
     @property
     def admin(self) -> str:
         return self.env.get("BYOM_ADMIN_TOKEN") or (self.data_dir / "admin-token").read_text().strip()

@@ -229,10 +229,11 @@ pub async fn revoke_token(
     by: Option<&Principal>,
 ) -> Result<Revoked, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let row = sqlx::query("SELECT tenant_id, role FROM tokens WHERE id = $1 AND revoked_at IS NULL")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row =
+        sqlx::query("SELECT tenant_id, role FROM tokens WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let Some(row) = row else {
         return Ok(Revoked::NotFound);
     };

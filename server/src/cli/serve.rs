@@ -224,12 +224,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::start(config).await?;
     let config = Arc::clone(&node.config);
     let data = config.data_dir.clone();
-    let token_file = crate::auth::bootstrap_admin(
-        &node.db.pool,
-        &data,
-        std::env::var("BYOM_ADMIN_TOKEN").ok(),
-    )
-    .await?;
+    let token_file =
+        crate::auth::bootstrap_admin(&node.db.pool, &data, std::env::var("BYOM_ADMIN_TOKEN").ok())
+            .await?;
     let state = AppState {
         db: node.db.pool.clone(),
         database: node.db.clone(),

@@ -143,9 +143,9 @@ impl DbQueue {
 
     /// [`JobQueue::reap`] as if it were `now` (Unix seconds).
     pub async fn reap_at(&self, max_attempts: u32, now: i64) -> Result<Reaped, sqlx::Error> {
-            let at = crate::ids::now();
-            // Asked to cancel and then lost its worker: cancelled is what was asked for.
-            let cancelled = sqlx::query(
+        let at = crate::ids::now();
+        // Asked to cancel and then lost its worker: cancelled is what was asked for.
+        let cancelled = sqlx::query(
                 "UPDATE jobs SET status = 'cancelled', finished_at = $1, lease_owner = NULL, lease_until = NULL,
                    failure_reason = 'cancelled; its worker stopped renewing its lease meanwhile'
                  WHERE status = 'running' AND lease_until < $2 AND cancel_requested != 0",
@@ -155,7 +155,7 @@ impl DbQueue {
             .execute(&self.db.pool)
             .await?
             .rows_affected();
-            let requeued = sqlx::query(
+        let requeued = sqlx::query(
                 "UPDATE jobs SET status = 'queued', started_at = NULL, lease_owner = NULL, lease_until = NULL
                  WHERE status = 'running' AND lease_until < $1 AND attempts < $2",
             )
@@ -164,8 +164,8 @@ impl DbQueue {
             .execute(&self.db.pool)
             .await?
             .rows_affected();
-            // A job that lost its worker this often is likely what kills it: not retried.
-            let failed = sqlx::query(
+        // A job that lost its worker this often is likely what kills it: not retried.
+        let failed = sqlx::query(
                 "UPDATE jobs SET status = 'failed', finished_at = $1, lease_owner = NULL, lease_until = NULL,
                    failure_reason = 'its worker stopped renewing its lease (the worker host died or the worker was killed) on each of '
                      || attempts || ' attempts; not retried again, submit it again'
@@ -176,11 +176,11 @@ impl DbQueue {
             .execute(&self.db.pool)
             .await?
             .rows_affected();
-            Ok(Reaped {
-                requeued,
-                failed,
-                cancelled,
-            })
+        Ok(Reaped {
+            requeued,
+            failed,
+            cancelled,
+        })
     }
 }
 
@@ -260,10 +260,7 @@ impl JobQueue for DbQueue {
         })
     }
 
-    fn claim<'a>(
-        &'a self,
-        lease: &'a Lease,
-    ) -> BoxFuture<'a, Result<Option<JobRow>, sqlx::Error>> {
+    fn claim<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<Option<JobRow>, sqlx::Error>> {
         Box::pin(async move {
             // Postgres: a row another node is claiming right now is skipped, not waited for.
             // SQLite: one writer at a time; the outer `status = 'queued'` re-checks the row.
@@ -470,7 +467,10 @@ mod tests {
         let job = q.enqueue("t", "p", &targets, 16).await.unwrap().unwrap();
         let (a, b) = (lease("a"), lease("b"));
         let claimed = q.claim(&a).await.unwrap().unwrap();
-        assert_eq!((claimed.id.as_str(), claimed.attempts), (job.id.as_str(), 1));
+        assert_eq!(
+            (claimed.id.as_str(), claimed.attempts),
+            (job.id.as_str(), 1)
+        );
         assert!(q.claim(&b).await.unwrap().is_none(), "claimed twice");
         assert_eq!(q.heartbeat(&job.id, &a).await.unwrap(), Heartbeat::Held);
         assert_eq!(q.heartbeat(&job.id, &b).await.unwrap(), Heartbeat::Lost);
@@ -488,13 +488,19 @@ mod tests {
             result_json: None,
             log_tail: None,
         };
-        assert!(!q.finish(&job.id, &a, done.clone()).await.unwrap(), "the dead worker finished it");
+        assert!(
+            !q.finish(&job.id, &a, done.clone()).await.unwrap(),
+            "the dead worker finished it"
+        );
         let r = q.reap_at(2, later + 31).await.unwrap();
         assert_eq!(r.failed, 1);
         let failed = q.get("t", &job.id).await.unwrap().unwrap();
         assert_eq!(failed.status, "failed");
         let reason = failed.failure_reason.unwrap();
-        assert!(reason.contains("stopped renewing its lease") && reason.contains("2 attempts"), "{reason}");
+        assert!(
+            reason.contains("stopped renewing its lease") && reason.contains("2 attempts"),
+            "{reason}"
+        );
         assert!(!q.finish(&job.id, &b, done).await.unwrap());
     }
 
@@ -503,14 +509,23 @@ mod tests {
         let q = queue_with_a_package("cancel").await;
         let targets = vec!["x86_64-cpu".to_string()];
         let job = q.enqueue("t", "p", &targets, 1).await.unwrap().unwrap();
-        assert!(q.enqueue("t", "p", &targets, 1).await.unwrap().is_none(), "queue of 1 overfilled");
+        assert!(
+            q.enqueue("t", "p", &targets, 1).await.unwrap().is_none(),
+            "queue of 1 overfilled"
+        );
         let a = lease("a");
         q.claim(&a).await.unwrap().unwrap();
         assert!(q.request_cancel(&job.id).await.unwrap());
-        assert_eq!(q.heartbeat(&job.id, &a).await.unwrap(), Heartbeat::CancelRequested);
+        assert_eq!(
+            q.heartbeat(&job.id, &a).await.unwrap(),
+            Heartbeat::CancelRequested
+        );
         // Its worker died before it could act on the cancel: cancelled, not re-run.
         let r = q.reap_at(2, unix_now() + 31).await.unwrap();
         assert_eq!(r.cancelled, 1);
-        assert_eq!(q.get("t", &job.id).await.unwrap().unwrap().status, "cancelled");
+        assert_eq!(
+            q.get("t", &job.id).await.unwrap().unwrap().status,
+            "cancelled"
+        );
     }
 }

@@ -112,9 +112,13 @@ impl Runner {
 
     /// Every node (API server or worker) reaps: a job whose lease ran out is re-queued or
     /// failed (see `JobQueue::reap`) within about half a lease of its end.
-    pub fn start_reaper(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn start_reaper(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let runner = Arc::clone(self);
-        let every = Duration::from_millis((self.lease.seconds.saturating_mul(1000) / 2).clamp(500, 15_000));
+        let every =
+            Duration::from_millis((self.lease.seconds.saturating_mul(1000) / 2).clamp(500, 15_000));
         tokio::spawn(async move {
             loop {
                 match runner.queue.reap(runner.config.job_attempts).await {
@@ -148,7 +152,7 @@ impl Runner {
     }
 
     async fn run(&self, job: JobRow, shutdown: watch::Receiver<bool>) {
-        tracing::info!(job = %job.id, tenant = %job.tenant_id, package = %job.package_id, targets = ?job.targets, "job started");
+        tracing::info!(job = %job.id, tenant = %job.tenant_id, package = %job.package_id, targets = ?job.targets, attempt = job.attempts, "job started");
         let cancel = Arc::new(Notify::new());
         self.cancels
             .lock()

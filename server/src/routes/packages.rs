@@ -384,12 +384,14 @@ pub async fn commit(
         }
         return Err(deleted_meanwhile());
     }
-    sqlx::query("INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-        .bind(sha256)
-        .bind(size_i)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(sha256)
+    .bind(size_i)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "INSERT INTO packages (id, tenant_id, name, sha256, size, created_at, report_json) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -449,11 +451,7 @@ pub async fn list(
 }
 
 /// A package of the caller's tenant (404 for anyone else's: not even its existence leaks).
-pub async fn find(
-    state: &AppState,
-    tenant: &str,
-    id: &str,
-) -> Result<sqlx::any::AnyRow, ApiError> {
+pub async fn find(state: &AppState, tenant: &str, id: &str) -> Result<sqlx::any::AnyRow, ApiError> {
     sqlx::query("SELECT id, name, sha256, size, created_at, report_json FROM packages WHERE id = $1 AND tenant_id = $2")
         .bind(id)
         .bind(tenant)
