@@ -101,7 +101,7 @@ byom_long() {
 }
 
 # --- system packages --------------------------------------------------------------------
-_setup_step "system packages (C/C++ compiler, python venv, chromium, time)"
+_setup_step "system packages (C/C++ compiler, python venv, chromium, time, postgresql)"
 _byom_missing=()
 command -v cc >/dev/null 2>&1 && command -v c++ >/dev/null 2>&1 || _byom_missing+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || _byom_missing+=(pkg-config)
@@ -117,6 +117,9 @@ if [ "$BYOM_SETUP" = all ]; then
   [ -x /usr/bin/chromium ] || _byom_missing+=(chromium)
   [ -x /usr/bin/chromedriver ] || _byom_missing+=(chromium-driver)
   [ -x /usr/bin/time ] || _byom_missing+=(time)
+  # The cluster tests start a throwaway PostgreSQL of their own (tests/pg.py): only the
+  # binaries are needed (initdb, postgres); the packaged system cluster is not used.
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || _byom_missing+=(postgresql)
 fi
 # npm brings the browser tests' driver and binaryen's wasm-opt (scripts/build-wasm.sh uses it),
 # so serving needs it too: the page served is then the one the tests checked.

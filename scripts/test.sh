@@ -5,8 +5,9 @@
 #
 # Runs from any working directory. Stops at the first failing step and names it. Steps:
 # setup -> rustfmt -> clippy -> build (one feature set for all that follows) -> cargo test ->
-# wasm32/web build -> fixtures (real PyTorch) -> pytest -> browser tests. Long steps print a
-# progress line every 30 s when the output is not a terminal (BYOM_HEARTBEAT_S).
+# wasm32/web build -> fixtures (real PyTorch) -> pytest -> pytest on PostgreSQL -> browser
+# tests. Long steps print a progress line every 30 s when the output is not a terminal
+# (BYOM_HEARTBEAT_S).
 # Environment knobs (local iteration only; CI uses none): BYOM_SKIP_BROWSER=1 skips the Chromium
 # tests; PYTEST_ARGS adds pytest arguments (e.g. PYTEST_ARGS="-k validate"); BYOM_KEEP_GOING=1
 # runs every step even after a failure and lists the failed ones at the end (exit 1).
@@ -92,6 +93,14 @@ run_pytest() {
   python -m pytest tests/ -q -ra ${PYTEST_ARGS:-}
 }
 step "pytest" run_pytest
+
+# The server API and compile tests once more, each server on a fresh database of a throwaway
+# PostgreSQL (tests/pg.py): the cluster configuration answers the same. (The cluster's own
+# multi-node test, tests/test_server_cluster.py, runs in the step above.)
+run_pytest_postgres() {
+  BYOM_TEST_CLUSTER=1 python -m pytest tests/test_server_api.py tests/test_server_compile.py -q -ra
+}
+step "pytest on PostgreSQL (server API + compile)" run_pytest_postgres
 
 if [ -d tests/browser ] && [ -z "${BYOM_SKIP_BROWSER:-}" ]; then
   step "browser tests (node --test, headless Chromium)" node --test tests/browser/

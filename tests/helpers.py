@@ -29,6 +29,8 @@ import jsonschema
 import pytest
 import requests
 
+import pg
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES_SRC = REPO / "tests" / "fixtures"
 OUT = REPO / "tests" / "out"
@@ -159,6 +161,10 @@ class Server:
 
     def start(self) -> "Server":
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # BYOM_TEST_CLUSTER=1: the same tests on PostgreSQL (tests/pg.py), one database per data
+        # directory, so a restarted server finds its data again.
+        if pg.cluster_mode() and "--database" not in self.args:
+            self.args += ["--database", pg.database_for(self.data_dir)]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(byom_server_bin()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
@@ -177,6 +183,12 @@ class Server:
             raise AssertionError("server did not print its address")
         self.proc.stdout.readline()  # the admin token line
         return self
+
+    def db_args(self) -> list[str]:
+        """`--database URL` when this server has one (for `byom-server token` beside it)."""
+        if "--database" in self.args:
+            return ["--database", self.args[self.args.index("--database") + 1]]
+        return []
 
     @property
     def admin(self) -> str:

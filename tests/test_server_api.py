@@ -202,12 +202,13 @@ def test_token_revoke_and_audit(server, good):
 
 def test_token_cli_create_and_revoke(server):
     out = subprocess.run([str(byom_server_bin()), "token", "create", "--tenant", "cli-t", "--role", "viewer",
-                          "--data-dir", str(server.data_dir)], capture_output=True, text=True, timeout=60)
+                          "--data-dir", str(server.data_dir), *server.db_args()], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     token = out.stdout.strip()
     token_id = out.stderr.split("token id ", 1)[1].split()[0]
     server.check(server.call("GET", "/api/v1/packages", token), 200, "PackageList")
-    out = subprocess.run([str(byom_server_bin()), "token", "revoke", token_id, "--data-dir", str(server.data_dir)],
+    out = subprocess.run([str(byom_server_bin()), "token", "revoke", token_id, "--data-dir", str(server.data_dir),
+                          *server.db_args()],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     server.error(server.call("GET", "/api/v1/packages", token), 401, "unauthorized")

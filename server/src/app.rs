@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use tower_http::services::ServeDir;
 
 use crate::config::Config;
@@ -40,7 +40,10 @@ pub struct Uploads {
 
 #[derive(Clone)]
 pub struct AppState {
-    pub db: SqlitePool,
+    /// The pool every query runs on (SQLite or Postgres; see `db`).
+    pub db: AnyPool,
+    /// The same database with its engine and the cluster-wide blob lock.
+    pub database: crate::db::Db,
     pub config: Arc<Config>,
     pub store: Arc<dyn BlobStore>,
     pub budget: Arc<DiskBudget>,
@@ -48,9 +51,6 @@ pub struct AppState {
     pub queue: Arc<dyn JobQueue>,
     pub runner: Arc<Runner>,
     pub uploads: Arc<Uploads>,
-    /// Serialises "commit blob + insert row" against "delete row + maybe delete blob", so a
-    /// blob is never removed while another upload of the same bytes is being committed.
-    pub blob_lock: Arc<tokio::sync::Mutex<()>>,
     /// Rate limits the audit rows of refused (401/403) requests.
     pub auth_failures: Arc<crate::audit::AuthFailures>,
 }

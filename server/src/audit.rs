@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use sqlx::{Row, SqliteExecutor};
+use sqlx::Row;
 
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -14,7 +14,7 @@ use crate::auth::Principal;
 /// Append one audit record. Runs on the caller's executor so that it commits (or not) with the
 /// change it records.
 pub async fn record<'e>(
-    db: impl SqliteExecutor<'e>,
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
     who: Option<&Principal>,
     action: &str,
     subject: &str,
@@ -32,7 +32,7 @@ pub async fn record<'e>(
 }
 
 async fn insert<'e>(
-    db: impl SqliteExecutor<'e>,
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
     tenant: Option<&str>,
     token_id: Option<&str>,
     action: &str,
@@ -40,7 +40,7 @@ async fn insert<'e>(
     detail: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO audit (at, tenant_id, token_id, action, subject, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit (at, tenant_id, token_id, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(crate::ids::now())
     .bind(tenant)
@@ -142,7 +142,7 @@ async fn try_auth_failure(
     // Which token was it? A 403 always has a live one (the key is its tenant); for a 401 the
     // lookup runs only once the row is admitted, so a flood of bad tokens costs no extra query.
     let lookup = |secret: &str| {
-        sqlx::query("SELECT id, tenant_id, role, revoked_at FROM tokens WHERE token_sha256 = ?")
+        sqlx::query("SELECT id, tenant_id, role, revoked_at FROM tokens WHERE token_sha256 = $1")
             .bind(crate::auth::hash_token(secret))
             .fetch_optional(&state.db)
     };
@@ -218,8 +218,8 @@ async fn try_auth_failure(
 /// fill the disk however long they go on; every other audit row is kept forever.
 async fn prune(state: &AppState) -> Result<(), sqlx::Error> {
     let keep = i64::try_from(state.config.audit_auth_failures_max_rows).unwrap_or(i64::MAX);
-    let sql = "DELETE FROM audit WHERE action IN (?1, ?2, ?3) AND id <= \
-               (SELECT id FROM audit WHERE action IN (?1, ?2, ?3) ORDER BY id DESC LIMIT 1 OFFSET ?4)";
+    let sql = "DELETE FROM audit WHERE action IN ($1, $2, $3) AND id <= \
+               (SELECT id FROM audit WHERE action IN ($1, $2, $3) ORDER BY id DESC LIMIT 1 OFFSET $4)";
     sqlx::query(sql)
         .bind(REFUSED[0])
         .bind(REFUSED[1])

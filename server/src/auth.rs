@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -119,7 +119,7 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or(ApiError::Unauthorized)?;
         let secret = bearer_secret(header).ok_or(ApiError::Unauthorized)?;
         let row = sqlx::query(
-            "SELECT id, tenant_id, role FROM tokens WHERE token_sha256 = ? AND revoked_at IS NULL",
+            "SELECT id, tenant_id, role FROM tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
         )
         .bind(hash_token(secret))
         .fetch_optional(&state.db)
@@ -144,12 +144,12 @@ pub fn valid_tenant_name(name: &str) -> bool {
 
 /// Create the tenant if it does not exist yet.
 pub async fn ensure_tenant(
-    db: &SqlitePool,
+    db: &AnyPool,
     tenant: &str,
     quota: Option<u64>,
 ) -> Result<bool, sqlx::Error> {
     let done =
-        sqlx::query("INSERT OR IGNORE INTO tenants (id, quota_bytes, created_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO tenants (id, quota_bytes, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(tenant)
             .bind(quota.map(|q| i64::try_from(q).unwrap_or(i64::MAX)))
             .bind(crate::ids::now())
@@ -170,7 +170,7 @@ pub struct NewToken {
 
 /// Create a token for an existing tenant, with an audit record, in one transaction.
 pub async fn create_token(
-    db: &SqlitePool,
+    db: &AnyPool,
     tenant: &str,
     role: Role,
     by: Option<&Principal>,
@@ -187,13 +187,13 @@ pub async fn create_token(
 }
 
 async fn insert_token(
-    db: &SqlitePool,
+    db: &AnyPool,
     token: &NewToken,
     by: Option<&Principal>,
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
     sqlx::query(
-        "INSERT INTO tokens (id, tenant_id, role, token_sha256, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO tokens (id, tenant_id, role, token_sha256, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&token.id)
     .bind(&token.tenant)
@@ -224,15 +224,16 @@ pub enum Revoked {
 /// non-operator tokens; an operator (or the CLI, `None`, which has the data directory anyway)
 /// reaches every token except the last live operator token.
 pub async fn revoke_token(
-    db: &SqlitePool,
+    db: &AnyPool,
     id: &str,
     by: Option<&Principal>,
 ) -> Result<Revoked, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let row = sqlx::query("SELECT tenant_id, role FROM tokens WHERE id = ? AND revoked_at IS NULL")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row =
+        sqlx::query("SELECT tenant_id, role FROM tokens WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let Some(row) = row else {
         return Ok(Revoked::NotFound);
     };
@@ -248,7 +249,7 @@ pub async fn revoke_token(
     }
     // One statement, so two operators revoking each other at once cannot both succeed.
     let done = sqlx::query(
-        "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL AND (role != 'operator' \
+        "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL AND (role != 'operator' \
          OR (SELECT COUNT(*) FROM tokens WHERE role = 'operator' AND revoked_at IS NULL) > 1)",
     )
     .bind(crate::ids::now())
@@ -299,7 +300,7 @@ pub enum BootstrapError {
 /// `BYOM_ADMIN_TOKEN` is refused instead of being brought back to life: the secret may have
 /// leaked, and only whoever sets the environment can choose a new one.
 pub async fn bootstrap_admin(
-    db: &SqlitePool,
+    db: &AnyPool,
     data_dir: &Path,
     from_env: Option<String>,
 ) -> Result<Option<PathBuf>, Box<dyn std::error::Error>> {
@@ -320,7 +321,7 @@ pub async fn bootstrap_admin(
         }
     };
     let known =
-        sqlx::query("SELECT id, tenant_id, role, revoked_at FROM tokens WHERE token_sha256 = ?")
+        sqlx::query("SELECT id, tenant_id, role, revoked_at FROM tokens WHERE token_sha256 = $1")
             .bind(hash_token(&secret))
             .fetch_optional(db)
             .await?;

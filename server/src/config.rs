@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// Directory for the database, package blobs, uploads and jobs [default: ./data].
     #[arg(long, env = "BYOM_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Database: `sqlite:PATH` (one server; the default is `<data-dir>/byom.db`) or
+    /// `postgres://user:password@host/db`, shared by any number of `serve` and `worker` nodes.
+    #[arg(long, env = "BYOM_DATABASE")]
+    pub database: Option<crate::db::DatabaseUrl>,
     /// Directory of the portal page served at `/` [default: web].
     #[arg(long, env = "BYOM_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
@@ -29,9 +33,18 @@ pub struct ServeArgs {
     /// Largest accepted upload in bytes [default: 8 GiB].
     #[arg(long, env = "BYOM_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<u64>,
-    /// Compile jobs run at the same time [default: 1].
+    /// Compile jobs run at the same time [default: 1]. `serve --workers 0` serves the API only
+    /// (needs a postgres:// database and `byom-server worker` nodes to run the jobs).
     #[arg(long, env = "BYOM_WORKERS")]
     pub workers: Option<usize>,
+    /// Seconds a worker's claim on a job lasts without a heartbeat; a job whose worker died is
+    /// re-queued or failed this long after its last heartbeat [default: 30].
+    #[arg(long, env = "BYOM_LEASE_S")]
+    pub lease_s: Option<u64>,
+    /// Claims a job may have before a lost worker fails it instead of re-queueing it (a model
+    /// that kills its worker host must not loop for ever) [default: 2].
+    #[arg(long, env = "BYOM_JOB_ATTEMPTS")]
+    pub job_attempts: Option<u32>,
     /// Most queued (not yet running) jobs; more are refused with 503 [default: 16].
     #[arg(long, env = "BYOM_QUEUE_SIZE")]
     pub queue_size: Option<u64>,
@@ -111,9 +124,12 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    database: Option<String>,
     web_dir: Option<PathBuf>,
     max_upload_bytes: Option<u64>,
     workers: Option<usize>,
+    lease_s: Option<u64>,
+    job_attempts: Option<u32>,
     queue_size: Option<u64>,
     job_timeout_s: Option<u64>,
     worker_memory_mb: Option<u64>,
@@ -142,9 +158,12 @@ struct FileConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub database: crate::db::DatabaseUrl,
     pub web_dir: PathBuf,
     pub max_upload_bytes: u64,
     pub workers: usize,
+    pub lease_s: u64,
+    pub job_attempts: u32,
     pub queue_size: u64,
     pub job_timeout_s: u64,
     pub worker_memory_mb: u64,
@@ -191,8 +210,10 @@ pub enum ConfigError {
     },
     #[error("invalid --required-torch {0:?}: expected major.minor, e.g. 2.11")]
     Torch(String),
-    #[error("--workers must be at least 1")]
+    #[error("--workers 0 (API only) needs a shared database (--database postgres://…) and `byom-server worker` nodes; with SQLite give --workers 1 or more")]
     Workers,
+    #[error("invalid --database: {0}")]
+    Database(String),
     #[error("--max-connections must be at least 1")]
     MaxConnections,
     #[error("--job-disk-mb must be at least 1")]
@@ -235,8 +256,17 @@ impl Config {
                 Err(_) => return Err(ConfigError::Torch(torch)),
             };
         }
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let database = match (args.database, file.database) {
+            (Some(d), _) => d,
+            (None, Some(s)) => s.parse().map_err(ConfigError::Database)?,
+            (None, None) => crate::db::DatabaseUrl::default_for(&data_dir),
+        };
         let workers = args.workers.or(file.workers).unwrap_or(1);
-        if workers == 0 {
+        if workers == 0 && database.engine() == crate::db::Engine::Sqlite {
             return Err(ConfigError::Workers);
         }
         // Connection and per-job disk limits (hardening).
@@ -253,10 +283,8 @@ impl Config {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("data")),
+            data_dir,
+            database,
             web_dir: args
                 .web_dir
                 .or(file.web_dir)
@@ -266,6 +294,8 @@ impl Config {
                 .or(file.max_upload_bytes)
                 .unwrap_or(8 * GIB),
             workers,
+            lease_s: args.lease_s.or(file.lease_s).unwrap_or(30).max(1),
+            job_attempts: args.job_attempts.or(file.job_attempts).unwrap_or(2).max(1),
             queue_size: args.queue_size.or(file.queue_size).unwrap_or(16),
             job_timeout_s: args.job_timeout_s.or(file.job_timeout_s).unwrap_or(1800),
             worker_memory_mb: args

@@ -22,3 +22,13 @@ pub fn now() -> String {
         .format(&Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
 }
+
+/// This process's name in the job queue's leases: `host-pid-random`, unique per start, so a
+/// restarted worker never mistakes its predecessor's claims for its own.
+pub fn node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() { "node".into() } else { host };
+    format!("{host}-{}-{}", std::process::id(), random_hex(4))
+}

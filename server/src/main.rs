@@ -2,9 +2,10 @@
 //! the CLI while they stream in, stores them per tenant and compiles them with libtorch in
 //! sandboxed worker processes.
 //!
-//! Subcommands: `serve` (the HTTP server), `token create|revoke` (operator access without the
-//! HTTP API), `compile` (the compile pipeline without a server, for scripts) and the hidden
-//! `worker` that the server spawns for each job.
+//! Subcommands: `serve` (the HTTP server), `worker` (a cluster node that only runs compile
+//! jobs; with the hidden `--job-dir`, the sandboxed process the runner spawns for each job),
+//! `token create|revoke` (operator access without the HTTP API) and `compile` (the compile
+//! pipeline without a server, for scripts). See docs/deploy.md.
 
 mod app;
 mod audit;

@@ -122,6 +122,18 @@ impl DiskGate {
     }
 }
 
+/// Take an exclusive `flock` on `file` without waiting (`WouldBlock` if another process or
+/// open file holds it). It is released when the file is closed.
+#[allow(unsafe_code)] // flock(2) has no safe wrapper in std (File::try_lock is newer than our MSRV)
+pub fn lock_exclusive(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor; flock only changes lock state.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Is this I/O error "no space left" (a real ENOSPC, EDQUOT, or the test budget's)?
 pub fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))

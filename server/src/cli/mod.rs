@@ -16,13 +16,12 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the HTTP server (API, portal page, compile workers).
+    /// Run the HTTP server (API, portal page, and compile workers unless --workers 0).
     Serve(Box<crate::config::ServeArgs>),
     /// Create or revoke API tokens directly in the data directory.
     Token(token::Args),
     /// Validate a package and compile it for the given targets, without a server.
     Compile(compile::Args),
-    /// Run one compile job (spawned by the server; not for humans).
-    #[command(hide = true)]
+    /// Run compile jobs only, from a shared queue (`--database postgres://…`); no HTTP.
     Worker(worker::Args),
 }

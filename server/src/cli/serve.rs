@@ -1,5 +1,7 @@
 //! `byom-server serve`: start-up (directories, database, admin token, crash recovery), the
-//! HTTP server and the job runner, and graceful shutdown on SIGTERM / Ctrl-C.
+//! HTTP server and the job runner, and graceful shutdown on SIGTERM / Ctrl-C. Also the
+//! `byom-server worker` node of a cluster, which shares the start-up ([`Node`]) but serves no
+//! HTTP.
 //!
 //! The HTTP accept loop is our own ([`serve_http`]) rather than `axum::serve`, which has neither
 //! a limit on how long a client may take to send its request headers nor on how many
@@ -17,11 +19,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 use crate::app::{router, AppState};
 use crate::config::{Config, ServeArgs};
-use crate::jobs::queue::{JobQueue, SqliteQueue};
+use crate::db::{Db, Engine};
+use crate::jobs::queue::{DbQueue, JobQueue};
 use crate::jobs::runner::Runner;
 use crate::storage::{BlobStore, DiskBudget, FsBlobStore};
 
@@ -71,71 +74,169 @@ fn init_logging() {
     }
 }
 
+/// What every node runs, whichever its role: the database, the blob store, the queue, and
+/// the runner with its compile slots (`--workers`, possibly none) and the lease reaper.
+struct Node {
+    db: Db,
+    config: Arc<Config>,
+    store: Arc<dyn BlobStore>,
+    budget: Arc<DiskBudget>,
+    queue: Arc<dyn JobQueue>,
+    runner: Arc<Runner>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Node {
+    async fn start(config: Config) -> Result<Node, Box<dyn std::error::Error>> {
+        let data = config.data_dir.clone();
+        for sub in ["tmp", "uploads", "jobs", "blobs"] {
+            std::fs::create_dir_all(data.join(sub))?;
+        }
+        let db = crate::db::open(&config.database).await?;
+        recover(&db, &config).await?;
+        let budget = DiskBudget::new(config.test_disk_limit, crate::storage::dir_size(&data));
+        let store: Arc<dyn BlobStore> =
+            Arc::new(FsBlobStore::new(data.join("blobs"), Arc::clone(&budget))?);
+        sweep_blobs(&db, store.as_ref()).await?;
+        let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(db.clone()));
+        // One node owns an SQLite database: whatever it left running died with it. On a shared
+        // database the other nodes' jobs are running right now; a dead node's jobs are the
+        // reaper's once their leases run out.
+        if db.engine == Engine::Sqlite {
+            let orphans = queue.fail_orphans().await?;
+            if orphans > 0 {
+                tracing::warn!(
+                    jobs = orphans,
+                    "marked jobs left running by a previous server as failed"
+                );
+            }
+        }
+        // After fail_orphans: a killed server's jobs are `failed` now, so their package copies
+        // and scratch go; jobs still queued or running are left alone.
+        let swept = crate::jobs::disk::sweep(queue.as_ref(), &data).await?;
+        if swept != crate::jobs::disk::Swept::default() {
+            tracing::info!(
+                cleaned = swept.cleaned,
+                removed = swept.removed,
+                "cleaned job directories left by a previous server"
+            );
+        }
+        let netns = config.workers > 0 && crate::jobs::sandbox::probe_netns();
+        if config.workers > 0 && !netns {
+            tracing::warn!(
+                "cannot create network namespaces here: compile workers will run WITH network access"
+            );
+        }
+        if config.workers > 0 && crate::jobs::confine::kernel_abi() == 0 {
+            tracing::warn!(
+                "this kernel has no Landlock: compile workers can read every file the server's user can (database, tokens, other tenants' packages); run the server as its own user with a data directory only it can read"
+            );
+        }
+        let exe = std::env::current_exe()?;
+        let config = Arc::new(config);
+        let runner = Runner::new(
+            Arc::clone(&queue),
+            db.clone(),
+            Arc::clone(&store),
+            Arc::clone(&config),
+            exe,
+            netns,
+        );
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = runner.start(stop_rx.clone());
+        tasks.push(runner.start_reaper(stop_rx));
+        tracing::info!(node = %runner.lease.owner, database = %config.database.redacted(), workers = config.workers, lease_s = config.lease_s, "node started");
+        Ok(Node {
+            db,
+            config,
+            store,
+            budget,
+            queue,
+            runner,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stop the compile slots (a running job ends `failed`, "the server shut down") and close
+    /// the database.
+    async fn stop(self) {
+        tracing::info!("shutting down: stopping workers");
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.db.pool.close().await;
+    }
+}
+
+/// `byom-server worker --database postgres://…`: a node that only runs compile jobs.
+pub fn run_worker(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let config = match Config::resolve(args) {
+        Ok(c) if c.database.engine() == Engine::Sqlite => {
+            eprintln!("byom-server: a separate worker needs a shared database (--database postgres://…); the embedded server (`serve`) runs its own workers");
+            return ExitCode::from(2);
+        }
+        Ok(c) if c.workers == 0 => {
+            eprintln!("byom-server: a worker needs --workers 1 or more");
+            return ExitCode::from(2);
+        }
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("byom-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("byom-server: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let run = async {
+        let node = Node::start(config).await?;
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "worker {} ready", node.runner.lease.owner)?;
+            out.flush()?;
+        }
+        shutdown_signal().await;
+        node.stop().await;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    };
+    match rt.block_on(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "byom-server worker stopped");
+            eprintln!("byom-server: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let node = Node::start(config).await?;
+    let config = Arc::clone(&node.config);
     let data = config.data_dir.clone();
-    for sub in ["tmp", "uploads", "jobs", "blobs"] {
-        std::fs::create_dir_all(data.join(sub))?;
-    }
-    let db = crate::db::open(&data).await?;
     let token_file =
-        crate::auth::bootstrap_admin(&db, &data, std::env::var("BYOM_ADMIN_TOKEN").ok()).await?;
-    recover(&db, &config).await?;
-    let budget = DiskBudget::new(config.test_disk_limit, crate::storage::dir_size(&data));
-    let store: Arc<dyn BlobStore> =
-        Arc::new(FsBlobStore::new(data.join("blobs"), Arc::clone(&budget))?);
-    sweep_blobs(&db, store.as_ref()).await?;
-    let queue: Arc<dyn JobQueue> = Arc::new(SqliteQueue::new(db.clone()));
-    let orphans = queue.fail_orphans().await?;
-    if orphans > 0 {
-        tracing::warn!(
-            jobs = orphans,
-            "marked jobs left running by a previous server as failed"
-        );
-    }
-    // After fail_orphans: a killed server's jobs are `failed` now, so their package copies and
-    // scratch go; jobs still queued or running are left alone.
-    let swept = crate::jobs::disk::sweep(queue.as_ref(), &data).await?;
-    if swept != crate::jobs::disk::Swept::default() {
-        tracing::info!(
-            cleaned = swept.cleaned,
-            removed = swept.removed,
-            "cleaned job directories left by a previous server"
-        );
-    }
-    let netns = crate::jobs::sandbox::probe_netns();
-    if !netns {
-        tracing::warn!(
-            "cannot create network namespaces here: compile workers will run WITH network access"
-        );
-    }
-    let landlock_abi = crate::jobs::confine::kernel_abi();
-    if landlock_abi == 0 {
-        tracing::warn!(
-            "this kernel has no Landlock: compile workers can read every file the server's user can (database, tokens, other tenants' packages); run the server as its own user with a data directory only it can read"
-        );
-    }
-    let exe = std::env::current_exe()?;
-    let config = Arc::new(config);
-    let runner = Runner::new(
-        Arc::clone(&queue),
-        db.clone(),
-        Arc::clone(&store),
-        Arc::clone(&config),
-        exe,
-        netns,
-    );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = runner.start(stop_rx);
+        crate::auth::bootstrap_admin(&node.db.pool, &data, std::env::var("BYOM_ADMIN_TOKEN").ok())
+            .await?;
     let state = AppState {
-        db: db.clone(),
+        db: node.db.pool.clone(),
+        database: node.db.clone(),
         config: Arc::clone(&config),
-        store,
-        budget,
+        store: Arc::clone(&node.store),
+        budget: Arc::clone(&node.budget),
         metrics: Arc::default(),
-        queue,
-        runner,
+        queue: Arc::clone(&node.queue),
+        runner: Arc::clone(&node.runner),
         uploads: Arc::default(),
-        blob_lock: Arc::default(),
         auth_failures: Arc::default(),
     };
     let max_connections = connection_limit(config.max_connections);
@@ -151,19 +252,14 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         out.flush()?;
     }
     let sweeper = tokio::spawn(sweep_uploads(state.clone()));
-    tracing::info!(%addr, data_dir = %data.display(), web_dir = %config.web_dir.display(), workers = config.workers, netns, landlock_abi, "byom-server listening");
+    tracing::info!(%addr, data_dir = %data.display(), web_dir = %config.web_dir.display(), workers = config.workers, netns = node.runner.netns, landlock_abi = crate::jobs::confine::kernel_abi(), "byom-server listening");
     let limits = HttpLimits {
         header_read_timeout: Duration::from_secs(config.header_read_timeout_s),
         max_connections,
     };
     serve_http(listener, router(state), limits, shutdown_signal()).await;
     sweeper.abort();
-    tracing::info!("shutting down: stopping workers");
-    let _ = stop_tx.send(true);
-    for w in workers {
-        let _ = w.await;
-    }
-    db.close().await;
+    node.stop().await;
     Ok(())
 }
 
@@ -297,19 +393,38 @@ async fn accept_error(e: std::io::Error) {
 
 /// Crash recovery: temp files of interrupted uploads are deleted (they were never visible),
 /// resumable uploads whose file is gone are forgotten.
-async fn recover(db: &SqlitePool, config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+///
+/// On a shared database the data directory is shared too, and other nodes are receiving
+/// uploads right now: only temp files nobody wrote to for twice `--idle-timeout-s` go (an
+/// upload that sends nothing for that long has been dropped).
+async fn recover(db: &Db, config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     let tmp = config.data_dir.join("tmp");
+    let idle = Duration::from_secs(config.idle_timeout_s.saturating_mul(2));
     let mut removed = 0u32;
     for entry in std::fs::read_dir(&tmp)? {
         let entry = entry?;
-        if entry.file_type()?.is_file() && std::fs::remove_file(entry.path()).is_ok() {
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        let stale = match db.engine {
+            Engine::Sqlite => true,
+            Engine::Postgres => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > idle),
+        };
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
     if removed > 0 {
         tracing::info!(files = removed, "removed temp files of interrupted uploads");
     }
-    let uploads = sqlx::query("SELECT id FROM uploads").fetch_all(db).await?;
+    let uploads = sqlx::query("SELECT id FROM uploads")
+        .fetch_all(&db.pool)
+        .await?;
     for row in uploads {
         let id: String = row.get("id");
         if !config
@@ -318,9 +433,9 @@ async fn recover(db: &SqlitePool, config: &Config) -> Result<(), Box<dyn std::er
             .join(format!("{id}.part"))
             .exists()
         {
-            sqlx::query("DELETE FROM uploads WHERE id = ?")
+            sqlx::query("DELETE FROM uploads WHERE id = $1")
                 .bind(&id)
-                .execute(db)
+                .execute(&db.pool)
                 .await?;
         }
     }
@@ -328,22 +443,21 @@ async fn recover(db: &SqlitePool, config: &Config) -> Result<(), Box<dyn std::er
 }
 
 /// Blobs no package references (a crash between rename and commit, or between a delete's
-/// commit and the file removal) are removed; rows never point at missing bytes.
-async fn sweep_blobs(
-    db: &SqlitePool,
-    store: &dyn BlobStore,
-) -> Result<(), Box<dyn std::error::Error>> {
+/// commit and the file removal) are removed; rows never point at missing bytes. Under the blob
+/// lock, so that on a shared database no other node is between its rename and its commit.
+async fn sweep_blobs(db: &Db, store: &dyn BlobStore) -> Result<(), Box<dyn std::error::Error>> {
+    let _guard = db.blob_lock().await?;
     for sha in store.list()? {
-        let used = sqlx::query("SELECT 1 FROM packages WHERE sha256 = ? LIMIT 1")
+        let used = sqlx::query("SELECT 1 FROM packages WHERE sha256 = $1 LIMIT 1")
             .bind(&sha)
-            .fetch_optional(db)
+            .fetch_optional(&db.pool)
             .await?;
         if used.is_none() {
             tracing::info!(sha256 = %sha, "removing unreferenced blob");
             store.delete(&sha)?;
-            sqlx::query("DELETE FROM blobs WHERE sha256 = ?")
+            sqlx::query("DELETE FROM blobs WHERE sha256 = $1")
                 .bind(&sha)
-                .execute(db)
+                .execute(&db.pool)
                 .await?;
         }
     }

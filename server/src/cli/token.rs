@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::auth::{self, Revoked, Role};
+use crate::db::DatabaseUrl;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,12 +27,18 @@ pub enum Action {
         role: String,
         #[arg(long, env = "BYOM_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
+        /// The database, as `serve --database` [default: sqlite:<data-dir>/byom.db].
+        #[arg(long, env = "BYOM_DATABASE")]
+        database: Option<DatabaseUrl>,
     },
     /// Revoke a token by its id (tok_…).
     Revoke {
         id: String,
         #[arg(long, env = "BYOM_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
+        /// The database, as `serve --database` [default: sqlite:<data-dir>/byom.db].
+        #[arg(long, env = "BYOM_DATABASE")]
+        database: Option<DatabaseUrl>,
     },
 }
 
@@ -55,12 +62,22 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
+/// The database `--database` names, or the embedded one in `data_dir`.
+async fn open(
+    data_dir: &std::path::Path,
+    database: Option<DatabaseUrl>,
+) -> Result<sqlx::AnyPool, sqlx::Error> {
+    let url = database.unwrap_or_else(|| DatabaseUrl::default_for(data_dir));
+    Ok(crate::db::open(&url).await?.pool)
+}
+
 async fn act(action: Action) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match action {
         Action::Create {
             tenant,
             role,
             data_dir,
+            database,
         } => {
             let Some(role) = Role::parse(&role) else {
                 eprintln!("role must be viewer, uploader, admin or operator");
@@ -75,7 +92,7 @@ async fn act(action: Action) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 return Ok(ExitCode::from(2));
             }
             std::fs::create_dir_all(&data_dir)?;
-            let db = crate::db::open(&data_dir).await?;
+            let db = open(&data_dir, database).await?;
             if auth::ensure_tenant(&db, &tenant, None).await? {
                 eprintln!("created tenant {tenant}");
             }
@@ -87,8 +104,12 @@ async fn act(action: Action) -> Result<ExitCode, Box<dyn std::error::Error>> {
             println!("{}", token.token);
             Ok(ExitCode::SUCCESS)
         }
-        Action::Revoke { id, data_dir } => {
-            let db = crate::db::open(&data_dir).await?;
+        Action::Revoke {
+            id,
+            data_dir,
+            database,
+        } => {
+            let db = open(&data_dir, database).await?;
             match auth::revoke_token(&db, &id, None).await? {
                 Revoked::Done => {
                     eprintln!("revoked {id}");

@@ -1,21 +1,36 @@
-//! `byom-server worker --job-dir DIR`: one compile job in a sandboxed process (see
-//! `jobs::sandbox` for what the server sets up, `jobs::confine` for what the worker then gives
-//! up itself). It sees only its job directory and exits; the server reads `result.json`.
+//! `byom-server worker`: two things by the same name.
+//!
+//! - `byom-server worker --database postgres://… --data-dir SHARED`: a cluster node that only
+//!   runs compile jobs (claims them from the shared queue with a lease; see `jobs::queue`).
+//! - `byom-server worker --job-dir DIR` (hidden; spawned by the runner): one compile job in a
+//!   sandboxed process (see `jobs::sandbox` for what the server sets up, `jobs::confine` for
+//!   what the worker then gives up itself). It sees only its job directory and exits; the
+//!   runner reads `result.json`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The job directory (holds job.json and the package; result.json is written here).
-    #[arg(long)]
-    pub job_dir: PathBuf,
+    /// The job directory (holds job.json and the package; result.json is written here). Given
+    /// by the runner to its sandboxed child; not for humans.
+    #[arg(long, hide = true)]
+    pub job_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: Box<crate::config::ServeArgs>,
 }
 
 pub fn run(args: Args) -> ExitCode {
+    match args.job_dir {
+        Some(dir) => run_job(&dir),
+        None => crate::cli::serve::run_worker(*args.node),
+    }
+}
+
+fn run_job(job_dir: &std::path::Path) -> ExitCode {
     // First, before libtorch exists in this process: give up everything but the job directory.
     // A sandbox that cannot be set up fails the job rather than running it unconfined.
-    match crate::jobs::confine::confine_to(&args.job_dir) {
+    match crate::jobs::confine::confine_to(job_dir) {
         Ok(c) => eprintln!("{}", c.describe()),
         Err(e) => {
             eprintln!("error: {e}");
@@ -30,6 +45,6 @@ pub fn run(args: Args) -> ExitCode {
     {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
-    let code = crate::backend::worker_main(&args.job_dir);
+    let code = crate::backend::worker_main(job_dir);
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

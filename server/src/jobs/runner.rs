@@ -14,13 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 use tokio::sync::{watch, Notify};
 
 use super::disk::{self, JobDisk};
-use super::queue::{JobQueue, JobRow, Outcome};
+use super::queue::{Heartbeat, JobQueue, JobRow, Lease, Outcome};
 use super::sandbox;
 use crate::config::Config;
+use crate::db::Db;
 use crate::storage::BlobStore;
 
 /// Lines of `log.txt` / `worker.log` kept with a job.
@@ -36,7 +37,9 @@ const MAX_RESULT_BYTES: u64 = 16 * 1024 * 1024;
 
 pub struct Runner {
     pub queue: Arc<dyn JobQueue>,
-    pub db: SqlitePool,
+    pub db: Db,
+    /// This node's claims: its id and the lease length.
+    pub lease: Lease,
     pub store: Arc<dyn BlobStore>,
     pub config: Arc<Config>,
     pub exe: PathBuf,
@@ -50,15 +53,20 @@ pub struct Runner {
 impl Runner {
     pub fn new(
         queue: Arc<dyn JobQueue>,
-        db: SqlitePool,
+        db: Db,
         store: Arc<dyn BlobStore>,
         config: Arc<Config>,
         exe: PathBuf,
         netns: bool,
     ) -> Arc<Runner> {
+        let lease = Lease {
+            owner: crate::ids::node_id(),
+            seconds: config.lease_s,
+        };
         Arc::new(Runner {
             queue,
             db,
+            lease,
             store,
             config,
             exe,
@@ -82,7 +90,7 @@ impl Runner {
                         if *shutdown.borrow() {
                             return;
                         }
-                        match runner.queue.claim().await {
+                        match runner.queue.claim(&runner.lease).await {
                             Ok(Some(job)) => runner.run(job, shutdown.clone()).await,
                             Ok(None) => {
                                 tokio::select! {
@@ -102,6 +110,35 @@ impl Runner {
             .collect()
     }
 
+    /// Every node (API server or worker) reaps: a job whose lease ran out is re-queued or
+    /// failed (see `JobQueue::reap`) within about half a lease of its end.
+    pub fn start_reaper(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let runner = Arc::clone(self);
+        let every =
+            Duration::from_millis((self.lease.seconds.saturating_mul(1000) / 2).clamp(500, 15_000));
+        tokio::spawn(async move {
+            loop {
+                match runner.queue.reap(runner.config.job_attempts).await {
+                    Ok(r) if r == Default::default() => {}
+                    Ok(r) => tracing::warn!(
+                        requeued = r.requeued,
+                        failed = r.failed,
+                        cancelled = r.cancelled,
+                        "jobs whose worker stopped renewing its lease"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cannot reap expired job leases"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        })
+    }
+
     /// Ask a running job to stop; `false` if it is not running here.
     pub fn cancel(&self, job_id: &str) -> bool {
         let map = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,7 +152,7 @@ impl Runner {
     }
 
     async fn run(&self, job: JobRow, shutdown: watch::Receiver<bool>) {
-        tracing::info!(job = %job.id, tenant = %job.tenant_id, package = %job.package_id, targets = ?job.targets, "job started");
+        tracing::info!(job = %job.id, tenant = %job.tenant_id, package = %job.package_id, targets = ?job.targets, attempt = job.attempts, "job started");
         let cancel = Arc::new(Notify::new());
         self.cancels
             .lock()
@@ -142,17 +179,24 @@ impl Runner {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&job.id);
         tracing::info!(job = %job.id, status = outcome.status, reason = ?outcome.failure_reason, "job finished");
-        if let Err(e) = self.queue.finish(&job.id, outcome).await {
-            tracing::error!(job = %job.id, error = %e, "cannot record the job's end");
+        match self.queue.finish(&job.id, &self.lease, outcome).await {
+            Ok(true) => {}
+            // The lease ran out meanwhile (this node was cut off from the database for longer
+            // than a lease): the reaper has re-queued or failed the job; this run counts for
+            // nothing, so the job is never finished twice.
+            Ok(false) => {
+                tracing::warn!(job = %job.id, "lost the job's lease before it ended; its outcome here is not recorded")
+            }
+            Err(e) => tracing::error!(job = %job.id, error = %e, "cannot record the job's end"),
         }
     }
 
     /// Create the job directory with a private copy of the package and `job.json`; returns it
     /// with the job's disk allowance (which grows with the package).
     async fn prepare(&self, job: &JobRow) -> Result<(PathBuf, JobDisk), String> {
-        let sha: String = sqlx::query("SELECT sha256 FROM packages WHERE id = ?")
+        let sha: String = sqlx::query("SELECT sha256 FROM packages WHERE id = $1")
             .bind(&job.package_id)
-            .fetch_optional(&self.db)
+            .fetch_optional(&self.db.pool)
             .await
             .map_err(|e| e.to_string())?
             .map(|r| r.get("sha256"))
@@ -163,6 +207,11 @@ impl Runner {
         let settings = self.config.settings.clone();
         let dir2 = dir.clone();
         let package_bytes = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            // A re-run (the worker of an earlier attempt died) starts from a clean directory.
+            match std::fs::remove_dir_all(&dir2) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             std::fs::create_dir_all(dir2.join("tmp"))?;
             std::fs::create_dir_all(dir2.join("out"))?;
             let mut src = store.open(&sha)?;
@@ -211,13 +260,29 @@ impl Runner {
             Cancelled,
             Shutdown,
             DiskFull(u64),
+            LeaseLost,
         }
-        let end = tokio::select! {
-            status = child.wait() => End::Exited(status),
-            _ = tokio::time::sleep(limit) => End::Timeout,
-            _ = cancel.notified() => End::Cancelled,
-            _ = shutdown.changed() => End::Shutdown,
-            used = disk::watch(dir, allowance.limit) => End::DiskFull(used),
+        let deadline = tokio::time::sleep(limit);
+        let watch = disk::watch(dir, allowance.limit);
+        tokio::pin!(deadline, watch);
+        let mut beat = tokio::time::interval(heartbeat_every(self.lease.seconds));
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let end = loop {
+            tokio::select! {
+                status = child.wait() => break End::Exited(status),
+                _ = &mut deadline => break End::Timeout,
+                _ = cancel.notified() => break End::Cancelled,
+                _ = shutdown.changed() => break End::Shutdown,
+                used = &mut watch => break End::DiskFull(used),
+                _ = beat.tick() => match self.queue.heartbeat(&job.id, &self.lease).await {
+                    Ok(Heartbeat::Held) => {}
+                    Ok(Heartbeat::CancelRequested) => break End::Cancelled,
+                    Ok(Heartbeat::Lost) => break End::LeaseLost,
+                    // The database is unreachable: keep compiling; if it stays away past the
+                    // lease, the next heartbeat that gets through says Lost.
+                    Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot renew the job's lease"),
+                },
+            }
         };
         if !matches!(end, End::Exited(_)) {
             sandbox::kill_group(pid);
@@ -273,6 +338,12 @@ impl Runner {
                 )
             }
             End::DiskFull(used) => return failed(allowance.total_exceeded(used), log_tail),
+            End::LeaseLost => {
+                return failed(
+                    "this worker lost the job's lease (cut off from the database for longer than --lease-s); the job was handed on".into(),
+                    log_tail,
+                )
+            }
             End::Exited(Err(e)) => return failed(format!("lost the worker: {e}"), log_tail),
             End::Exited(Ok(status)) => status,
         };
@@ -326,6 +397,13 @@ impl Runner {
             (None, None) => failed("the worker ended without a result".into(), log_tail),
         }
     }
+}
+
+/// How often a running job's lease is renewed: a third of the lease (so two heartbeats may
+/// fail before it runs out), and at least every 2 s so that a cancel made through another API
+/// server reaches the worker quickly.
+fn heartbeat_every(lease_s: u64) -> Duration {
+    Duration::from_millis((lease_s.saturating_mul(1000) / 3).clamp(200, 2000))
 }
 
 fn failed(reason: String, log_tail: Option<String>) -> Outcome {

@@ -51,7 +51,7 @@ pub async fn create_tenant(
 }
 
 async fn tenant_json(state: &AppState, id: &str) -> Result<Value, ApiError> {
-    let row = sqlx::query("SELECT id, quota_bytes, created_at FROM tenants WHERE id = ?")
+    let row = sqlx::query("SELECT id, quota_bytes, created_at FROM tenants WHERE id = $1")
         .bind(id)
         .fetch_optional(&state.db)
         .await?
@@ -71,7 +71,7 @@ pub async fn list_tenants(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Admin)?;
     let ids: Vec<String> =
-        sqlx::query("SELECT id FROM tenants WHERE ?1 IS NULL OR id = ?1 ORDER BY id")
+        sqlx::query("SELECT id FROM tenants WHERE $1 IS NULL OR id = $1 ORDER BY id")
             .bind(principal.admin_scope())
             .fetch_all(&state.db)
             .await?
@@ -108,7 +108,7 @@ pub async fn create_token(
     }
     // Nobody mints a role above their own: a tenant admin never makes an operator.
     principal.require(role)?;
-    let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = ?")
+    let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
         .bind(&req.tenant)
         .fetch_optional(&state.db)
         .await?;
@@ -128,7 +128,7 @@ pub async fn list_tokens(
     principal.require(Role::Admin)?;
     let rows = sqlx::query(
         "SELECT id, tenant_id, role, created_at, revoked_at FROM tokens \
-         WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY created_at",
+         WHERE $1 IS NULL OR tenant_id = $1 ORDER BY created_at",
     )
     .bind(principal.admin_scope())
     .fetch_all(&state.db)
@@ -180,10 +180,10 @@ pub async fn audit(
     // attempts with them); events without a tenant (anonymous 401s) are the operator's.
     let rows = sqlx::query(
         "SELECT id, at, tenant_id, token_id, action, subject, detail FROM audit \
-         WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY id DESC LIMIT ?2",
+         WHERE $1 IS NULL OR tenant_id = $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(principal.admin_scope())
-    .bind(limit)
+    .bind(i64::from(limit))
     .fetch_all(&state.db)
     .await?;
     let events: Vec<Value> = rows

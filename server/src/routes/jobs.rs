@@ -79,7 +79,7 @@ pub async fn list(
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
     let ids: Vec<String> = sqlx::query(
-        "SELECT id FROM jobs WHERE tenant_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 200",
+        "SELECT id FROM jobs WHERE tenant_id = $1 ORDER BY created_at DESC, rowid DESC LIMIT 200",
     )
     .bind(&principal.tenant)
     .fetch_all(&state.db)
@@ -106,7 +106,9 @@ pub async fn cancel(
     match job.status.as_str() {
         "queued" if state.queue.cancel_queued(&id).await? => {}
         "queued" | "running" => {
-            if !state.runner.cancel(&id) {
+            // Running here: stop it now. Running on another node: flag it; that node's next
+            // heartbeat (within 2 s) sees the flag and kills the compile.
+            if !state.runner.cancel(&id) && !state.queue.request_cancel(&id).await? {
                 return Err(ApiError::Conflict(
                     "the job is just changing state; try again".into(),
                 ));

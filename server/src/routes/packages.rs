@@ -45,8 +45,8 @@ pub fn clean_name(name: Option<&str>) -> Result<String, ApiError> {
 /// (bytes in use, quota) of a tenant.
 pub async fn usage(state: &AppState, tenant: &str) -> Result<(u64, u64), ApiError> {
     let row = sqlx::query(
-        "SELECT (SELECT COALESCE(SUM(size), 0) FROM packages WHERE tenant_id = ?1) AS used,
-                (SELECT quota_bytes FROM tenants WHERE id = ?1) AS quota",
+        "SELECT (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM packages WHERE tenant_id = $1) AS used,
+                (SELECT quota_bytes FROM tenants WHERE id = $1) AS quota",
     )
     .bind(tenant)
     .fetch_one(&state.db)
@@ -62,12 +62,12 @@ pub async fn usage(state: &AppState, tenant: &str) -> Result<(u64, u64), ApiErro
 /// Bytes reserved by the tenant's open resumable uploads (their declared lengths), but for
 /// `except` (an upload being completed, whose reservation becomes its package).
 pub async fn open_reserved<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
     tenant: &str,
     except: &str,
 ) -> Result<u64, ApiError> {
     let reserved: i64 = sqlx::query(
-        "SELECT COALESCE(SUM(length), 0) AS n FROM uploads WHERE tenant_id = ? AND id != ?",
+        "SELECT CAST(COALESCE(SUM(length), 0) AS BIGINT) AS n FROM uploads WHERE tenant_id = $1 AND id != $2",
     )
     .bind(tenant)
     .bind(except)
@@ -287,7 +287,7 @@ impl Source<'_> {
 /// End a completed resumable upload's row in `tx`; false when it is already gone (deleted
 /// while its last bytes arrived), which means nothing may be stored.
 async fn end_upload(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     principal: &Principal,
     source: Source<'_>,
     outcome: &str,
@@ -295,7 +295,7 @@ async fn end_upload(
     let Source::Resumable { id, .. } = source else {
         return Ok(true);
     };
-    let gone = sqlx::query("DELETE FROM uploads WHERE id = ?")
+    let gone = sqlx::query("DELETE FROM uploads WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?
@@ -336,7 +336,7 @@ pub async fn commit(
         return Err(ApiError::InvalidPackage(Box::new(report)));
     }
     let report_json = serde_json::to_string(&report).map_err(ApiError::internal)?;
-    let _guard = state.blob_lock.lock().await;
+    let _guard = state.database.blob_lock().await?;
     // Quota again, now that concurrent uploads of this tenant are serialised: stored bytes plus
     // the other open uploads' reservations (this upload's own becomes the package).
     let (stored, quota) = usage(state, &principal.tenant).await?;
@@ -375,7 +375,7 @@ pub async fn commit(
         drop(tx);
         // The bytes are in the blob store now: remove them unless a package has them (the
         // blob lock is held, so no other commit or delete of this blob runs meanwhile).
-        let referenced = sqlx::query("SELECT 1 FROM packages WHERE sha256 = ? LIMIT 1")
+        let referenced = sqlx::query("SELECT 1 FROM packages WHERE sha256 = $1 LIMIT 1")
             .bind(sha256)
             .fetch_optional(&state.db)
             .await?;
@@ -384,14 +384,16 @@ pub async fn commit(
         }
         return Err(deleted_meanwhile());
     }
-    sqlx::query("INSERT OR IGNORE INTO blobs (sha256, size, created_at) VALUES (?, ?, ?)")
-        .bind(sha256)
-        .bind(size_i)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query(
-        "INSERT INTO packages (id, tenant_id, name, sha256, size, created_at, report_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO blobs (sha256, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(sha256)
+    .bind(size_i)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO packages (id, tenant_id, name, sha256, size, created_at, report_json) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&id)
     .bind(&principal.tenant)
@@ -419,7 +421,7 @@ pub async fn commit(
     }))
 }
 
-fn package_json(row: &sqlx::sqlite::SqliteRow) -> Value {
+fn package_json(row: &sqlx::any::AnyRow) -> Value {
     let report: Value =
         serde_json::from_str(row.get::<&str, _>("report_json")).unwrap_or(Value::Null);
     json!({
@@ -438,7 +440,7 @@ pub async fn list(
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
     let rows = sqlx::query(
-        "SELECT id, name, sha256, size, created_at, report_json FROM packages WHERE tenant_id = ? ORDER BY created_at DESC, rowid DESC",
+        "SELECT id, name, sha256, size, created_at, report_json FROM packages WHERE tenant_id = $1 ORDER BY created_at DESC, rowid DESC",
     )
     .bind(&principal.tenant)
     .fetch_all(&state.db)
@@ -449,12 +451,8 @@ pub async fn list(
 }
 
 /// A package of the caller's tenant (404 for anyone else's: not even its existence leaks).
-pub async fn find(
-    state: &AppState,
-    tenant: &str,
-    id: &str,
-) -> Result<sqlx::sqlite::SqliteRow, ApiError> {
-    sqlx::query("SELECT id, name, sha256, size, created_at, report_json FROM packages WHERE id = ? AND tenant_id = ?")
+pub async fn find(state: &AppState, tenant: &str, id: &str) -> Result<sqlx::any::AnyRow, ApiError> {
+    sqlx::query("SELECT id, name, sha256, size, created_at, report_json FROM packages WHERE id = $1 AND tenant_id = $2")
         .bind(id)
         .bind(tenant)
         .fetch_optional(&state.db)
@@ -484,10 +482,10 @@ pub async fn remove(
     principal.require(Role::Uploader)?;
     let row = find(&state, &principal.tenant, &id).await?;
     let sha: String = row.get("sha256");
-    let _guard = state.blob_lock.lock().await;
+    let _guard = state.database.blob_lock().await?;
     let mut tx = state.db.begin().await?;
     let active: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM jobs WHERE package_id = ? AND status IN ('queued', 'running')",
+        "SELECT COUNT(*) AS n FROM jobs WHERE package_id = $1 AND status IN ('queued', 'running')",
     )
     .bind(&id)
     .fetch_one(&mut *tx)
@@ -498,28 +496,28 @@ pub async fn remove(
             "the package has queued or running jobs; cancel them first".into(),
         ));
     }
-    let job_ids: Vec<String> = sqlx::query("SELECT id FROM jobs WHERE package_id = ?")
+    let job_ids: Vec<String> = sqlx::query("SELECT id FROM jobs WHERE package_id = $1")
         .bind(&id)
         .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(|r| r.get("id"))
         .collect();
-    sqlx::query("DELETE FROM jobs WHERE package_id = ?")
+    sqlx::query("DELETE FROM jobs WHERE package_id = $1")
         .bind(&id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM packages WHERE id = ?")
+    sqlx::query("DELETE FROM packages WHERE id = $1")
         .bind(&id)
         .execute(&mut *tx)
         .await?;
-    let others: i64 = sqlx::query("SELECT COUNT(*) AS n FROM packages WHERE sha256 = ?")
+    let others: i64 = sqlx::query("SELECT COUNT(*) AS n FROM packages WHERE sha256 = $1")
         .bind(&sha)
         .fetch_one(&mut *tx)
         .await?
         .get("n");
     if others == 0 {
-        sqlx::query("DELETE FROM blobs WHERE sha256 = ?")
+        sqlx::query("DELETE FROM blobs WHERE sha256 = $1")
             .bind(&sha)
             .execute(&mut *tx)
             .await?;

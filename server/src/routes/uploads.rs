@@ -59,7 +59,7 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
 
 /// The upload row of this tenant: (name, declared length).
 async fn find(state: &AppState, tenant: &str, id: &str) -> Result<(String, u64), ApiError> {
-    let row = sqlx::query("SELECT name, length FROM uploads WHERE id = ? AND tenant_id = ?")
+    let row = sqlx::query("SELECT name, length FROM uploads WHERE id = $1 AND tenant_id = $2")
         .bind(id)
         .bind(tenant)
         .fetch_optional(&state.db)
@@ -120,10 +120,10 @@ async fn open_upload(
     // Reservation and check in one transaction, serialised with every other reservation and
     // commit (the blob lock), so concurrent creates cannot together pass the quota. The insert
     // comes first so that the transaction holds SQLite's write lock before it reads.
-    let _guard = state.blob_lock.lock().await;
+    let _guard = state.database.blob_lock().await?;
     let mut tx = state.db.begin().await?;
     sqlx::query(
-        "INSERT INTO uploads (id, tenant_id, name, length, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO uploads (id, tenant_id, name, length, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&id)
     .bind(tenant)
@@ -132,7 +132,7 @@ async fn open_upload(
     .bind(crate::ids::now())
     .execute(&mut *tx)
     .await?;
-    let open: i64 = sqlx::query("SELECT COUNT(*) AS n FROM uploads WHERE tenant_id = ?")
+    let open: i64 = sqlx::query("SELECT COUNT(*) AS n FROM uploads WHERE tenant_id = $1")
         .bind(tenant)
         .fetch_one(&mut *tx)
         .await?
@@ -204,7 +204,7 @@ pub async fn abort(
     }
     let deleted = async {
         let mut tx = state.db.begin().await?;
-        let n = sqlx::query("DELETE FROM uploads WHERE id = ?")
+        let n = sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(&id)
             .execute(&mut *tx)
             .await?
@@ -333,12 +333,29 @@ async fn write_part(
 ) -> Written {
     let Upload { id, name, length } = upload;
     let path = part_path(state, id);
-    let offset = match std::fs::metadata(&path) {
-        Ok(m) => m.len(),
+    let file = match std::fs::OpenOptions::new().append(true).open(&path) {
+        Ok(f) => f,
         // Deleted between the lookup and now (its bytes go first).
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return (None, Err(ApiError::NotFound("upload")))
         }
+        Err(e) => return (None, Err(ApiError::internal(e))),
+    };
+    // The slot keeps out other requests to this server; the file lock keeps out those to other
+    // servers of a cluster sharing the data directory. Two writers interleaving bytes would
+    // make the file differ from what the validator saw and hashed.
+    if let Err(e) = crate::storage::lock_exclusive(&file) {
+        return (
+            slot,
+            Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+                ApiError::Conflict("another request is writing to this upload".into())
+            } else {
+                ApiError::internal(e)
+            }),
+        );
+    }
+    let offset = match file.metadata() {
+        Ok(m) => m.len(),
         Err(e) => return (None, Err(ApiError::internal(e))),
     };
     if claimed != offset {
@@ -356,10 +373,6 @@ async fn write_part(
                 Err(e) => return (None, Err(ApiError::internal(e))),
             }
         }
-    };
-    let file = match std::fs::OpenOptions::new().append(true).open(&path) {
-        Ok(f) => f,
-        Err(e) => return (None, Err(ApiError::internal(e))),
     };
     let allowed = Allowance {
         max_bytes: length - offset.min(length),
@@ -404,7 +417,7 @@ async fn write_part(
     let committed = commit(state, principal, name, source, report, &sha256, size).await;
     if committed.is_err() && !path.exists() {
         // Failed at commit with its bytes gone (e.g. 507 at the rename): so is the upload.
-        let gone = sqlx::query("DELETE FROM uploads WHERE id = ?")
+        let gone = sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id)
             .execute(&state.db)
             .await;
@@ -446,15 +459,33 @@ pub async fn expire_stale(state: &AppState) -> Result<usize, sqlx::Error> {
         let Ok((token, _state)) = take_slot(state, &id) else {
             continue;
         };
+        // A PATCH on another server of a cluster holds the file's lock while it writes: that
+        // upload is not idle. (The lock, held till the end of this pass, also keeps a PATCH
+        // from starting on the file being removed.)
+        let _writing = match std::fs::File::open(&path) {
+            Ok(f) => match crate::storage::lock_exclusive(&f) {
+                Ok(()) => Some(f),
+                Err(_) => {
+                    end_slot(state, &id, &token);
+                    continue;
+                }
+            },
+            Err(_) => None,
+        };
         // Bytes first: that needs no space on a full disk, and frees some for the row. If
         // the row cannot go now, the next sweep finds it without a file and tries again.
         discard(state, &path);
         let deleted = async {
             let mut tx = state.db.begin().await?;
-            sqlx::query("DELETE FROM uploads WHERE id = ?")
+            let gone = sqlx::query("DELETE FROM uploads WHERE id = $1")
                 .bind(&id)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+            // Another API server of a cluster expired it first: its record is the one.
+            if gone == 0 {
+                return Ok(());
+            }
             let detail = format!(
                 "tenant {tenant}: no bytes for {} s",
                 idle.map_or(0, |d| d.as_secs())
