@@ -271,6 +271,9 @@ def test_tuple_output_checks_the_declared_element(tmp_path, compile_bin):
     assert report["model"]["checked_output"] == "element 1 of a tuple/list of 2"
     dep = json.loads((tmp_path / "out" / "x86_64-cpu" / "deployment.json").read_text())
     assert dep["output"]["selector"] == "#1"
+    # TorchScript is named from its root class, from the validator's inspection to the bundle.
+    assert dep["model"]["architecture"] == f"{TwoHeads.__module__.split('.')[0]} TwoHeads"
+    assert report["model"]["architecture"] == dep["model"]["architecture"]
 
 
 class UnnamedHead(torch.nn.Module):

@@ -142,3 +142,15 @@ def test_a_traced_1000_class_head_declared_as_3_classes_is_an_error(zoo, tmp_pat
                         "--classes", ",".join(names), "-o", str(tmp_path / "packed.tar.gz")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "BYOM620" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_a_head_only_the_code_proves_is_an_error_too(zoo, tmp_path):
+    """MyNet's head is named `out`, no classifier name: its forward returning that Linear's
+    output is what proves the width."""
+    d, expected = zoo
+    exp = expected["main_mynet_traced.pt"]
+    rc, rep = validate(_package(d, exp, tmp_path, output_shape=[1, 5], num_classes=5,
+                                class_names=[f"c{i}" for i in range(5)]))
+    assert rc == 1 and not rep["valid"]
+    err = next(e for e in rep["errors"] if e["code"] == "BYOM620")
+    assert "out.weight [3, 8] has 3 outputs (its forward returns that layer's output)" in err["message"], err
