@@ -192,7 +192,7 @@ _setup_job_rust() {
 _setup_job_venv() {
   local venv="$BYOM_ROOT/.venv"
   local stamp="$venv/.byom-requirements.sha256" req_hash
-  req_hash="$(_setup_sha256 "$BYOM_ROOT/tests/requirements.txt")"
+  req_hash="$(_setup_sha256 "$BYOM_ROOT/tests/requirements.txt" "$BYOM_ROOT/tests/requirements-nodeps.txt")"
   if [ ! -x "$venv/bin/python" ]; then
     _setup_step "python3 -m venv .venv"
     python3 -m venv "$venv"
@@ -202,6 +202,10 @@ _setup_job_venv() {
     "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
     "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
       -r "$BYOM_ROOT/tests/requirements.txt"
+    # Without their declared dependencies (see the file): what the tests use of them needs only
+    # what requirements.txt installed.
+    "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off --no-deps \
+      -r "$BYOM_ROOT/tests/requirements-nodeps.txt"
     echo "$req_hash" >"$stamp"
   else
     _setup_skip "python venv: requirements unchanged (stamp $(cut -c1-12 "$stamp"))"

@@ -271,11 +271,15 @@ def test_tuple_output_checks_the_declared_element(tmp_path, compile_bin):
     assert report["model"]["checked_output"] == "element 1 of a tuple/list of 2"
     dep = json.loads((tmp_path / "out" / "x86_64-cpu" / "deployment.json").read_text())
     assert dep["output"]["selector"] == "#1"
+    # TorchScript is named from its root class, from the validator's inspection to the bundle.
+    assert dep["model"]["architecture"] == f"{TwoHeads.__module__.split('.')[0]} TwoHeads"
+    assert report["model"]["architecture"] == dep["model"]["architecture"]
 
 
 class UnnamedHead(torch.nn.Module):
-    """A classifier whose last layer byom does not know as a head by name (`out`): the
-    validator can only warn about its width (BYOM612), so the compile's own output check acts."""
+    """A classifier whose head byom can prove neither by name (`out`) nor by code (the forward
+    returns a flatten of the Linear's output, not the Linear's output itself): the validator can
+    only warn about its width (BYOM612), so the compile's own output check acts."""
 
     def __init__(self, classes=4):
         super().__init__()
@@ -283,7 +287,7 @@ class UnnamedHead(torch.nn.Module):
         self.out = torch.nn.Linear(8, classes)
 
     def forward(self, x):
-        return self.out(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+        return torch.flatten(self.out(torch.relu(self.conv(x)).mean(dim=(2, 3))), 1)
 
 
 def test_output_shape_mismatch_fails_the_job_naming_both_shapes(tmp_path, compile_bin):

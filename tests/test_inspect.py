@@ -83,7 +83,12 @@ def test_inspect_matches_torch(kind, pt_dir, made):
         assert not (codes & SAFETY_CODES), out["errors"]
         assert model["safety"] == "safe"
         assert rc == 0, out["errors"]
-    assert model["architecture"] == info["architecture"]
+    if info["kind"] in ("torchscript_traced", "torchscript_scripted"):
+        # Named from the root class (`torchvision ResNet`), which the JSON carries typed too.
+        assert model["architecture"] == info["script_architecture"], model["script_class"]
+        assert model["script_class"]["class"] == info["script_architecture"].split()[-1]
+    else:
+        assert model["architecture"] == info["architecture"]
     if info["architecture"]:
         assert model["arch"]["num_classes"] == info["num_classes"]
         assert model["arch"]["in_channels"] == info["in_channels"]

@@ -136,7 +136,10 @@ export function inspectionView(model, issues = [], topN = 12) {
     ["Parameters", `${formatCount(model.parameter_count)} (${formatBytes(model.tensor_bytes)})`],
     ["Tensors", formatCount(model.tensors ? model.tensors.length : 0)],
     ["Minimum torch", model.min_torch || "—"],
-    ["Architecture", arch || "not recognised"],
+    // TorchScript is named from its root class; the full Python name is one hover away.
+    ["Architecture", arch
+      ? el("span", { title: model.script_class ? `TorchScript root class ${model.script_class.qualified}` : null, text: arch })
+      : "not recognised"],
     ["Safety", safe],
   ];
   const dl = el("dl", { class: "kv wide" }, rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]));

@@ -67,7 +67,8 @@ pub fn prepare(
                 .map_err(|e| CompileError::Load(e.to_string()))?;
             module.set_eval();
             module.save(&eager_path).map_err(|e| CompileError::Load(format!("re-saving: {e}")))?;
-            (None, forward::parameter_kind(&module))
+            // Named by the validator from the root class (`timm ConvNeXt`), when it could.
+            (inspection.architecture.clone(), forward::parameter_kind(&module))
         }
         PtKind::StateDict | PtKind::Checkpoint => {
             let tensors = storage::stored_tensors(inspection).map_err(CompileError::Unsupported)?;

@@ -106,7 +106,8 @@ impl TargetResult {
 pub struct ModelSummary {
     /// `torchscript_traced`, `torchscript_scripted`, `state_dict`, ...
     pub kind: String,
-    /// The architecture a state dict was built as (e.g. "resnet18"), None for TorchScript.
+    /// The architecture: what a state dict was built as (e.g. "resnet18"); for TorchScript the
+    /// root class's library and name as the validator read them (e.g. "timm ConvNeXt").
     pub architecture: Option<String>,
     pub model_file: String,
     pub input_shape: Vec<i64>,

@@ -105,8 +105,22 @@ export interface PtInspection {
   parameter_count: number;
   tensor_bytes: number;
   min_torch: string | null;
+  /** "resnet18" (a recognised state dict), "timm ConvNeXt" (TorchScript, from its root class). */
   architecture: string | null;
+  /** TorchScript: the root module's class. */
+  script_class?: ScriptClass | null;
   [field: string]: unknown;
+}
+
+/** A TorchScript root class (byom_core::torch::ScriptClass). */
+export interface ScriptClass {
+  /** As the file names it: "__torch__.timm.models.convnext.ConvNeXt". */
+  qualified: string;
+  /** "timm.models.convnext"; "" for a class of the exporting script. */
+  module: string;
+  class: string;
+  /** "timm", "torchvision", "ultralytics"; null for the exporting script's own class. */
+  library: string | null;
 }
 
 /** The verdict on one package: the same JSON as `byom validate --format json`. */

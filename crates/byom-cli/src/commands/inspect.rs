@@ -200,10 +200,30 @@ fn text(args: &Args, m: Option<&PtInspection>, errors: &[&Issue], warnings: &[&I
                 );
             }
             None => {
+                if let Some(c) = &m.script_class {
+                    let _ = writeln!(
+                        s,
+                        "  architecture:  {} (TorchScript root class {})",
+                        c.display(),
+                        c.qualified
+                    );
+                }
                 let _ = writeln!(
                     s,
                     "  compilable on the server: {}",
                     if m.server_compilable { "yes" } else { "no" }
+                );
+            }
+        }
+        for (what, layer) in [
+            ("input enters", &m.input_layer),
+            ("output leaves", &m.output_layer),
+        ] {
+            if let Some(l) = layer {
+                let _ = writeln!(
+                    s,
+                    "  {what}: {}.weight {:?} (proven by the TorchScript code)",
+                    l.path, l.weight
                 );
             }
         }

@@ -226,6 +226,20 @@ pub fn check(c: &Contents) -> Vec<Issue> {
     out
 }
 
+/// Whether `issue` is one of this module's warnings that follow from the input's channel axis
+/// alone (BYOM507, BYOM509, BYOM510's channel count). When the model proves that axis wrong
+/// (BYOM621, whose message gives the shape to write) they say the same thing again in other
+/// words, so the validator leaves them out; BYOM510's non-positive std does not depend on the
+/// axis and stays.
+pub fn follows_from_channels(issue: &Issue) -> bool {
+    issue.code == UNUSUAL_CHANNELS.code
+        || issue.code == PREPROCESSING_RESIZE_MISMATCH.code
+        || (issue.code == NORMALIZE_INVALID.code && issue.message.contains(NORMALIZE_COUNT))
+}
+
+/// The words of BYOM510's channel-count message that [`follows_from_channels`] recognises.
+const NORMALIZE_COUNT: &str = "values but the input has";
+
 /// BYOM501.
 fn dimension_mismatch(f: &Facts<'_>, out: &mut Vec<Issue>) {
     let d = &f.d;
@@ -502,7 +516,7 @@ fn normalize_invalid(f: &Facts<'_>, out: &mut Vec<Issue>) {
             out.push(NORMALIZE_INVALID.issue(
                 Some(MANIFEST),
                 format!(
-                    "preprocessing.normalize.{key} has {} values but the input has {ch} channels.",
+                    "preprocessing.normalize.{key} has {} {NORMALIZE_COUNT} {ch} channels.",
                     values.len()
                 ),
             ));

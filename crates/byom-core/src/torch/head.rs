@@ -5,9 +5,13 @@
 //! the same file the same way — a package `pack` writes must never fail validation, and a
 //! package that validates clean must not fail at compile because its head has another width.
 //!
-//! How sure the inventory makes us:
-//! - a recognised state dict: the architecture table names the head (the server builds that
-//!   graph itself), but a state dict may be loaded into another head later: BYOM612, a warning;
+//! How sure the file makes us:
+//! - a recognised state dict: the architecture table names the head, and the server builds
+//!   that architecture with the classifier the weights give, so the model it deploys has
+//!   exactly that many outputs: BYOM620, an error;
+//! - TorchScript whose code returns a `Linear`'s output straight from the root `forward`
+//!   ([`super::PtInspection::output_layer`], read by [`super::script_code`]): that layer's
+//!   width is the output's: BYOM620;
 //! - TorchScript whose last weight (rank ≥ 2, in the root module's registration order) belongs
 //!   to a head-named child of the root (`fc`, `classifier`, `classifier.N`, `head`,
 //!   `heads.head`, `last_linear`) and is a Linear (`[out, in]`) or a 1×1 convolution
@@ -22,6 +26,8 @@ use crate::diagnostics::Issue;
 /// How the head was found, from the most certain to the least.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Evidence {
+    /// TorchScript: the root `forward`'s code returns this Linear's output.
+    TorchScriptCode,
     /// TorchScript: the file's last weight is a head-named child of the root module.
     TorchScriptHead,
     /// A state dict laid out as a recognised architecture (named in the message).
@@ -45,7 +51,7 @@ pub struct Head {
 impl Head {
     /// The file itself proves the head's width: a different class count is an error.
     pub fn proven(&self) -> bool {
-        self.evidence == Evidence::TorchScriptHead
+        self.evidence != Evidence::Guess
     }
 }
 
@@ -83,6 +89,18 @@ pub fn find(insp: &PtInspection) -> Option<Head> {
             last_linear(insp)
         }
         PtKind::TorchscriptTraced | PtKind::TorchscriptScripted => {
+            if let Some(l) = insp
+                .output_layer
+                .as_ref()
+                .filter(|l| l.kind == super::script_code::LayerKind::Linear)
+            {
+                return Some(Head {
+                    tensor: format!("{}.weight", l.path),
+                    shape: l.weight.clone(),
+                    outputs: l.outputs,
+                    evidence: Evidence::TorchScriptCode,
+                });
+            }
             // Only a complete inventory can show which weight is last.
             let complete = insp.tensor_count == insp.tensors.len() as u64;
             let last = insp
@@ -132,20 +150,27 @@ pub fn check(insp: &PtInspection, file: &str, num_classes: Option<u64>) -> Optio
         return None;
     }
     let c = head.outputs;
+    let fix = format!(
+        "Declare the {c} classes the model was trained with (num_classes and class_names in config.yaml and mochi.json; `byom pack --classes` with {c} names), or replace the head with {n} outputs, retrain and re-export."
+    );
     Some(match head.evidence {
-        Evidence::TorchScriptHead => rules::CLASSIFIER_CONTRADICTS.issue_with_hint(
+        Evidence::TorchScriptHead | Evidence::TorchScriptCode => rules::CLASSIFIER_CONTRADICTS.issue_with_hint(
             Some(file),
             format!(
-                "{n} classes are declared, but the TorchScript model's classifier head {} {:?} has {c} outputs: it can only ever predict {c} classes",
-                head.tensor, head.shape
+                "{n} classes are declared, but the TorchScript model's classifier head {} {:?} has {c} outputs{}: it can only ever predict {c} classes",
+                head.tensor,
+                head.shape,
+                if head.evidence == Evidence::TorchScriptCode { " (its forward returns that layer's output)" } else { "" }
             ),
-            format!(
-                "Declare the {c} classes the model was trained with (num_classes and class_names in config.yaml and mochi.json; `byom pack --classes` with {c} names), or replace the head with {n} outputs, retrain and re-export."
-            ),
+            fix,
         ),
-        Evidence::Architecture => rules::CLASSIFIER.issue(
+        Evidence::Architecture => rules::CLASSIFIER_CONTRADICTS.issue_with_hint(
             Some(file),
-            format!("num_classes is {n}, but the classifier has {c} outputs ({})", head.tensor),
+            format!(
+                "{n} classes are declared, but this {} state dict's classifier has {c} outputs: the server builds it with {c} classes, so it can only ever predict {c}",
+                insp.architecture.as_deref().unwrap_or(&head.tensor)
+            ),
+            fix,
         ),
         Evidence::Guess => rules::CLASSIFIER.issue(
             Some(file),
@@ -222,6 +247,46 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn a_linear_the_code_returns_is_proven_whatever_its_name() {
+        let mut insp = traced(vec![
+            t("out.weight", &[1000, 8]),
+            t("conv.weight", &[8, 3, 3, 3]),
+        ]);
+        insp.output_layer = Some(super::super::ProvenLayer {
+            path: "out".into(),
+            kind: super::super::script_code::LayerKind::Linear,
+            weight: vec![1000, 8],
+            in_channels: 8,
+            outputs: 1000,
+        });
+        let i = check(&insp, "m.pt", Some(3)).unwrap();
+        assert_eq!(i.code, "BYOM620");
+        assert!(
+            i.message.contains("out.weight [1000, 8] has 1000 outputs"),
+            "{}",
+            i.message
+        );
+    }
+
+    #[test]
+    fn a_recognised_state_dict_proves_its_head() {
+        let mut insp = PtInspection::empty(PtKind::StateDict, 0);
+        insp.architecture = Some("resnet18".into());
+        insp.arch = Some(crate::torch::ArchMatch {
+            name: "resnet18".into(),
+            num_classes: 1000,
+            in_channels: 3,
+            server_compilable: true,
+        });
+        let i = check(&insp, "m.pt", Some(2)).unwrap();
+        assert_eq!(
+            (i.code.as_str(), i.severity),
+            ("BYOM620", crate::diagnostics::Severity::Error)
+        );
+        assert!(i.message.contains("resnet18 state dict"), "{}", i.message);
     }
 
     #[test]

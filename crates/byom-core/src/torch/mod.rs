@@ -4,9 +4,13 @@
 //! records, TorchScript code, the zip tail), never the tensor bytes. The pieces:
 //! [`zip`] (streaming zip view), [`legacy`] (pre-1.6 format), [`pickle`] (non-executing
 //! walker), [`inventory`] (tensors from the walked pickle), [`safety`] (global allowlist),
-//! [`version`] (minimum torch), [`arch`] (architectures the server builds), [`rules`] (codes).
+//! [`version`] (minimum torch), [`arch`] (architectures the server builds), [`rules`] (codes),
+//! [`script_class`] (a TorchScript file's root class) and [`script_code`] (what its code
+//! proves about its first and last layers), [`head`] and [`channels`] (the checks against the
+//! declared classes and input).
 
 pub mod arch;
+pub mod channels;
 pub mod head;
 pub mod inventory;
 pub mod legacy;
@@ -14,6 +18,8 @@ pub mod op_history;
 pub mod pickle;
 pub mod rules;
 pub mod safety;
+pub mod script_class;
+pub mod script_code;
 pub mod version;
 pub mod zip;
 
@@ -27,6 +33,8 @@ use crate::diagnostics::Issue;
 use crate::settings::Settings;
 
 pub use arch::ArchMatch;
+pub use script_class::ScriptClass;
+pub use script_code::ProvenLayer;
 
 /// What kind of file the `.pt` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +111,9 @@ pub struct PtInspection {
     pub tensor_bytes: u64,
     /// Oldest torch that loads it (`"major.minor"`).
     pub min_torch: Option<String>,
-    /// Recognised architecture name (`resnet50`).
+    /// The architecture, as the product names it everywhere (inspect, report, page,
+    /// `deployment.json`): a recognised state dict's builder (`resnet50`); for TorchScript the
+    /// root class's library and name (`timm ConvNeXt`, `MyNet`: [`ScriptClass::display`]).
     pub architecture: Option<String>,
     /// All tensors found, also those beyond `max_tensors`.
     #[serde(default)]
@@ -138,6 +148,15 @@ pub struct PtInspection {
     /// One line a user can act on.
     #[serde(default)]
     pub verdict: String,
+    /// TorchScript: the root module's class, which names the architecture.
+    #[serde(default)]
+    pub script_class: Option<ScriptClass>,
+    /// TorchScript: the convolution `forward` feeds its input to, when the code proves it.
+    #[serde(default)]
+    pub input_layer: Option<ProvenLayer>,
+    /// TorchScript: the layer whose output `forward` returns, when the code proves it.
+    #[serde(default)]
+    pub output_layer: Option<ProvenLayer>,
 }
 
 /// One record of a zip `.pt` ([`PtInspector::finish_with_spans`]): its full entry name
@@ -198,6 +217,9 @@ impl PtInspection {
             byteorder: None,
             checkpoint_key: None,
             verdict: String::new(),
+            script_class: None,
+            input_layer: None,
+            output_layer: None,
         }
     }
 }
@@ -332,56 +354,20 @@ pub fn inspect_bytes(bytes: &[u8], settings: &Settings, file: &str) -> (PtInspec
     inspector.finish()
 }
 
-/// Cross-checks between what the `.pt` holds and what the metadata declares
-/// (first convolution's input channels vs `input_shape[1]`, classifier width vs `num_classes`).
-/// For a recognised architecture the numbers are exact; otherwise they are guessed from the
-/// first 4-D weight and the last 2-D weight, and the message says so. A class count the file
-/// proves wrong (a TorchScript head) is an error, BYOM620 ([`head::check`]).
+/// Cross-checks between what the `.pt` holds and what the metadata declares: the input's
+/// channels against the first convolution ([`channels::check`]: BYOM621 where the file proves
+/// it, BYOM611 where it is a guess) and the classes against the head ([`head::check`]: BYOM620
+/// where the file proves it, BYOM612 otherwise). Shared with `byom pack`.
 pub fn cross_check(
     inspection: &PtInspection,
     file: &str,
     input_shape: Option<&[i64]>,
     num_classes: Option<u64>,
 ) -> Vec<Issue> {
-    let mut out = Vec::new();
-    // The class count against the head, for every kind (TorchScript too): one check, shared
-    // with `byom pack` (see [`head`]).
-    let classes = head::check(inspection, file, num_classes);
-    if !matches!(
-        inspection.kind,
-        PtKind::StateDict | PtKind::Checkpoint | PtKind::Legacy
-    ) {
-        out.extend(classes);
-        return out;
-    }
-    let (in_ch, how) = match &inspection.arch {
-        Some(a) => (
-            Some((a.in_channels, "the first convolution".to_string())),
-            format!("({})", a.name),
-        ),
-        None => {
-            let first_conv = inspection
-                .tensors
-                .iter()
-                .find(|t| t.shape.len() == 4 && t.name.ends_with("weight"));
-            (
-                first_conv.map(|t| (t.shape[1], format!("the first convolution {:?}", t.name))),
-                "(a guess: the architecture is not recognised)".to_string(),
-            )
-        }
-    };
-    if let (Some((c, what)), Some(shape)) = (in_ch, input_shape) {
-        if let Some(&declared) = shape.get(1) {
-            if declared >= 0 && declared as u64 != c {
-                out.push(rules::INPUT_CHANNELS.issue(
-                    Some(file),
-                    format!("input_shape[1] is {declared}, but {what} takes {c} channels {how}"),
-                ));
-            }
-        }
-    }
-    out.extend(classes);
-    out
+    channels::check(inspection, file, input_shape)
+        .into_iter()
+        .chain(head::check(inspection, file, num_classes))
+        .collect()
 }
 
 #[cfg(test)]

@@ -135,20 +135,25 @@ pub const INPUT_CHANNELS: Rule = Rule {
     code: "BYOM611",
     name: "input-channels-mismatch",
     severity: Severity::Warning,
-    summary: "The first convolution's input channels differ from input_shape[1].",
+    summary:
+        "The first convolution byom guesses differs from input_shape[1] in its input channels.",
     hint:
         "Set input_shape[1] to the channels the model was trained on (3 for RGB, 1 for grayscale).",
-    doc: "For a recognised state dict the first convolution's weight is `[out, in, kh, kw]`; \
-`in` must equal the channels of the declared input.",
+    doc: "For a state dict of an architecture byom does not recognise, the first 4-D weight \
+`[out, in, kh, kw]` is most likely the first convolution, and `in` most likely the channels of \
+the input. Only a guess, so a warning; where the file proves the first convolution (a \
+recognised architecture, TorchScript code), a contradiction is BYOM621, an error.",
 };
 
 pub const CLASSIFIER: Rule = Rule {
     code: "BYOM612",
     name: "classifier-mismatch",
     severity: Severity::Warning,
-    summary: "The final classifier's output features differ from num_classes.",
+    summary: "The final classifier byom guesses has other output features than num_classes.",
     hint: "Make num_classes (config.yaml, mochi.json) match the model's classifier, or replace the classifier head and retrain.",
-    doc: "For a recognised state dict the final linear layer's weight is `[classes, features]`.",
+    doc: "For an unrecognised state dict, or TorchScript whose code and names do not prove \
+the head, the last 2-D weight `[classes, features]` is most likely the classifier. Only a \
+guess, so a warning; where the file proves the head, a contradiction is BYOM620, an error.",
 };
 
 pub const DUPLICATE_NAME: Rule = Rule {
@@ -194,16 +199,38 @@ pub const CLASSIFIER_CONTRADICTS: Rule = Rule {
     code: "BYOM620",
     name: "classifier-contradicts-classes",
     severity: Severity::Error,
-    summary: "The TorchScript model's classifier head has a different number of outputs than the classes declared.",
+    summary: "The model's classifier head, as the file proves it, has a different number of outputs than the classes declared.",
     hint: "Declare the classes the model was trained with (num_classes and class_names), or replace the head, retrain and re-export.",
-    doc: "In a TorchScript file byom reads the root module's parameters. When the last weight \
-(in registration order) belongs to a child named like a classifier head (`fc`, `classifier`, \
+    doc: "The file proves the head's width in three ways. A state dict of a recognised \
+architecture: the server builds that architecture with the classifier the weights give (a \
+resnet18 whose `fc.weight` is `[1000, 512]` has 1000 classes). TorchScript whose code returns \
+the output of a `Linear` straight from the root module's `forward` (through containers and \
+wrappers): that layer's `out` is the model's output width. TorchScript whose last weight (in \
+registration order) belongs to a child named like a classifier head (`fc`, `classifier`, \
 `classifier.N`, `head`, `heads.head`, `last_linear`) and is a Linear `[out, in]` or a 1×1 \
-convolution `[out, in, 1, 1]`, its `out` is the number of classes the model can predict; a \
-package declaring another count would pass every metadata check and fail (or mislabel) at \
-compile and inference. Example: `torchvision.models.resnet18(num_classes=2)` traced, packed \
-with three class names. `byom pack` refuses the same contradiction with the same message. Where \
-the head is only likely (no head name, an inventory cut short), BYOM612 warns instead.",
+convolution `[out, in, 1, 1]`. A package declaring another count would pass every metadata \
+check and fail (or mislabel) at compile and inference. Example: \
+`torchvision.models.resnet18()` traced (1000 outputs), packed with three class names. \
+`byom pack` refuses the same contradiction with the same message. Where the head is only \
+likely (an unrecognised state dict, no head name, an inventory cut short), BYOM612 warns \
+instead.",
+};
+
+pub const INPUT_CHANNELS_CONTRADICT: Rule = Rule {
+    code: "BYOM621",
+    name: "input-channels-contradict",
+    severity: Severity::Error,
+    summary: "input_shape's channel axis contradicts the first convolution the file proves (e.g. channels last, NHWC).",
+    hint: "input_shape is [batch, channels, height, width] (NCHW): write the channels the first convolution takes on axis 1, e.g. [1, 3, 224, 224].",
+    doc: "The compile server feeds the model one tensor of the declared `input_shape`, and \
+PyTorch convolutions take channels on axis 1. Where the file proves the convolution the input \
+enters — a state dict of a recognised architecture (the server builds it), or TorchScript whose \
+`forward` passes its input straight to a `Conv2d` (through containers and wrappers such as \
+`Sequential` or ultralytics' `Conv`) — an input with other channels on axis 1 can never run. \
+The message names the convolution and the shape to write; channels last (`[1, 224, 224, 3]` \
+for a model taking 3 channels) is named as such, and the warnings that follow from the same \
+wrong axis (BYOM507 unusual channels, BYOM509 resize, BYOM510's channel count) are left out. \
+Where the first convolution is only a guess, BYOM611 warns instead.",
 };
 
 pub const TORCH_TOO_NEW: Rule = Rule {
@@ -246,6 +273,7 @@ pub const ALL: &[&Rule] = &[
     &CASE_COLLISION,
     &OUTSIDE_PREFIX,
     &CLASSIFIER_CONTRADICTS,
+    &INPUT_CHANNELS_CONTRADICT,
     &TORCH_TOO_NEW,
     &NOT_TORCH_18,
 ];

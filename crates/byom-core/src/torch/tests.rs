@@ -305,7 +305,7 @@ fn required_torch_policy() {
 }
 
 #[test]
-fn cross_check_warns_on_mismatch() {
+fn a_recognised_state_dict_proves_its_channels_and_classes() {
     let mut i = PtInspection::empty(PtKind::StateDict, 0);
     i.arch = Some(ArchMatch {
         name: "resnet18".into(),
@@ -314,7 +314,13 @@ fn cross_check_warns_on_mismatch() {
         server_compilable: true,
     });
     let issues = cross_check(&i, "m.pt", Some(&[1, 3, 224, 224]), Some(2));
-    assert_eq!(codes(&issues), vec!["BYOM611", "BYOM612"]);
+    // The server builds resnet18 with the first convolution and head the weights give.
+    assert_eq!(codes(&issues), vec!["BYOM621", "BYOM620"]);
+    assert!(
+        issues[0].message.ends_with("write [1, 1, 224, 224]"),
+        "{}",
+        issues[0].message
+    );
     assert!(cross_check(&i, "m.pt", Some(&[1, 1, 224, 224]), Some(10)).is_empty());
 }
 

@@ -295,18 +295,23 @@ pub(super) fn arch_verdict(insp: &mut PtInspection, file: &str, issues: &mut Vec
 }
 
 fn verdict(insp: &PtInspection, issues: &[Issue]) -> String {
+    // TorchScript is named by its root class: "TorchScript (traced) of timm ConvNeXt".
+    let what = match &insp.script_class {
+        Some(c) => format!("{} of {}", insp.kind.describe(), c.display()),
+        None => insp.kind.describe().to_string(),
+    };
     if let Some(e) = issues.iter().find(|i| i.severity == Severity::Error) {
-        return format!("{}: {} [{}]", insp.kind.describe(), e.message, e.code);
+        return format!("{what}: {} [{}]", e.message, e.code);
     }
     let compile = if insp.server_compilable {
-        match &insp.architecture {
-            Some(a) => format!("compilable on the server: yes ({a})"),
-            None => "compilable on the server: yes".to_string(),
+        match (&insp.architecture, &insp.script_class) {
+            (Some(a), None) => format!("compilable on the server: yes ({a})"),
+            _ => "compilable on the server: yes".to_string(),
         }
     } else {
         "compilable on the server: no".to_string()
     };
-    format!("{}; safe to load; {compile}", insp.kind.describe())
+    format!("{what}; safe to load; {compile}")
 }
 
 pub(super) fn finalize(mut insp: PtInspection, issues: Vec<Issue>) -> (PtInspection, Vec<Issue>) {

@@ -9,8 +9,10 @@ use super::common::{
 };
 use crate::diagnostics::{Issue, Severity};
 use crate::torch::inventory::{Layout, Reader};
-use crate::torch::pickle::{walk, Pickle};
+use crate::torch::pickle::{walk, Node, Pickle};
 use crate::torch::rules;
+use crate::torch::script_class::ScriptClass;
+use crate::torch::script_code::{CodeLayer, ProvenLayer, ScriptCode};
 use crate::torch::version::{self, Evidence};
 use crate::torch::zip::{ZipProblem, ZipView};
 use crate::torch::{PtInspection, PtKind, Safety};
@@ -52,6 +54,9 @@ pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
     };
 
     zip_inventory(ctx, &mut insp, &view, &p, torchscript);
+    if torchscript {
+        script_facts(&view, &p, &mut insp);
+    }
     issues.extend(storage_issues(ctx, &view, &p));
 
     if flagged {
@@ -217,6 +222,33 @@ fn zip_inventory(
     };
     insp.checkpoint_key = key;
     fill_tensors(ctx, insp, found);
+}
+
+/// Step 6b, TorchScript: the root module's class names the architecture, and the archive's
+/// code proves (or not) the layers the input enters and the output leaves
+/// ([`crate::torch::script_code`]); their weights come from the inventory just read.
+fn script_facts(view: &ZipView, p: &Pickle, insp: &mut PtInspection) {
+    let root = p.root.and_then(|r| match p.node(r) {
+        Node::Obj(o) => p.global(o.func),
+        _ => None,
+    });
+    let Some(class) = root.and_then(|(m, n)| ScriptClass::from_global(m, n)) else {
+        return;
+    };
+    insp.architecture = Some(class.display());
+    let files = view.records.iter().filter_map(|(name, r)| {
+        let rel = view.rel(name);
+        let code = rel.starts_with("code/") && rel.ends_with(".py") && !r.truncated;
+        Some((rel, std::str::from_utf8(&r.data).ok().filter(|_| code)?))
+    });
+    let code = ScriptCode::parse(files);
+    let prove = |l: Option<CodeLayer>| l.and_then(|l| ProvenLayer::new(&l, &insp.tensors));
+    // Only a complete inventory holds every layer's weight.
+    if insp.tensor_count == insp.tensors.len() as u64 {
+        insp.input_layer = prove(code.input_layer(&class.qualified));
+        insp.output_layer = prove(code.output_layer(&class.qualified));
+    }
+    insp.script_class = Some(class);
 }
 
 /// Step 7: storage sizes vs `data/*` records (only when the directory was read), BYOM605.
