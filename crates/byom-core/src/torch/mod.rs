@@ -102,7 +102,7 @@ pub struct PtInspection {
     pub tensor_bytes: u64,
     /// Oldest torch that loads it (`"major.minor"`).
     pub min_torch: Option<String>,
-    /// Recognised architecture name (`resnet50`).
+    /// Recognised architecture, `zoo/builder` (`torchvision/resnet50`, `timm/convnext_tiny`).
     pub architecture: Option<String>,
     /// All tensors found, also those beyond `max_tensors`.
     #[serde(default)]
@@ -134,6 +134,16 @@ pub struct PtInspection {
     /// For a checkpoint: the key holding the state dict.
     #[serde(default)]
     pub checkpoint_key: Option<String>,
+    /// A prefix every state-dict key carries (`module.` from `DataParallel`, `_orig_mod.` from
+    /// `torch.compile`): recognition strips it, and so must whoever loads the weights into the
+    /// recognised builder.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// Other builders whose state dicts have exactly the same names and shapes as `arch`
+    /// (`timm/tf_efficientnet_b0` next to `timm/efficientnet_b0`): the file cannot tell them
+    /// apart, `arch` is the first in the table's order.
+    #[serde(default)]
+    pub arch_alternatives: Vec<String>,
     /// One line a user can act on.
     #[serde(default)]
     pub verdict: String,
@@ -196,6 +206,8 @@ impl PtInspection {
             archive_prefix: None,
             byteorder: None,
             checkpoint_key: None,
+            key_prefix: None,
+            arch_alternatives: Vec::new(),
             verdict: String::new(),
         }
     }
