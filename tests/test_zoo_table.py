@@ -157,7 +157,7 @@ def test_other_widths_name_the_nearest_family(tmp_path):
     """convnext_atto's layer names with other widths: no builder makes it, BYOM609 says which
     family it resembles."""
     path = tmp_path / "wide_atto.pt"
-    path.write_bytes(_save(_timm("convnext_atto", dims=(48, 96, 192, 384)).state_dict()))
+    path.write_bytes(_save(_timm("convnext_atto", dims=(44, 88, 176, 352)).state_dict()))
     out = _inspect(path)
     assert out["model"]["architecture"] is None
     [w] = [w for w in out["warnings"] if w["code"] == "BYOM609"]
