@@ -188,7 +188,7 @@ _setup_job_rust() {
   fi
 }
 
-# Python venv: torch (libtorch for tch), torchvision, test tools.
+# Python venv: torch (libtorch for tch), torchvision, timm (the zoo table's pinned versions), test tools.
 _setup_job_venv() {
   local venv="$BYOM_ROOT/.venv"
   local stamp="$venv/.byom-requirements.sha256" req_hash

@@ -213,7 +213,7 @@ def test_resnet18_state_dict_all_targets(tmp_path, compile_bin):
     p, report = run_compile(compile_bin, pkg, tmp_path / "out")
     assert p.returncode == 0, p.stderr
     assert report["model"]["kind"] == "state_dict"
-    assert report["model"]["architecture"] == "resnet18"
+    assert report["model"]["architecture"] == "torchvision/resnet18"
     check_bundles(tmp_path / "out", report, model, shape)
 
 
@@ -248,7 +248,7 @@ def test_torchvision_state_dict_matches_torchvision(tmp_path, compile_bin, arch,
     assert p.returncode == 0, p.stderr
     assert report["failure_reason"] is None, report["failure_reason"]
     assert report["model"]["kind"] == "state_dict"
-    assert report["model"]["architecture"] == arch
+    assert report["model"]["architecture"] == f"torchvision/{arch}"
     [result] = report["targets"]
     assert result["status"] == "succeeded", (result["failure_reason"], result["log"])
     module = torch.jit.load(str(tmp_path / "out" / "x86_64-cpu" / "model.pt"), map_location="cpu")

@@ -188,16 +188,33 @@ fn text(args: &Args, m: Option<&PtInspection>, errors: &[&Issue], warnings: &[&I
                 m.archive_prefix.clone().unwrap_or_default()
             );
         }
+        if let Some(p) = &m.key_prefix {
+            let _ = writeln!(
+                s,
+                "  key prefix:    {p:?} on every key (stripped to recognise it)"
+            );
+        }
         match &m.arch {
             Some(a) => {
                 let _ = writeln!(
                     s,
                     "  architecture:  {} ({} classes, {} input channels); compilable on the server: {}",
-                    a.name,
+                    a.qualified(),
                     a.num_classes,
                     a.in_channels,
-                    if m.server_compilable { format!("yes ({})", a.name) } else { "no".into() }
+                    if m.server_compilable { format!("yes ({})", a.qualified()) } else { "no".into() }
                 );
+                if !m.arch_alternatives.is_empty() {
+                    let _ = writeln!(
+                        s,
+                        "  same shapes:   {} (the weights cannot tell them apart)",
+                        m.arch_alternatives.join(", ")
+                    );
+                }
+                if !a.builder_kwargs.is_empty() {
+                    let kw = serde_json::to_string(&a.builder_kwargs).unwrap_or_default();
+                    let _ = writeln!(s, "  builder args:  {kw}");
+                }
             }
             None => {
                 if let Some(c) = &m.script_class {

@@ -112,8 +112,9 @@ pub struct PtInspection {
     /// Oldest torch that loads it (`"major.minor"`).
     pub min_torch: Option<String>,
     /// The architecture, as the product names it everywhere (inspect, report, page,
-    /// `deployment.json`): a recognised state dict's builder (`resnet50`); for TorchScript the
-    /// root class's library and name (`timm ConvNeXt`, `MyNet`: [`ScriptClass::display`]).
+    /// `deployment.json`): a recognised state dict's `zoo/builder` (`torchvision/resnet50`,
+    /// `timm/convnext_tiny`); for TorchScript the root class's library and name (`timm ConvNeXt`,
+    /// `MyNet`: [`ScriptClass::display`]).
     pub architecture: Option<String>,
     /// All tensors found, also those beyond `max_tensors`.
     #[serde(default)]
@@ -145,6 +146,16 @@ pub struct PtInspection {
     /// For a checkpoint: the key holding the state dict.
     #[serde(default)]
     pub checkpoint_key: Option<String>,
+    /// A prefix every state-dict key carries (`module.` from `DataParallel`, `_orig_mod.` from
+    /// `torch.compile`): recognition strips it, and so must whoever loads the weights into the
+    /// recognised builder.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// Other builders whose state dicts have exactly the same names and shapes as `arch`
+    /// (`timm/tf_efficientnet_b0` next to `timm/efficientnet_b0`): the file cannot tell them
+    /// apart, `arch` is the first in the table's order.
+    #[serde(default)]
+    pub arch_alternatives: Vec<String>,
     /// One line a user can act on.
     #[serde(default)]
     pub verdict: String,
@@ -216,6 +227,8 @@ impl PtInspection {
             archive_prefix: None,
             byteorder: None,
             checkpoint_key: None,
+            key_prefix: None,
+            arch_alternatives: Vec::new(),
             verdict: String::new(),
             script_class: None,
             input_layer: None,

@@ -115,9 +115,12 @@ pub const UNKNOWN_ARCH: Rule = Rule {
     severity: Severity::Warning,
     summary: "A state dict of an architecture the server cannot build: it cannot be compiled.",
     hint: "The server cannot compile this state dict — export TorchScript instead: torch.jit.trace(model, example).save(\"model.pt\").",
-    doc: "A state dict holds weights only; the server can compile it only for architectures it \
-can build itself (see `byom_core::torch::arch::ARCHITECTURES`). The guide's own exporter writes \
-state dicts, so this is a warning, not an error.",
+    doc: "A state dict holds weights only; the server compiles it by rebuilding the architecture \
+with torchvision's or timm's own constructor, so it must be recognised in the fingerprint table \
+generated from those libraries (docs/architectures.md): every name and shape, the classifier's \
+`num_classes` and the stem's `in_chans` aside. When nothing matches, the message names the \
+nearest family when it can. The guide's own exporter writes state dicts, so this is a warning, \
+not an error.",
 };
 
 pub const MODEL_LIMIT: Rule = Rule {

@@ -4,6 +4,7 @@
 use super::zip::tests::build_zip;
 use super::*;
 use crate::diagnostics::Severity;
+use crate::torch::arch::Zoo;
 
 /// `torch.save({"w": tensor[2,3] float32})`-style data.pkl (protocol 2).
 fn state_dict_pickle(key: &str, numel: u8) -> Vec<u8> {
@@ -308,10 +309,12 @@ fn required_torch_policy() {
 fn a_recognised_state_dict_proves_its_channels_and_classes() {
     let mut i = PtInspection::empty(PtKind::StateDict, 0);
     i.arch = Some(ArchMatch {
+        zoo: Zoo::Timm,
         name: "resnet18".into(),
         num_classes: 10,
         in_channels: 1,
         server_compilable: true,
+        builder_kwargs: Default::default(),
     });
     let issues = cross_check(&i, "m.pt", Some(&[1, 3, 224, 224]), Some(2));
     // The server builds resnet18 with the first convolution and head the weights give.

@@ -274,24 +274,44 @@ pub(super) fn dtypes_used<'a>(insp: &'a PtInspection, globals: &'a Globals) -> V
 
 /// Architecture verdict for a weights-only kind: BYOM609 when the server cannot build it.
 pub(super) fn arch_verdict(insp: &mut PtInspection, file: &str, issues: &mut Vec<Issue>) {
-    insp.arch = arch::recognise(&insp.tensors);
-    insp.architecture = insp.arch.as_ref().map(|a| a.name.clone());
+    let rec = recognise_into(insp);
     match &insp.arch {
         Some(a) if a.server_compilable => {
             insp.server_compilable = insp.kind != PtKind::Legacy;
         }
         Some(a) => issues.push(rules::UNKNOWN_ARCH.issue(
             Some(file),
-            format!("state dict of {} ({} classes): the server cannot compile this architecture — export TorchScript instead", a.name, a.num_classes),
+            format!(
+                "state dict of {} ({} classes): the server cannot rebuild this architecture — export TorchScript instead",
+                a.qualified(),
+                a.num_classes
+            ),
         )),
         None => issues.push(rules::UNKNOWN_ARCH.issue(
             Some(file),
-            format!(
-                "state dict of an unknown architecture ({} tensors): the server cannot compile this state dict — export TorchScript instead",
-                insp.tensor_count
-            ),
+            match &rec.nearest {
+                Some(n) => format!(
+                    "state dict of an unknown architecture ({} tensors): it looks like {n}; the server can only compile a state dict that a torchvision or timm builder makes exactly — export TorchScript instead",
+                    insp.tensor_count
+                ),
+                None => format!(
+                    "state dict of an unknown architecture ({} tensors): no torchvision or timm builder makes these names and shapes, so the server cannot compile it — export TorchScript instead",
+                    insp.tensor_count
+                ),
+            },
         )),
     }
+}
+
+/// The table's recognition of the inventory, recorded on the inspection (architecture, its
+/// display name, the wrapper prefix of the keys).
+pub(super) fn recognise_into(insp: &mut PtInspection) -> arch::Recognition {
+    let rec = arch::recognise(&insp.tensors);
+    insp.arch = rec.arch.clone();
+    insp.architecture = insp.arch.as_ref().map(arch::ArchMatch::qualified);
+    insp.key_prefix = rec.prefix.clone();
+    insp.arch_alternatives = rec.alternatives.clone();
+    rec
 }
 
 fn verdict(insp: &PtInspection, issues: &[Issue]) -> String {

@@ -1,10 +1,10 @@
 //! A legacy-format (pre-1.6, not zip) `.pt`: every pickle the legacy reader walked.
 
 use super::common::{
-    dtypes_used, fill_tensors, finalize, judge, version_issues, weights, Ctx, Globals,
+    dtypes_used, fill_tensors, finalize, judge, recognise_into, version_issues, weights, Ctx,
+    Globals,
 };
 use crate::diagnostics::{Issue, Severity};
-use crate::torch::arch;
 use crate::torch::inventory::{Layout, Reader};
 use crate::torch::legacy::{LegacyProblem, LegacyReader};
 use crate::torch::rules;
@@ -61,8 +61,7 @@ pub fn legacy_file(ctx: &Ctx<'_>, r: &LegacyReader) -> (PtInspection, Vec<Issue>
             format!("a training checkpoint: the state dict is under key {k:?}"),
         ));
     }
-    insp.arch = arch::recognise(&insp.tensors);
-    insp.architecture = insp.arch.as_ref().map(|a| a.name.clone());
+    recognise_into(&mut insp);
     let ev = Evidence {
         globals: globals.as_slice(),
         dtypes: dtypes_used(&insp, &globals),
