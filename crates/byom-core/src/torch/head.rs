@@ -274,12 +274,14 @@ mod tests {
     #[test]
     fn a_recognised_state_dict_proves_its_head() {
         let mut insp = PtInspection::empty(PtKind::StateDict, 0);
-        insp.architecture = Some("resnet18".into());
+        insp.architecture = Some("torchvision/resnet18".into());
         insp.arch = Some(crate::torch::ArchMatch {
+            zoo: crate::torch::arch::Zoo::Torchvision,
             name: "resnet18".into(),
             num_classes: 1000,
             in_channels: 3,
             server_compilable: true,
+            builder_kwargs: Default::default(),
         });
         let i = check(&insp, "m.pt", Some(2)).unwrap();
         assert_eq!(
