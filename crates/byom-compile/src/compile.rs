@@ -325,13 +325,15 @@ fn build_target(job: &mut Job<'_>, target: Target, identical_to: &[Target]) -> T
         match min.as_deref() {
             Some(min) => match runtime.ships_at_least(min) {
                 Some(true) => log.push(format!("needs torch >= {min}; the target ships {ships}")),
-                Some(false) => return Err(Failure::new(
-                    FailureKind::TargetRuntime,
-                    format!(
+                Some(false) => {
+                    return Err(Failure::new(
+                        FailureKind::TargetRuntime,
+                        format!(
                         "the artifact needs torch >= {min} but {target} ships torch {ships} ({})",
                         runtime.description
                     ),
-                )),
+                    ))
+                }
                 None => log.push(format!("minimum torch {min:?} not comparable with {ships}")),
             },
             None => log.push("the version reader gave no minimum torch for the artifact".into()),
