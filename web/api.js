@@ -141,6 +141,13 @@ export function getJob(jobId) {
   return call("GET", `/api/v1/jobs/${encodeURIComponent(jobId)}`);
 }
 
+/** The job's whole log as text (the worker's lines and each target's, full error texts). */
+export async function getJobLog(jobId) {
+  const response = await fetch(`/api/v1/jobs/${encodeURIComponent(jobId)}/log`, { headers: authHeaders() });
+  if (!response.ok) throw new ApiError(response.status, await readJson(response), explainStatus(response.status));
+  return response.text();
+}
+
 export function cancelJob(jobId) {
   return call("POST", `/api/v1/jobs/${encodeURIComponent(jobId)}/cancel`);
 }

@@ -491,7 +491,7 @@ async function pollJob() {
 }
 
 function renderJob(job) {
-  $("job").replaceChildren(jobTable(job, (target) => download(job, target)));
+  $("job").replaceChildren(jobTable(job, (target) => download(job, target), (j) => api.getJobLog(j.id)));
   if (TERMINAL.has(job.status)) addSizes(job);
 }
 

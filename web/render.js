@@ -227,7 +227,7 @@ function targetNumbers(t) {
   const rows = [
     ["Max abs error vs original", v.max_abs_error === undefined ? "—" : `${sci(v.max_abs_error)}${v.tolerance ? ` (tolerance ${sci(v.tolerance)})` : ""}`, "max-abs-error"],
     ["p50 latency, original", ms(v.original_p50_ms), "p50-original"],
-    ["p50 latency, as shipped", `${ms(v.p50_ms)}${v.latency_device ? ` on ${v.latency_device}` : ""}`, "p50"],
+    ["p50 latency, as shipped", v.p50_ms == null && v.latency_not_measured ? v.latency_not_measured : `${ms(v.p50_ms)}${v.latency_device ? ` on ${v.latency_device}` : ""}`, "p50"],
     ["p50 after load-time steps", ms(v.p50_after_load_time_steps_ms), "p50-after"],
     ["Load-time steps kept", steps, "steps"],
     ["Precision", v.precision || "—", "precision"],
@@ -290,7 +290,11 @@ function targetView(job, t, onDownload) {
       text: "Download",
     })
     : null;
-  const reason = t.failure_reason ? el("div", { class: "failure", text: t.failure_reason }) : null;
+  const reason = t.failure_reason ? failureView(t.failure_reason, t.failure, `target-failure-${t.target}`) : null;
+  const warnings = (t.warnings || []).length
+    ? el("ul", { class: "warnings small", dataset: { testid: `target-warnings-${t.target}` } },
+      t.warnings.map((w) => el("li", { text: w })))
+    : null;
   const log = t.log_tail
     ? el("details", { class: "log", dataset: { testid: `target-log-${t.target}` } },
       el("summary", { text: "Log" }), el("pre", { class: "mono small", text: t.log_tail }))
@@ -300,20 +304,50 @@ function targetView(job, t, onDownload) {
       el("span", { class: "mono target-name", text: t.target }), status, verification, link),
     built ? el("p", { class: "small explain", dataset: { testid: `target-explain-${t.target}` }, text: words.explain }) : null,
     reason,
+    warnings,
     built ? el("details", { class: "numbers-wrap", open: true }, el("summary", { class: "small", text: "Report" }), targetNumbers(t)) : null,
     log);
 }
 
+/**
+ * A failure: the one-line summary (first cause first), then what to do and where in the model's
+ * own code, when the report knows; the full text is in the job's log.
+ */
+function failureView(summary, failure, testid) {
+  const f = failure || {};
+  return el("div", { class: "failure", dataset: { testid, kind: f.kind || "" } },
+    el("div", { class: "failure-summary", text: summary }),
+    f.hint ? el("div", { class: "failure-hint small", text: `What to do: ${f.hint}` }) : null,
+    f.model_code ? el("div", { class: "failure-at small mono", text: `In the model's code: ${f.model_code}` }) : null);
+}
+
+/**
+ * The job's whole log, fetched when opened (one click): `onLog(job)` resolves to its text.
+ */
+function fullLog(job, onLog) {
+  if (!onLog || !TERMINAL.has(job.status)) return null;
+  const pre = el("pre", { class: "mono small", text: "Loading…" });
+  const details = el("details", { class: "log", dataset: { testid: "job-log" } },
+    el("summary", { text: "Full log" }), pre);
+  details.addEventListener("toggle", () => {
+    if (!details.open || details.dataset.loaded) return;
+    details.dataset.loaded = "1";
+    onLog(job).then((text) => { pre.textContent = text; }, (error) => { pre.textContent = `Could not load the log: ${error.message}`; });
+  });
+  return details;
+}
+
 /** The job: one block per target with its status, verification, numbers, log and artifact. */
-export function jobTable(job, onDownload) {
+export function jobTable(job, onDownload, onLog) {
   return el("div", {},
     el("p", { class: "small muted job-head" }, `Job `, el("code", { text: job.id }),
       ` · ${job.status === "succeeded" ? "finished: every target built (see each one for how far it was verified)" : job.status}`),
     job.failure_reason && !(job.targets || []).some((t) => t.failure_reason)
-      ? el("div", { class: "failure", text: job.failure_reason }) : null,
+      ? failureView(job.failure_reason, job.failure, "job-failure") : null,
     el("div", { class: "targets-list", dataset: { testid: "job-table" } },
       (job.targets || []).map((t) => targetView(job, t, onDownload))),
-    latencyChart(job));
+    latencyChart(job),
+    fullLog(job, onLog));
 }
 
 function verdictBadge(report) {

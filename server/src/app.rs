@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs", get(routes::jobs::list))
         .route("/jobs/{id}", get(routes::jobs::show))
         .route("/jobs/{id}/cancel", post(routes::jobs::cancel))
+        .route("/jobs/{id}/log", get(routes::jobs::log))
         .route("/jobs/{id}/artifacts/{target}", get(routes::jobs::artifact))
         .route(
             "/admin/tenants",

@@ -56,6 +56,18 @@ target = obj({
     "failure_reason": nullable("string"), "log_tail": nullable("string"),
     "artifact_url": nullable("string"), "sha256": nullable("string"),
     "verification": {"oneOf": [{"type": "null"}, S("TargetVerification")]},
+    "failure": {"oneOf": [{"type": "null"}, S("Failure")]},
+    "warnings": {"type": "array", "items": {"type": "string"},
+                 "description": "What byom changed or cannot promise for this target (e.g. fp16 weights cast to fp32 for a CPU)."},
+})
+failure = obj({
+    "kind": {"enum": ["invalid_package", "unsupported_model", "load", "forward", "output_shape", "io", "no_targets",
+                      "build", "target_runtime", "verification"],
+             "description": "The stage that failed (byom_compile::FailureKind)."},
+    "summary": {"type": "string", "description": "One line, the first cause first (the same text as failure_reason)."},
+    "hint": nullable("string"), "model_code": {"type": ["string", "null"],
+                                               "description": "Where in the model's own TorchScript code it failed."},
+    "detail": {"type": "string", "description": "The whole error text (at most 16 KiB), source paths shortened."},
 })
 num = {"type": ["number", "null"]}
 target_verification = obj({
@@ -68,7 +80,10 @@ target_verification = obj({
     "original_p50_ms": num, "p50_ms": num, "p50_after_load_time_steps_ms": num,
     "latency_device": nullable("string"),
     "load_time_steps": {"type": "array", "items": {"type": "string"}},
-    "bundle_sha256": nullable("string"), "precision": nullable("string"),
+    "bundle_sha256": nullable("string"),
+    "precision": {"type": ["string", "null"], "description": "Of the artifact's weights and its input, as deployed."},
+    "latency_not_measured": {"type": ["string", "null"],
+                             "description": "Why p50_ms is null on purpose, e.g. \"not measured: no device\"."},
 })
 whoami = obj({
     "tenant": {"type": "string"}, "role": {"enum": ROLES}, "token_id": {"type": "string"},
@@ -78,6 +93,9 @@ job = obj({
     "id": {"type": "string", "pattern": "^job_[0-9a-f]{32}$"}, "package_id": {"type": "string"},
     "status": {"enum": STATES}, "created_at": {"type": "string"}, "started_at": nullable("string"),
     "finished_at": nullable("string"), "failure_reason": nullable("string"), "log_tail": nullable("string"),
+    "failure": {"oneOf": [{"type": "null"}, S("Failure")],
+                "description": "Set when the job failed before any target was built."},
+    "log_url": {"type": "string", "description": "The job's whole log as text (GET)."},
     "targets": {"type": "array", "items": S("TargetStatus")},
     "report": {"type": ["object", "null"], "description": "The worker's CompileReport (byom_compile), once finished."},
 })
@@ -100,7 +118,7 @@ audit = obj({"id": {"type": "integer"}, "at": {"type": "string"}, "tenant": null
 
 schemas = {
     "Issue": issue, "Summary": summary, "Report": report, "Package": package, "PackageDetail": package_detail,
-    "TargetStatus": target, "TargetVerification": target_verification, "Whoami": whoami, "Job": job, "Error": error, "UploadStatus": upload, "FormatSpec": fmt,
+    "TargetStatus": target, "TargetVerification": target_verification, "Failure": failure, "Whoami": whoami, "Job": job, "Error": error, "UploadStatus": upload, "FormatSpec": fmt,
     "Tenant": tenant, "NewToken": new_token, "TokenInfo": token_info, "AuditEvent": audit,
     "PackageResponse": obj({"package": S("Package")}),
     "PackageList": obj({"packages": {"type": "array", "items": S("Package")}}),
@@ -206,6 +224,10 @@ paths = {
     "/api/v1/jobs/{id}": {"get": op("A job", [resp("200", "job", "JobResponse")], ["401", "404"], params=[P("id", "job id")])},
     "/api/v1/jobs/{id}/cancel": {"post": op("Cancel a queued or running job", [resp("200", "job", "JobResponse")],
                                             ["401", "403", "404", "409"], params=[P("id", "job id")])},
+    "/api/v1/jobs/{id}/log": {"get": op(
+        "The job's whole log as plain text (the worker's job log, then each target's lines as [target] ...)",
+        [("200", {"description": "the log", "content": {"text/plain": {"schema": {"type": "string"}}}})],
+        ["401", "404"], params=[P("id", "job id")])},
     "/api/v1/jobs/{id}/artifacts/{target}": {"get": op(
         "Download a target's bundle (.tar.gz)",
         [("200", {"description": "the bundle", "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}})],

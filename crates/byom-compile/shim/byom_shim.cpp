@@ -58,12 +58,14 @@ class LlgaFusion {
 }  // namespace
 
 extern "C" int byom_transform(const char* in_path, const char* out_path, const char* device,
-                              int half, int freeze, char* err, size_t err_len) {
+                              int cast, int freeze, char* err, size_t err_len) {
   try {
+    if (cast < 0 || cast > 2) throw std::runtime_error("unknown cast");
     c10::InferenceMode guard(false);
     torch::jit::Module m = torch::jit::load(in_path, c10::Device(device));
     m.eval();
-    if (half != 0) m.to(at::kHalf);
+    if (cast == 1) m.to(at::kHalf);
+    if (cast == 2) m.to(at::kFloat);
     if (freeze != 0) {
       torch::jit::freeze(m).save(out_path);
     } else {

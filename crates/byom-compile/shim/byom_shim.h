@@ -10,11 +10,11 @@ extern "C" {
 #endif
 
 // Load `in_path` on `device` ("cpu", "cuda", "cuda:0"), set eval mode, cast floating
-// parameters to fp16 when `half` != 0, run torch::jit::freeze when `freeze` != 0 (which also
+// parameters and buffers by `cast` (0 keep, 1 fp16, 2 fp32), run torch::jit::freeze when `freeze` != 0 (which also
 // applies the frozen graph optimisations: conv/batch-norm folding, conv/add/mul folding,
 // dropout removal, linear folding), and save to `out_path`. Returns 0 on success, else writes
 // a message into `err`.
-int byom_transform(const char* in_path, const char* out_path, const char* device, int half,
+int byom_transform(const char* in_path, const char* out_path, const char* device, int cast,
                    int freeze, char* err, size_t err_len);
 
 // Load-time steps `byom_bench` can apply (x86_64-cpu's candidates), by number:

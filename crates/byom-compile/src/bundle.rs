@@ -16,7 +16,7 @@ use crate::error::CompileError;
 use crate::metadata::ModelDeclarations;
 use crate::plan::Plan;
 use crate::report::{ModelSummary, Pass, Verification};
-use crate::target::Target;
+use crate::target::{Precision, Target};
 
 /// Version of the `deployment.json` schema.
 pub const SCHEMA: &str = "byom-deployment/1";
@@ -43,15 +43,15 @@ pub struct Deployment<'a> {
     pub min_torch: Option<&'a str>,
     pub verification: &'a Verification,
     pub identical_to: &'a [Target],
+    /// What the artifact's weights are, and so its input.
+    pub precision: Precision,
+    /// What the model's own weights were.
+    pub source_precision: Precision,
+    pub warnings: &'a [String],
 }
 
 /// The `deployment.json` document.
 pub fn deployment_json(d: &Deployment<'_>) -> Value {
-    let input_dtype = if d.plan.half {
-        "float16"
-    } else {
-        d.model.input_dtype.as_str()
-    };
     let runtime = d.target.runtime();
     json!({
         "schema": SCHEMA,
@@ -62,7 +62,8 @@ pub fn deployment_json(d: &Deployment<'_>) -> Value {
             "sha256": d.artifact_sha256,
             "bytes": d.artifact_bytes,
             "frozen": d.plan.freeze,
-            "precision": d.target.precision().as_str(),
+            "precision": d.precision.as_str(),
+            "source_precision": d.source_precision.as_str(),
             "device": if d.target.is_cuda() { "cuda" } else { "cpu" },
             "identical_to_targets": d.identical_to.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
         },
@@ -79,7 +80,7 @@ pub fn deployment_json(d: &Deployment<'_>) -> Value {
         "input": {
             "name": "input",
             "shape": d.declared.input_shape,
-            "dtype": input_dtype,
+            "dtype": d.precision.dtype(),
             "layout": "NCHW",
         },
         "image_size": { "width": d.declared.image_width, "height": d.declared.image_height },
@@ -100,6 +101,7 @@ pub fn deployment_json(d: &Deployment<'_>) -> Value {
         "passes": d.passes,
         "load_time_steps": d.plan.load_time_steps,
         "verification": d.verification,
+        "warnings": d.warnings,
         "byom_version": crate::VERSION,
     })
 }
@@ -132,8 +134,34 @@ fn readme(target: Target, d: &Value) -> String {
          load.cpp         C++ (libtorch) loader and self-test\n\n\
          Minimum torch runtime: {min}; this target is assumed to ship torch {ships}\n\
          ({runtime}).\n\
+         Input: {dtype} {shape}\n\
          Verification: {status}\n\
-         Load-time steps (load.py and load.cpp run them):\n{steps}",
+         Latency: {latency}\n\
+         Load-time steps (load.py and load.cpp run them):\n{steps}{warnings}",
+        dtype = d["input"]["dtype"].as_str().unwrap_or(""),
+        shape = d["input"]["shape"]
+            .as_array()
+            .map(|dims| format!(
+                "[{}]",
+                dims.iter()
+                    .map(Value::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .unwrap_or_default(),
+        latency = latency_words(&d["verification"]),
+        warnings = d["warnings"]
+            .as_array()
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                let lines: String = w
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|l| format!("  - {l}\n"))
+                    .collect();
+                format!("Warnings:\n{lines}")
+            })
+            .unwrap_or_default(),
         precision = d["artifact"]["precision"].as_str().unwrap_or(""),
         frozen = d["artifact"]["frozen"],
         min = d["runtime"]["min_torch"]
@@ -148,6 +176,21 @@ fn readme(target: Target, d: &Value) -> String {
             steps
         },
     )
+}
+
+/// The artifact's latency as measured, or why it was not.
+fn latency_words(v: &Value) -> String {
+    match (
+        v["latency"]["p50_ms"].as_f64(),
+        v["latency_not_measured"].as_str(),
+    ) {
+        (Some(p50), _) => format!(
+            "p50 {p50:.3} ms on {}",
+            v["latency"]["device"].as_str().unwrap_or("the build host")
+        ),
+        (None, Some(why)) => why.to_string(),
+        (None, None) => "not measured".to_string(),
+    }
 }
 
 /// Writes the bundle directory and its `.tar.gz`; returns the archive's path and sha256.

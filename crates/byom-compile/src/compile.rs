@@ -9,11 +9,12 @@ use tch::Kind;
 
 use crate::bundle::{self, Deployment};
 use crate::error::CompileError;
+use crate::failure::{Failure, FailureKind};
 use crate::options::CompileOptions;
 use crate::plan::{self, Plan};
 use crate::prepare::{self, Prepared};
 use crate::report::{CompileReport, HostInfo, TargetResult, TargetStatus, Verification};
-use crate::shim::{self, BenchSpec, BenchStep};
+use crate::shim::{self, BenchSpec, BenchStep, Cast};
 use crate::target::{Precision, Target};
 use crate::verify;
 
@@ -56,21 +57,47 @@ impl Job<'_> {
             (Some(half), true) => half,
             _ => &self.prepared.eager_path,
         };
-        shim::transform(source, &out, plan.device, plan.half, plan.freeze)?;
+        let cast = match (plan.half, plan.cast_to_fp32) {
+            (true, _) => Cast::Fp16,
+            (false, true) => Cast::Fp32,
+            (false, false) => Cast::Keep,
+        };
+        shim::transform(source, &out, plan.device, cast, plan.freeze)?;
         self.artifacts.insert(plan.artifact_key, out.clone());
         Ok(out)
     }
 
-    fn spec<'s>(&'s self, device: &'s str, half: bool, step: BenchStep) -> BenchSpec<'s> {
+    /// The precision of the model's own weights.
+    fn model_precision(&self) -> Precision {
+        precision_of(self.prepared.kind)
+    }
+
+    /// The plan for `target` and this model.
+    fn plan(&self, target: Target) -> Plan {
+        plan::for_model(target, self.gpu.is_some(), self.model_precision())
+    }
+
+    /// A run of an artifact whose weights (and so its input) are in `weights` precision.
+    fn spec<'s>(&'s self, device: &'s str, weights: Precision, step: BenchStep) -> BenchSpec<'s> {
         BenchSpec {
             device,
             step,
-            half: half || self.prepared.kind == Kind::Half,
+            half: weights == Precision::Fp16,
             shape: &self.prepared.declared.input_shape,
             select: &self.prepared.selector,
             warmup: self.opts.warmup_runs,
             iters: self.opts.timed_runs,
         }
+    }
+}
+
+/// The precision of weights of `kind` (a model's parameters).
+fn precision_of(kind: Kind) -> Precision {
+    match kind {
+        Kind::Half => Precision::Fp16,
+        Kind::BFloat16 => Precision::Bf16,
+        Kind::Double => Precision::Fp64,
+        _ => Precision::Fp32,
     }
 }
 
@@ -91,7 +118,7 @@ fn verify_target(
     plan: &mut Plan,
     artifact: &Path,
     log: &mut Vec<String>,
-) -> Result<Verification, String> {
+) -> Result<Verification, Failure> {
     let reference = &job.prepared.reference;
     let on_gpu = plan.device == "cuda";
     let tol = tolerance(target, on_gpu, job.prepared.kind);
@@ -124,26 +151,53 @@ fn verify_target(
                 .to_string(),
         ),
     };
-    let spec = job.spec(device, plan.half, BenchStep::None);
+    // Time only what runs where it ships: a Jetson's speed is not this host's (its fp16 on an
+    // x86 CPU took 90 s for YOLOv8n and said nothing), nor is a GPU artifact's on a CPU. One
+    // untimed forward still checks that the artifact reloads and computes the original's
+    // outputs.
+    let not_measured = match (target, device) {
+        (Target::JetsonXavier, _) => Some(
+            "not measured: no device (no Jetson Xavier here; no time from this host would say \
+             how fast it runs there)",
+        ),
+        (Target::X86_64Cuda, "cpu") => Some("not measured: no GPU on the build host"),
+        _ => None,
+    };
+    let weights = plan::deployed_precision(plan, job.model_precision());
+    let mut spec = job.spec(device, weights, BenchStep::None);
+    if not_measured.is_some() {
+        (spec.warmup, spec.iters) = (0, 0);
+    }
     let checked = match verify::check(artifact, &spec, reference, &label) {
         Ok(c) => c,
-        Err(e) => return Err(format!("the artifact failed to reload and run: {e}")),
+        Err(e) => {
+            return Err(Failure::torch(
+                FailureKind::Verification,
+                "the artifact failed to reload and run",
+                &e,
+            ))
+        }
     };
     log.push(format!(
         "reloaded and ran on {label}: max abs error {:.3e}, max rel error {:.3e} (tolerance {tol:.0e})",
         checked.max_abs, checked.max_rel
     ));
     if checked.max_rel > tol {
-        return Err(format!(
-            "the artifact's output differs from the original's: max rel error {:.3e} over tolerance {tol:.0e}",
-            checked.max_rel
+        return Err(Failure::new(
+            FailureKind::Verification,
+            format!(
+                "the artifact's output differs from the original's: max rel error {:.3e} over tolerance {tol:.0e}",
+                checked.max_rel
+            ),
         ));
     }
     // Latency of what ships: CPU artifacts, and GPU ones where a GPU ran them.
-    let latency = if target == Target::X86_64Cuda && device == "cpu" {
-        None
-    } else {
-        checked.latency.clone()
+    let latency = match not_measured {
+        Some(why) => {
+            log.push(format!("latency {why}"));
+            None
+        }
+        None => checked.latency.clone(),
     };
     // Each load-time candidate on the same artifact, same run; keep the fastest that beats the
     // artifact as saved and computes the same outputs.
@@ -153,7 +207,7 @@ fn verify_target(
         let name = &load_step.name;
         match verify::check(
             artifact,
-            &job.spec(device, plan.half, *step),
+            &job.spec(device, weights, *step),
             reference,
             &label,
         ) {
@@ -192,6 +246,7 @@ fn verify_target(
         tolerance: tol,
         latency,
         latency_after_load_time_steps: after_steps,
+        latency_not_measured: not_measured.map(str::to_string),
     })
 }
 
@@ -205,11 +260,24 @@ fn min_torch(artifact: &Path, opts: &CompileOptions) -> Result<Option<String>, S
 fn build_target(job: &mut Job<'_>, target: Target, identical_to: &[Target]) -> TargetResult {
     let started = Instant::now();
     let mut log = Vec::new();
-    let mut plan = plan::plan(target, job.gpu.is_some());
+    let mut plan = job.plan(target);
+    let model_precision = job.model_precision();
+    let precision = plan::deployed_precision(&plan, model_precision);
     let mut result = TargetResult::failed(target, None);
     result.passes = plan.passes.clone();
-    let outcome = (|| -> Result<(), String> {
-        let artifact = job.artifact(&plan)?;
+    result.precision = precision;
+    if plan.cast_to_fp32 {
+        result.warnings.push(format!(
+            "the model's weights are {model}, which a CPU runs 10-30x slower than fp32 in \
+             libtorch: this {target} artifact has its weights cast to fp32 and takes a float32 \
+             input (outputs checked against the {model} original)",
+            model = model_precision.as_str()
+        ));
+    }
+    let outcome = (|| -> Result<(), Failure> {
+        let artifact = job
+            .artifact(&plan)
+            .map_err(|e| Failure::torch(FailureKind::Build, "building the artifact failed", &e))?;
         log.push(format!(
             "{} on {} ({}{}): {}",
             if plan.freeze {
@@ -218,11 +286,11 @@ fn build_target(job: &mut Job<'_>, target: Target, identical_to: &[Target]) -> T
                 "kept unfrozen"
             },
             plan.device,
-            target.precision().as_str(),
-            if plan.half {
-                ", weights cast to fp16"
-            } else {
-                ""
+            precision.as_str(),
+            match (plan.half, plan.cast_to_fp32) {
+                (true, _) => ", weights cast to fp16",
+                (false, true) => ", weights cast to fp32",
+                (false, false) => "",
             },
             plan.passes
                 .iter()
@@ -231,27 +299,39 @@ fn build_target(job: &mut Job<'_>, target: Target, identical_to: &[Target]) -> T
                 .join(", ")
         ));
         if target == Target::Arm64Cpu {
-            let graph = shim::graph_text(&artifact)?;
+            let graph = shim::graph_text(&artifact).map_err(|e| {
+                Failure::torch(
+                    FailureKind::Build,
+                    "reading the artifact's graph failed",
+                    &e,
+                )
+            })?;
             let found = plan::x86_only_ops(&graph);
             if !found.is_empty() {
-                return Err(format!(
-                    "the graph contains x86-only ops ({}): it cannot run on arm64",
-                    found.join(", ")
+                return Err(Failure::new(
+                    FailureKind::TargetRuntime,
+                    format!(
+                        "the graph contains x86-only ops ({}): it cannot run on arm64",
+                        found.join(", ")
+                    ),
                 ));
             }
             log.push("checked the graph: no x86-only (mkldnn/fbgemm) ops".into());
         }
-        let sha = bundle::sha256_file(&artifact).map_err(|e| e.to_string())?;
-        let min = min_torch(&artifact, job.opts)?;
+        let sha = bundle::sha256_file(&artifact).map_err(|e| e.failure())?;
+        let min = min_torch(&artifact, job.opts).map_err(|e| Failure::new(FailureKind::Io, e))?;
         let runtime = target.runtime();
         let ships = runtime.torch;
         match min.as_deref() {
             Some(min) => match runtime.ships_at_least(min) {
                 Some(true) => log.push(format!("needs torch >= {min}; the target ships {ships}")),
                 Some(false) => {
-                    return Err(format!(
+                    return Err(Failure::new(
+                        FailureKind::TargetRuntime,
+                        format!(
                         "the artifact needs torch >= {min} but {target} ships torch {ships} ({})",
                         runtime.description
+                    ),
                     ))
                 }
                 None => log.push(format!("minimum torch {min:?} not comparable with {ships}")),
@@ -260,7 +340,9 @@ fn build_target(job: &mut Job<'_>, target: Target, identical_to: &[Target]) -> T
         }
         result.min_torch_runtime = min.clone();
         let verification = verify_target(job, target, &mut plan, &artifact, &mut log)?;
-        let bytes = fs::metadata(&artifact).map_err(|e| e.to_string())?.len();
+        let bytes = fs::metadata(&artifact)
+            .map_err(|e| CompileError::io(&artifact)(e).failure())?
+            .len();
         let deployment = bundle::deployment_json(&Deployment {
             target,
             plan: &plan,
@@ -274,9 +356,12 @@ fn build_target(job: &mut Job<'_>, target: Target, identical_to: &[Target]) -> T
             min_torch: min.as_deref(),
             verification: &verification,
             identical_to,
+            precision,
+            source_precision: model_precision,
+            warnings: &result.warnings,
         });
-        let (archive, archive_sha) = bundle::write(job.out_dir, target, &artifact, &deployment)
-            .map_err(|e| e.to_string())?;
+        let (archive, archive_sha) =
+            bundle::write(job.out_dir, target, &artifact, &deployment).map_err(|e| e.failure())?;
         result.artifact_sha256 = Some(sha);
         result.bundle = Some(archive);
         result.bundle_sha256 = Some(archive_sha);
@@ -290,9 +375,10 @@ fn build_target(job: &mut Job<'_>, target: Target, identical_to: &[Target]) -> T
         .collect();
     match outcome {
         Ok(()) => result.status = TargetStatus::Succeeded,
-        Err(reason) => {
-            log.push(format!("failed: {reason}"));
-            result.failure_reason = Some(reason);
+        Err(failure) => {
+            log.extend(failure.log_lines("failed"));
+            result.failure_reason = Some(failure.summary.clone());
+            result.failure = Some(failure);
         }
     }
     result.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -386,8 +472,9 @@ pub fn run(
     let prepared = match prepare::prepare(package, &work, opts, want_half, &mut log) {
         Ok(p) => p,
         Err(e) => {
-            log.push(format!("job failed: {e}"));
-            let mut report = CompileReport::job_failed(&wanted, e.to_string(), log);
+            let failure = e.failure();
+            log.extend(failure.log_lines("job failed"));
+            let mut report = CompileReport::job_failed(&wanted, failure, log);
             report.host = host;
             report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             write_report(out_dir, &report)?;
@@ -405,7 +492,7 @@ pub fn run(
         gpu,
         artifacts: BTreeMap::new(),
     };
-    let eager = job.spec("cpu", false, BenchStep::None);
+    let eager = job.spec("cpu", job.model_precision(), BenchStep::None);
     match shim::bench(&job.prepared.eager_path, &eager) {
         Ok(run) => {
             job.prepared.summary.eager_latency = verify::latency(&run.times_ms, "this host's CPU")
@@ -414,14 +501,16 @@ pub fn run(
     }
     // Targets whose plans share an artifact get the same file: known before building, so each
     // deployment.json can name the others.
-    let gpu_here = job.gpu.is_some();
-    let key = |t: Target| plan::plan(t, gpu_here).artifact_key;
+    let keys: Vec<(Target, &'static str)> = wanted
+        .iter()
+        .map(|&t| (t, job.plan(t).artifact_key))
+        .collect();
     let mut results = Vec::new();
-    for &t in &wanted {
-        let same: Vec<Target> = wanted
+    for &(t, k) in &keys {
+        let same: Vec<Target> = keys
             .iter()
-            .copied()
-            .filter(|&o| o != t && key(o) == key(t))
+            .filter(|&&(o, ok)| o != t && ok == k)
+            .map(|&(o, _)| o)
             .collect();
         results.push(build_target(&mut job, t, &same));
     }
@@ -430,6 +519,7 @@ pub fn run(
         byom_version: crate::VERSION.to_string(),
         package_sha256: Some(job.prepared.package.sha256.clone()),
         failure_reason: None,
+        failure: None,
         model: Some(job.prepared.summary.clone()),
         host,
         targets: results,

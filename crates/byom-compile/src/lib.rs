@@ -22,6 +22,7 @@ mod compile;
 mod densenet;
 mod efficientnet;
 mod error;
+mod failure;
 mod forward;
 mod metadata;
 mod options;
@@ -39,6 +40,7 @@ mod worker;
 use std::path::Path;
 
 pub use error::CompileError;
+pub use failure::{Failure, FailureKind};
 pub use options::CompileOptions;
 pub use report::{
     CompileReport, HostInfo, Latency, ModelSummary, Pass, TargetResult, TargetStatus, Verification,

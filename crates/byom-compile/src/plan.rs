@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::report::Pass;
 use crate::shim::BenchStep;
-use crate::target::Target;
+use crate::target::{Precision, Target};
 
 /// A step the loader must run on the device after `torch.jit.load`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,8 @@ pub struct Plan {
     /// Device the artifact is transformed on ("cpu" or "cuda").
     pub device: &'static str,
     pub half: bool,
+    /// Cast a 16-bit model's weights to fp32 (CPU targets: see [`for_model`]).
+    pub cast_to_fp32: bool,
     pub freeze: bool,
     pub passes: Vec<Pass>,
     pub load_time_steps: Vec<LoadStep>,
@@ -129,6 +131,7 @@ pub fn plan(target: Target, gpu: bool) -> Plan {
             artifact_key: "cpu-frozen-fp32",
             device: "cpu",
             half: false,
+            cast_to_fp32: false,
             freeze: true,
             passes: vec![eval_pass(), freeze_pass("cpu")],
             load_time_steps: Vec::new(),
@@ -144,6 +147,7 @@ pub fn plan(target: Target, gpu: bool) -> Plan {
             artifact_key: "cuda-frozen-fp32",
             device: "cuda",
             half: false,
+            cast_to_fp32: false,
             freeze: true,
             passes: vec![eval_pass(), freeze_pass("cuda")],
             load_time_steps: Vec::new(),
@@ -153,6 +157,7 @@ pub fn plan(target: Target, gpu: bool) -> Plan {
             artifact_key: "eager-fp32",
             device: "cpu",
             half: false,
+            cast_to_fp32: false,
             freeze: false,
             passes: vec![eval_pass()],
             load_time_steps: vec![device_freeze_step(false)],
@@ -162,6 +167,7 @@ pub fn plan(target: Target, gpu: bool) -> Plan {
             artifact_key: "cuda-frozen-fp16",
             device: "cuda",
             half: true,
+            cast_to_fp32: false,
             freeze: true,
             passes: vec![eval_pass(), half_pass(), freeze_pass("cuda")],
             load_time_steps: Vec::new(),
@@ -171,11 +177,50 @@ pub fn plan(target: Target, gpu: bool) -> Plan {
             artifact_key: "eager-fp16",
             device: "cpu",
             half: true,
+            cast_to_fp32: false,
             freeze: false,
             passes: vec![eval_pass(), half_pass()],
             load_time_steps: vec![device_freeze_step(true)],
             load_time_candidates: Vec::new(),
         },
+    }
+}
+
+/// The plan for `target` and a model whose weights are in `model` precision.
+///
+/// CPU targets get fp32 weights whatever the model stores: libtorch's CPU kernels run fp16 and
+/// bf16 many times slower than fp32 (11-30x for ResNet-18 and SqueezeNet, docs/bench-compile.md), and fp32
+/// evaluates the 16-bit weights more exactly than 16-bit arithmetic does. The report and
+/// `deployment.json` say so, and the input the artifact takes is then float32.
+pub fn for_model(target: Target, gpu: bool, model: Precision) -> Plan {
+    let mut p = plan(target, gpu);
+    if !target.is_cuda() && model.is_half() {
+        p.cast_to_fp32 = true;
+        // Cast before freezing: the pass list is in order.
+        p.passes.insert(
+            1,
+            Pass {
+                name: "fp32 weights".into(),
+                why: format!(
+                    "the model stores {} weights, which this target's CPU runs 10-30x slower \
+                     than fp32 in libtorch (docs/bench-compile.md); cast to fp32, which computes \
+                     the same weights more exactly; the artifact takes a float32 input",
+                    model.as_str()
+                ),
+            },
+        );
+    }
+    p
+}
+
+/// The precision of what `plan` deploys for a model whose weights are in `model` precision.
+pub fn deployed_precision(plan: &Plan, model: Precision) -> Precision {
+    if plan.half {
+        Precision::Fp16
+    } else if plan.cast_to_fp32 {
+        Precision::Fp32
+    } else {
+        model
     }
 }
 
@@ -224,6 +269,25 @@ mod tests {
         assert_ne!(
             plan(Target::JetsonXavier, true).artifact_key,
             plan(Target::X86_64Cuda, true).artifact_key
+        );
+    }
+
+    #[test]
+    fn half_models_get_fp32_weights_on_cpu_targets_only() {
+        for t in [Target::X86_64Cpu, Target::Arm64Cpu] {
+            let p = for_model(t, false, Precision::Fp16);
+            assert!(p.cast_to_fp32 && !p.half);
+            assert_eq!(p.passes[1].name, "fp32 weights");
+            assert_eq!(deployed_precision(&p, Precision::Fp16), Precision::Fp32);
+            assert!(!for_model(t, false, Precision::Fp32).cast_to_fp32);
+        }
+        let cuda = for_model(Target::X86_64Cuda, true, Precision::Fp16);
+        assert!(!cuda.cast_to_fp32);
+        assert_eq!(deployed_precision(&cuda, Precision::Fp16), Precision::Fp16);
+        let jetson = for_model(Target::JetsonXavier, false, Precision::Fp32);
+        assert_eq!(
+            deployed_precision(&jetson, Precision::Fp32),
+            Precision::Fp16
         );
     }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::failure::Failure;
 use crate::target::{Precision, Target};
 
 /// Outcome of one target.
@@ -48,6 +49,10 @@ pub struct Verification {
     /// x86_64-cpu: latency after the load-time step that was kept (see `load_time_steps`),
     /// same run.
     pub latency_after_load_time_steps: Option<Latency>,
+    /// Why `latency` is null when it was not measured on purpose ("not measured: no device"):
+    /// a time from the build host would say nothing about the target.
+    #[serde(default)]
+    pub latency_not_measured: Option<String>,
 }
 
 /// Result of one target.
@@ -56,7 +61,15 @@ pub struct TargetResult {
     pub target: Target,
     pub status: TargetStatus,
     pub duration_ms: u64,
+    /// `failure.summary`, for readers of the one-line reason.
     pub failure_reason: Option<String>,
+    /// Why the target failed: kind, one-line summary, hint, full text.
+    #[serde(default)]
+    pub failure: Option<Failure>,
+    /// What byom changed or could not promise for this target, said once here and in
+    /// `deployment.json` (e.g. fp16 weights cast to fp32 for a CPU).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// sha256 of `model.pt`.
     pub artifact_sha256: Option<String>,
     /// The `<target>.tar.gz` bundle.
@@ -80,12 +93,14 @@ impl TargetResult {
     /// A failed result with nothing built yet: the start of every target's result (a build
     /// fills it in and marks it succeeded) and, with the job's reason, the whole of it for a
     /// job that failed before any target was built.
-    pub fn failed(target: Target, reason: Option<String>) -> Self {
+    pub fn failed(target: Target, failure: Option<Failure>) -> Self {
         TargetResult {
             target,
             status: TargetStatus::Failed,
             duration_ms: 0,
-            failure_reason: reason,
+            failure_reason: failure.as_ref().map(|f| f.summary.clone()),
+            failure,
+            warnings: Vec::new(),
             artifact_sha256: None,
             bundle: None,
             bundle_sha256: None,
@@ -125,8 +140,11 @@ pub struct ModelSummary {
 pub struct CompileReport {
     pub byom_version: String,
     pub package_sha256: Option<String>,
-    /// Set when the job failed before any target could be built.
+    /// Set when the job failed before any target could be built: `failure.summary`.
     pub failure_reason: Option<String>,
+    /// The job's failure: kind, one-line summary, hint, full text.
+    #[serde(default)]
+    pub failure: Option<Failure>,
     pub model: Option<ModelSummary>,
     /// libtorch version and devices of the host that compiled.
     pub host: HostInfo,
@@ -156,14 +174,15 @@ impl CompileReport {
 
     /// A report for a job that failed before any target was built: every target fails with
     /// the same reason, so a per-target view (the server's job page) still explains it.
-    pub fn job_failed(targets: &[Target], reason: String, log: Vec<String>) -> Self {
+    pub fn job_failed(targets: &[Target], failure: Failure, log: Vec<String>) -> Self {
         CompileReport {
             byom_version: crate::VERSION.to_string(),
-            failure_reason: Some(reason.clone()),
+            failure_reason: Some(failure.summary.clone()),
             targets: targets
                 .iter()
-                .map(|&target| TargetResult::failed(target, Some(reason.clone())))
+                .map(|&target| TargetResult::failed(target, Some(failure.clone())))
                 .collect(),
+            failure: Some(failure),
             log,
             ..CompileReport::default()
         }

@@ -13,7 +13,7 @@ extern "C" {
         in_path: *const c_char,
         out_path: *const c_char,
         device: *const c_char,
-        half: c_int,
+        cast: c_int,
         freeze: c_int,
         err: *mut c_char,
         err_len: usize,
@@ -67,12 +67,20 @@ fn err_text(buf: &[u8]) -> String {
         .unwrap_or_else(|_| "unknown libtorch error".to_string())
 }
 
-/// Loads `input` on `device`, optionally casts to fp16, optionally freezes, saves to `output`.
+/// How [`transform`] casts floating parameters and buffers; the numbers are the shim's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cast {
+    Keep = 0,
+    Fp16 = 1,
+    Fp32 = 2,
+}
+
+/// Loads `input` on `device`, casts (`cast`), optionally freezes, saves to `output`.
 pub fn transform(
     input: &Path,
     output: &Path,
     device: &str,
-    half: bool,
+    cast: Cast,
     freeze: bool,
 ) -> Result<(), String> {
     let (i, o, d) = (path_cstr(input)?, path_cstr(output)?, cstr(device)?);
@@ -84,7 +92,7 @@ pub fn transform(
             i.as_ptr(),
             o.as_ptr(),
             d.as_ptr(),
-            c_int::from(half),
+            cast as c_int,
             c_int::from(freeze),
             err.as_mut_ptr().cast(),
             ERR_LEN,

@@ -15,12 +15,14 @@ pub enum Target {
     JetsonXavier,
 }
 
-/// Numeric precision of a target's artifact.
+/// Numeric precision of an artifact's weights (a target's nominal one, or what a model stores).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     Fp32,
     Fp16,
+    Bf16,
+    Fp64,
 }
 
 impl Precision {
@@ -28,16 +30,34 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Fp16 => "fp16",
+            Precision::Bf16 => "bf16",
+            Precision::Fp64 => "fp64",
         }
     }
 
-    /// Largest relative error (against the fp32 original, normalised by the output's magnitude)
+    /// The torch dtype of a model input in this precision (`deployment.json`'s `input.dtype`).
+    pub fn dtype(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "float32",
+            Precision::Fp16 => "float16",
+            Precision::Bf16 => "bfloat16",
+            Precision::Fp64 => "float64",
+        }
+    }
+
+    /// Largest relative error (against the original, normalised by the output's magnitude)
     /// that still counts as "the same model". fp16 keeps ~3 decimal digits.
     pub fn tolerance(self) -> f64 {
         match self {
-            Precision::Fp32 => 1e-4,
+            Precision::Fp32 | Precision::Fp64 => 1e-4,
             Precision::Fp16 => 1e-2,
+            Precision::Bf16 => 1e-2,
         }
+    }
+
+    /// 16-bit floats: what x86 and arm64 CPUs run far slower than fp32 in libtorch.
+    pub fn is_half(self) -> bool {
+        matches!(self, Precision::Fp16 | Precision::Bf16)
     }
 }
 

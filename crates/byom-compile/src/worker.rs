@@ -82,7 +82,7 @@ pub fn worker_main(job_dir: &Path) -> i32 {
                     .ok()
                     .and_then(|b| serde_json::from_slice::<CompileReport>(&b).ok())
                     .unwrap_or_else(|| {
-                        CompileReport::job_failed(&job.targets, e.to_string(), vec![e.to_string()])
+                        CompileReport::job_failed(&job.targets, e.failure(), vec![e.to_string()])
                     });
                 (report, exit::JOB_FAILED)
             }

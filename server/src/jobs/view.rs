@@ -102,7 +102,68 @@ fn verification_json(target: &str, entry: &Value, report: Option<&Value>) -> Val
         "load_time_steps": entry.get("load_time_steps").cloned().unwrap_or(json!([])),
         "bundle_sha256": entry.get("bundle_sha256").cloned().unwrap_or(Value::Null),
         "precision": entry.get("precision").cloned().unwrap_or(Value::Null),
+        "latency_not_measured": get("latency_not_measured"),
     })
+}
+
+/// A report's structured failure (`{kind, summary, hint, model_code, detail}`), or null.
+fn failure_json(failure: Option<&Value>) -> Value {
+    match failure {
+        Some(f) if f.is_object() => json!({
+            "kind": f.get("kind").cloned().unwrap_or(Value::Null),
+            "summary": f.get("summary").cloned().unwrap_or(Value::Null),
+            "hint": f.get("hint").cloned().unwrap_or(Value::Null),
+            "model_code": f.get("model_code").cloned().unwrap_or(Value::Null),
+            "detail": f.get("detail").cloned().unwrap_or(Value::Null),
+        }),
+        _ => Value::Null,
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<&str> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The job's whole log as text (`GET /api/v1/jobs/{id}/log`): the worker's job log, then each
+/// target's lines prefixed `[target]`, as the worker's log.txt has them; the runner's log tail
+/// when the worker left no report (it crashed or was killed).
+pub fn full_log(job: &JobRow) -> String {
+    let report: Option<Value> = job
+        .result_json
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok());
+    let mut text = format!("job {} ({})\n", job.id, job.status);
+    if let Some(reason) = &job.failure_reason {
+        text.push_str(&format!("failure: {reason}\n"));
+    }
+    match &report {
+        Some(r) => {
+            for line in strings(r.get("log")) {
+                text.push_str(line);
+                text.push('\n');
+            }
+            for t in r
+                .get("targets")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let name = t.get("target").and_then(Value::as_str).unwrap_or("?");
+                for line in strings(t.get("log")) {
+                    text.push_str(&format!("[{name}] {line}\n"));
+                }
+            }
+        }
+        None => {
+            if let Some(tail) = &job.log_tail {
+                text.push_str(tail);
+                text.push('\n');
+            }
+        }
+    }
+    text
 }
 
 /// The Job object of the API.
@@ -131,6 +192,8 @@ pub fn job_json(job: &JobRow) -> Value {
                         "artifact_url": (status == "succeeded").then(|| format!("/api/v1/jobs/{}/artifacts/{t}", job.id)),
                         "sha256": e.get("artifact_sha256").and_then(Value::as_str),
                         "verification": verification_json(t, e, report.as_ref()),
+                        "failure": failure_json(e.get("failure")),
+                        "warnings": strings(e.get("warnings")),
                     })
                 }
                 None => {
@@ -147,6 +210,8 @@ pub fn job_json(job: &JobRow) -> Value {
                         "artifact_url": null,
                         "sha256": null,
                         "verification": null,
+                        "failure": null,
+                        "warnings": [],
                     })
                 }
             }
@@ -161,6 +226,8 @@ pub fn job_json(job: &JobRow) -> Value {
         "finished_at": job.finished_at,
         "failure_reason": job.failure_reason,
         "log_tail": job.log_tail,
+        "failure": failure_json(report.as_ref().and_then(|r| r.get("failure"))),
+        "log_url": format!("/api/v1/jobs/{}/log", job.id),
         "targets": targets,
         "report": report,
     })
@@ -169,6 +236,54 @@ pub fn job_json(job: &JobRow) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(result: Option<Value>) -> JobRow {
+        JobRow {
+            id: "job_1".into(),
+            tenant_id: "t".into(),
+            package_id: "pkg_1".into(),
+            status: "failed".into(),
+            targets: vec!["x86_64-cpu".into()],
+            created_at: "now".into(),
+            started_at: None,
+            finished_at: None,
+            failure_reason: Some("failed targets: x86_64-cpu".into()),
+            result_json: result.map(|r| r.to_string()),
+            log_tail: Some("the tail".into()),
+        }
+    }
+
+    #[test]
+    fn failures_and_the_whole_log_reach_the_api() {
+        let failure = json!({"kind": "forward", "summary": "the model's forward pass failed: boom",
+            "hint": "write [1, 3, 8, 8]", "model_code": "code/__torch__.py:9", "detail": "Traceback\nboom"});
+        let report = json!({
+            "failure": failure,
+            "log": ["job failed: the model's forward pass failed: boom", "full error:\nTraceback\nboom"],
+            "targets": [{"target": "x86_64-cpu", "status": "failed", "failure_reason": "the model's forward pass failed: boom",
+                         "failure": failure, "warnings": ["cast"], "log": ["failed: boom"]}],
+        });
+        let job = row(Some(report));
+        let view = job_json(&job);
+        assert_eq!(view["failure"], failure);
+        assert_eq!(view["log_url"], "/api/v1/jobs/job_1/log");
+        assert_eq!(view["targets"][0]["failure"]["hint"], "write [1, 3, 8, 8]");
+        assert_eq!(view["targets"][0]["warnings"], json!(["cast"]));
+        let log = full_log(&job);
+        assert!(
+            log.starts_with("job job_1 (failed)\nfailure: failed targets: x86_64-cpu\n"),
+            "{log}"
+        );
+        assert!(
+            log.contains("full error:\nTraceback\nboom\n[x86_64-cpu] failed: boom\n"),
+            "{log}"
+        );
+        // No report (the worker died): the runner's tail, and no failure object.
+        let bare = row(None);
+        assert!(full_log(&bare).ends_with("the tail\n"));
+        assert_eq!(job_json(&bare)["failure"], Value::Null);
+        assert_eq!(job_json(&bare)["targets"][0]["failure"], Value::Null);
+    }
 
     /// The report's sentences as byom-compile writes them today, and what each must classify as.
     #[test]

@@ -128,6 +128,22 @@ pub async fn cancel(
     Ok(Json(json!({ "job": job_json(&job) })))
 }
 
+/// `GET /api/v1/jobs/{id}/log`: the job's whole log as plain text (what the job's `failure`
+/// and `log_tail` abbreviate). Built from the stored report, so it is bounded by the report's
+/// own cap (the runner reads at most 16 MiB of result.json).
+pub async fn log(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = find_job(&state, &principal, &id).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        crate::jobs::view::full_log(&job),
+    )
+        .into_response())
+}
+
 /// `GET /api/v1/jobs/{id}/artifacts/{target}`: the target's bundle. The path is fixed by the
 /// server (`<job>/artifacts/<target>.tar.gz`, where the runner put it), never taken from the worker's output, and must be a
 /// regular file (not a symlink a compromised worker could plant).

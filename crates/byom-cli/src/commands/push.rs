@@ -39,6 +39,10 @@ pub struct Args {
     /// Download the bundles of succeeded targets into this directory (implies --wait).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Print the job's whole log once it has finished (implies --wait): the worker's own
+    /// lines and each target's, with full error texts.
+    #[arg(long)]
+    pub log: bool,
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 3600)]
     pub timeout_s: u64,
@@ -109,6 +113,25 @@ impl Client {
             .header("Authorization", &self.auth)
             .call()?;
         Ok((resp.status().as_u16(), Self::json(&mut resp)?))
+    }
+
+    /// A text answer (the job log), at most [`MAX_JSON_BYTES`].
+    fn get_text(&self, path: &str) -> Result<String, Fail> {
+        let mut resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+            .call()?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_JSON_BYTES)
+            .read_to_string()?;
+        if status != 200 {
+            return Err(Fail(format!("{path}: {status} {text:.200}")));
+        }
+        Ok(text)
     }
 
     fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), Fail> {
@@ -251,7 +274,7 @@ fn push(args: &Args) -> Result<bool, Fail> {
     if !json_out {
         emit_text(&format!("job {job_id}\n"))?;
     }
-    if !args.wait && args.out.is_none() {
+    if !args.wait && args.out.is_none() && !args.log {
         if json_out {
             emit_json(&result)?;
         }
@@ -281,15 +304,31 @@ fn push(args: &Args) -> Result<bool, Fail> {
         text.push_str(&summary.text());
         targets.push(summary.json());
     }
+    // The whole log is one request away; asked for, it follows the summaries.
+    let log = if args.log {
+        Some(client.get_text(&format!("/api/v1/jobs/{job_id}/log"))?)
+    } else {
+        None
+    };
     if json_out {
         result["job"] = job.clone();
         result["targets"] = Value::Array(targets);
+        if let Some(log) = &log {
+            result["log"] = Value::String(log.clone());
+        }
         emit_json(&result)?;
     } else {
+        if let Some(log) = &log {
+            text.push_str("\nlog:\n");
+            text.push_str(log);
+        }
         emit_text(&text)?;
     }
     if let Some(reason) = job["failure_reason"].as_str() {
         eprintln!("job {}: {reason}", job["status"].as_str().unwrap_or("?"));
+        if log.is_none() {
+            eprintln!("the whole log: add --log, or GET /api/v1/jobs/{job_id}/log");
+        }
     }
     Ok(all_ok)
 }
@@ -298,20 +337,14 @@ fn push(args: &Args) -> Result<bool, Fail> {
 #[derive(Debug, Clone, PartialEq)]
 enum Truth {
     /// Reloaded and run on the device it was built for (or one of its kind); outputs match.
-    Verified {
-        device: String,
-    },
+    Verified { device: String },
     /// Built and reloaded on the build host, outputs compared there, not on the target device.
-    CheckedOnBuildHost {
-        on: String,
-        why: String,
-    },
+    CheckedOnBuildHost { on: String, why: String },
     /// Built; nothing ran it.
-    NotRun {
-        why: String,
-    },
+    NotRun { why: String },
     Failed {
         reason: String,
+        hint: Option<String>,
     },
     /// Queued, running or cancelled.
     Other(String),
@@ -326,6 +359,7 @@ impl Truth {
                         .as_str()
                         .unwrap_or("no reason given")
                         .to_string(),
+                    hint: t["failure"]["hint"].as_str().map(str::to_string),
                 },
                 other => Truth::Other(other.to_string()),
             };
@@ -378,7 +412,10 @@ impl Truth {
             Truth::NotRun { why } => {
                 format!("nothing has run this artifact yet; test it on the device ({why})")
             }
-            Truth::Failed { reason } => reason.clone(),
+            Truth::Failed { reason, hint } => match hint {
+                Some(hint) => format!("{reason}\n{}hint: {hint}", " ".repeat(17)),
+                None => reason.clone(),
+            },
             Truth::Other(_) => String::new(),
         }
     }
@@ -395,6 +432,9 @@ struct TargetSummary {
     p50_ms: Option<f64>,
     p50_after_ms: Option<f64>,
     latency_device: Option<String>,
+    /// Why there is no latency on purpose ("not measured: no device").
+    latency_not_measured: Option<String>,
+    warnings: Vec<String>,
     load_time_steps: Vec<String>,
     sha256: Option<String>,
     bundle_sha256: Option<String>,
@@ -419,6 +459,15 @@ impl TargetSummary {
             p50_ms: f(lat, "p50_ms"),
             p50_after_ms: f(after, "p50_ms"),
             latency_device: lat.and_then(|l| l["device"].as_str()).map(str::to_string),
+            latency_not_measured: verification
+                .and_then(|v| v["latency_not_measured"].as_str())
+                .map(str::to_string),
+            warnings: t["warnings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|w| w.as_str().map(str::to_string))
+                .collect(),
             load_time_steps: entry
                 .and_then(|e| e["load_time_steps"].as_array())
                 .into_iter()
@@ -461,9 +510,14 @@ impl TargetSummary {
                 )),
                 _ => numbers.push(format!("p50 {p:.2} ms{on}")),
             }
+        } else if let Some(why) = &self.latency_not_measured {
+            numbers.push(format!("latency {why}"));
         }
         if !numbers.is_empty() {
             s.push_str(&format!("{pad}{}\n", numbers.join("; ")));
+        }
+        for w in &self.warnings {
+            s.push_str(&format!("{pad}warning: {w}\n"));
         }
         if let Some(sha) = &self.sha256 {
             s.push_str(&format!("{pad}model.pt sha256 {sha}\n"));
@@ -491,6 +545,8 @@ impl TargetSummary {
             "p50_ms": self.p50_ms,
             "p50_ms_with_load_time_step": self.p50_after_ms,
             "latency_device": self.latency_device,
+            "latency_not_measured": self.latency_not_measured,
+            "warnings": self.warnings,
             "load_time_steps": self.load_time_steps,
             "sha256": self.sha256,
             "bundle_sha256": self.bundle_sha256,
