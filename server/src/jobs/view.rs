@@ -250,6 +250,7 @@ mod tests {
             failure_reason: Some("failed targets: x86_64-cpu".into()),
             result_json: result.map(|r| r.to_string()),
             log_tail: Some("the tail".into()),
+            attempts: 1,
         }
     }
 
