@@ -30,6 +30,8 @@ export interface Settings {
   limits: Limits;
   /** Oldest torch that must load the model, "major.minor". */
   required_torch: string;
+  /** Operator namespaces the compile server runs ("aten", "prim", "torchvision", ...). */
+  operator_namespaces: string[];
 }
 
 export type Severity = "error" | "warning";
@@ -106,6 +108,10 @@ export interface PtInspection {
   tensor_bytes: number;
   min_torch: string | null;
   architecture: string | null;
+  /** Operators a TorchScript file calls, "namespace::name", sorted. */
+  operators: string[];
+  /** The root module's forward (TorchScript), as the server will call it. */
+  forward: { class: string; params: { name: string; type: string; default: string | null }[]; returns: string | null } | null;
   [field: string]: unknown;
 }
 

@@ -4,15 +4,18 @@
 //! records, TorchScript code, the zip tail), never the tensor bytes. The pieces:
 //! [`zip`] (streaming zip view), [`legacy`] (pre-1.6 format), [`pickle`] (non-executing
 //! walker), [`inventory`] (tensors from the walked pickle), [`safety`] (global allowlist),
-//! [`version`] (minimum torch), [`arch`] (architectures the server builds), [`rules`] (codes).
+//! [`version`] (minimum torch), [`arch`] (architectures the server builds), [`ops`] (operators
+//! called), [`signature`] (the root `forward`), [`rules`] (codes).
 
 pub mod arch;
 pub mod head;
 pub mod inventory;
 pub mod legacy;
+pub mod ops;
 pub mod pickle;
 pub mod rules;
 pub mod safety;
+pub mod signature;
 pub mod version;
 pub mod zip;
 
@@ -26,6 +29,7 @@ use crate::diagnostics::Issue;
 use crate::settings::Settings;
 
 pub use arch::ArchMatch;
+pub use signature::ForwardSignature;
 
 /// What kind of file the `.pt` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +138,16 @@ pub struct PtInspection {
     /// For a checkpoint: the key holding the state dict.
     #[serde(default)]
     pub checkpoint_key: Option<String>,
+    /// Operators a TorchScript file calls, `namespace::name` (`aten::conv2d`,
+    /// `torchvision::nms`), sorted; checked against the server's `operator_namespaces`.
+    #[serde(default)]
+    pub operators: Vec<String>,
+    /// Custom classes a TorchScript file uses (`quantized::LinearPackedParamsBase`), sorted.
+    #[serde(default)]
+    pub custom_classes: Vec<String>,
+    /// The root module's `forward` (TorchScript), as the server will call it.
+    #[serde(default)]
+    pub forward: Option<ForwardSignature>,
     /// One line a user can act on.
     #[serde(default)]
     pub verdict: String,
@@ -196,6 +210,9 @@ impl PtInspection {
             archive_prefix: None,
             byteorder: None,
             checkpoint_key: None,
+            operators: Vec::new(),
+            custom_classes: Vec::new(),
+            forward: None,
             verdict: String::new(),
         }
     }
