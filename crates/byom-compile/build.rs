@@ -47,6 +47,8 @@ fn main() {
     let lib = lib_dir.display();
     // Dependents read this as DEP_BYOM_TORCH_LIB_DIR.
     println!("cargo:lib_dir={lib}");
+    // Where ops.rs looks for torchvision when /proc does not say where libtorch was mapped from.
+    println!("cargo:rustc-env=BYOM_LIBTORCH_LIB_DIR={lib}");
     println!(
         "cargo:cuda={}",
         u8::from(env::var_os("CARGO_FEATURE_CUDA").is_some())

@@ -11,6 +11,12 @@ pub fn worker_main(job_dir: &Path) -> i32 {
     byom_compile::worker_main(job_dir)
 }
 
+/// Directories a confined worker must keep readable to load operator libraries later
+/// (see `byom_compile::ops`).
+pub fn operator_library_dirs() -> Vec<std::path::PathBuf> {
+    byom_compile::ops::read_roots()
+}
+
 /// `byom-server compile`: compile `package` for `targets` into `out_dir` under `settings`;
 /// returns the report as JSON and whether every target succeeded. `Err` when the job failed
 /// before any target (its `report.json` is written all the same).

@@ -103,7 +103,7 @@ error = obj({"error": {"type": "string"}, "message": {"type": "string"}, "report
              "offset": {"type": "integer"}}, required=["error", "message"])
 upload = obj({"upload_id": {"type": "string", "pattern": "^up_[0-9a-f]{32}$"}, "offset": {"type": "integer"},
               "length": {"type": "integer"}})
-fmt = obj({"settings": {"type": "object", "description": "byom_core::Settings: limits and required_torch."},
+fmt = obj({"settings": {"type": "object", "description": "byom_core::Settings: limits, required_torch and operator_namespaces (the operator namespaces the compile server provides)."},
            "settings_hash": {"type": "string"}, "byom_version": {"type": "string"},
            "max_upload_bytes": {"type": "integer"}})
 tenant = obj({"name": {"type": "string"}, "quota_bytes": {"type": "integer"}, "used_bytes": {"type": "integer"},

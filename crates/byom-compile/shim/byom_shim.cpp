@@ -6,8 +6,12 @@
 #include <torch/csrc/jit/codegen/onednn/interface.h>
 #include <torch/csrc/jit/passes/inliner.h>
 
+#include <dlfcn.h>
+#include <torch/csrc/jit/runtime/operator.h>
+
 #include <chrono>
 #include <cstring>
+#include <set>
 #include <exception>
 #include <optional>
 #include <sstream>
@@ -147,4 +151,27 @@ extern "C" long byom_graph_text(const char* path, char* buf, size_t cap, char* e
     set_err(err, err_len, e.what());
     return -1;
   }
+}
+
+extern "C" int byom_load_library(const char* path, int global, char* err, size_t err_len) {
+  void* handle = dlopen(path, RTLD_NOW | (global != 0 ? RTLD_GLOBAL : RTLD_LOCAL));
+  if (handle == nullptr) {
+    const char* e = dlerror();
+    set_err(err, err_len, e != nullptr ? e : "dlopen failed");
+    return 1;
+  }
+  return 0;
+}
+
+extern "C" long byom_operator_namespaces(char* buf, size_t cap) {
+  std::set<std::string> names;
+  for (const auto& op : torch::jit::getAllOperators()) {
+    const std::string& name = op->schema().name();
+    names.insert(name.substr(0, name.find("::")));
+  }
+  std::string text;
+  for (const auto& n : names) text += n + "\n";
+  size_t n = text.size() < cap ? text.size() : cap;
+  if (buf != nullptr && n > 0) std::memcpy(buf, text.data(), n);
+  return static_cast<long>(text.size());
 }

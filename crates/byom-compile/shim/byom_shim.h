@@ -36,6 +36,16 @@ int byom_bench(const char* path, const char* device, int load_step, int half,
 // (truncated to `cap`); used to look for x86-only (mkldnn) ops. Returns the full length or -1.
 long byom_graph_text(const char* path, char* buf, size_t cap, char* err, size_t err_len);
 
+// dlopen `path` with RTLD_NOW, and RTLD_GLOBAL when `global` != 0 (an operator library and
+// what it needs: see src/ops.rs). The handle is never closed: the operators it registered stay
+// for the life of the process. Returns 0 on success, else writes dlerror() into `err`.
+int byom_load_library(const char* path, int global, char* err, size_t err_len);
+
+// Write the namespaces of every operator registered in this process (torch::jit::
+// getAllOperators(), `aten` of `aten::conv2d`), sorted, one per line, into `buf` (truncated to
+// `cap`). Returns the full length.
+long byom_operator_namespaces(char* buf, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

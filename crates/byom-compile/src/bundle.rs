@@ -97,6 +97,7 @@ pub fn deployment_json(d: &Deployment<'_>) -> Value {
             "target_torch": runtime.torch,
             "target_runtime": runtime.description,
             "compiled_with": format!("libtorch {}", crate::LIBTORCH_VERSION),
+            "operator_libraries": d.model.operator_libraries,
         },
         "passes": d.passes,
         "load_time_steps": d.plan.load_time_steps,
@@ -136,6 +137,7 @@ fn readme(target: Target, d: &Value) -> String {
          ({runtime}).\n\
          Input: {dtype} {shape}\n\
          Verification: {status}\n\
+         Operator libraries besides libtorch: {libs}\n\
          Latency: {latency}\n\
          Load-time steps (load.py and load.cpp run them):\n{steps}{warnings}",
         dtype = d["input"]["dtype"].as_str().unwrap_or(""),
@@ -162,6 +164,7 @@ fn readme(target: Target, d: &Value) -> String {
                 format!("Warnings:\n{lines}")
             })
             .unwrap_or_default(),
+        libs = operator_libraries(d),
         precision = d["artifact"]["precision"].as_str().unwrap_or(""),
         frozen = d["artifact"]["frozen"],
         min = d["runtime"]["min_torch"]
@@ -175,6 +178,37 @@ fn readme(target: Target, d: &Value) -> String {
         } else {
             steps
         },
+    )
+}
+
+/// "torchvision 0.26.0 (torchvision::nms): load.py imports torchvision; load.cpp: see BYOM_PRELOAD
+/// in load.cpp", or "none".
+fn operator_libraries(d: &Value) -> String {
+    let libs = d["runtime"]["operator_libraries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if libs.is_empty() {
+        return "none".to_string();
+    }
+    let names: Vec<String> = libs
+        .iter()
+        .map(|l| {
+            let ops: Vec<&str> = l["operators"]
+                .as_array()
+                .map(|o| o.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            format!(
+                "{} {} ({})",
+                l["name"].as_str().unwrap_or(""),
+                l["version"].as_str().unwrap_or("(version unknown)"),
+                ops.join(", ")
+            )
+        })
+        .collect();
+    format!(
+        "{}\n  load.py imports them before torch.jit.load; load.cpp needs them linked or listed in\n  BYOM_PRELOAD (see the comment at its top)",
+        names.join("; ")
     )
 }
 

@@ -21,6 +21,8 @@ pub enum CompileError {
     Unsupported(String),
     #[error("the model failed to load: {}", first_cause(.0))]
     Load(String),
+    #[error("the model's operators are not available on this server: {0}")]
+    Operators(String),
     #[error("the model's forward pass failed: {}", first_cause(.0))]
     Forward(String),
     #[error("output shape mismatch: the package declares output_shape {declared:?} but the model returned {actual:?} ({which})")]

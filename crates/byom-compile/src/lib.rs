@@ -7,7 +7,8 @@
 //! 1. re-validates the package with byom-core, which in the same single pass hands the `.pt` to
 //!    a file in the work directory and, at the end, the metadata it parsed and its inspection of
 //!    the `.pt` (no second tar, YAML/JSON or zip reader: see package.rs);
-//! 2. loads the model: TorchScript as is, a state dict by rebuilding the architecture the
+//! 2. loads the model: TorchScript as is (after loading torchvision's operator library when
+//!    the validator found the model calling `torchvision::` operators, see [`ops`]), a state dict by rebuilding the architecture the
 //!    validator recognised in Rust (`tch::vision`) and loading its tensors from the record
 //!    offsets the validator found, then tracing it;
 //! 3. runs it on a fixed input and checks the declared output shape;
@@ -25,6 +26,7 @@ mod error;
 mod failure;
 mod forward;
 mod metadata;
+pub mod ops;
 mod options;
 mod package;
 pub mod plan;

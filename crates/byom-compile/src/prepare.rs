@@ -17,7 +17,7 @@ use crate::options::CompileOptions;
 use crate::package::{self, ExtractedPackage};
 use crate::report::ModelSummary;
 use crate::state_dict;
-use crate::{forward, storage};
+use crate::{forward, ops, storage};
 
 /// Everything the per-target steps need.
 pub struct Prepared {
@@ -61,6 +61,8 @@ pub fn prepare(
     log.push(format!("model file kind: {}", kind_name(inspection.kind)));
     let eager_path = work.join("eager.pt");
     let mut eager_half_path = None;
+    let operator_libraries =
+        ops::ensure(&inspection.operators, log).map_err(CompileError::Operators)?;
     let (architecture, kind) = match inspection.kind {
         PtKind::TorchscriptTraced | PtKind::TorchscriptScripted => {
             let mut module = CModule::load_on_device(&package.model_path, Device::Cpu)
@@ -172,6 +174,7 @@ pub fn prepare(
         output_shape: actual,
         checked_output: selected.description,
         eager_latency: None,
+        operator_libraries,
     };
     if !package.report().warnings.is_empty() {
         log.push(format!(

@@ -133,6 +133,10 @@ pub struct ModelSummary {
     pub checked_output: String,
     /// Latency of the unfrozen TorchScript module on this host, same run as the artifacts.
     pub eager_latency: Option<Latency>,
+    /// Operator libraries the model needs besides libtorch (torchvision), loaded for it here
+    /// and named in every bundle's deployment.json.
+    #[serde(default)]
+    pub operator_libraries: Vec<crate::ops::OperatorLibrary>,
 }
 
 /// The whole job.

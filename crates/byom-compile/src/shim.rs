@@ -42,6 +42,13 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> c_long;
+    fn byom_load_library(
+        path: *const c_char,
+        global: c_int,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn byom_operator_namespaces(buf: *mut c_char, cap: usize) -> c_long;
 }
 
 const ERR_LEN: usize = 4096;
@@ -219,6 +226,47 @@ pub fn graph_text(path: &Path) -> Result<String, String> {
             return Err(format!(
                 "graph text of {n} bytes is over the {MAX_GRAPH_TEXT} limit"
             ));
+        }
+        cap = n;
+    }
+}
+
+/// `dlopen(path, RTLD_NOW | (global ? RTLD_GLOBAL : RTLD_LOCAL))`, never closed.
+pub fn load_library(path: &Path, global: bool) -> Result<(), String> {
+    let p = path_cstr(path)?;
+    let mut err = vec![0u8; ERR_LEN];
+    // SAFETY: `p` is a NUL-terminated string and `err` a buffer of ERR_LEN bytes, both outliving
+    // the call. Loading a library runs its static initialisers: only the operator libraries of
+    // the server's own Python environment are ever passed here (see ops.rs).
+    let rc = unsafe {
+        byom_load_library(
+            p.as_ptr(),
+            c_int::from(global),
+            err.as_mut_ptr().cast(),
+            ERR_LEN,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(err_text(&err))
+    }
+}
+
+/// Namespaces of every operator registered in this process, sorted.
+pub fn operator_namespaces() -> Vec<String> {
+    let mut cap = 4096usize;
+    loop {
+        let mut buf = vec![0u8; cap];
+        // SAFETY: `buf` holds `cap` bytes; the shim writes at most `cap` and returns the length.
+        let n = unsafe { byom_operator_namespaces(buf.as_mut_ptr().cast(), cap) };
+        let n = usize::try_from(n).unwrap_or(0);
+        if n <= cap {
+            buf.truncate(n);
+            return String::from_utf8_lossy(&buf)
+                .lines()
+                .map(str::to_string)
+                .collect();
         }
         cap = n;
     }

@@ -5,9 +5,20 @@
 //       -L$TORCH/lib -Wl,-rpath,$TORCH/lib -ltorch -ltorch_cpu -lc10
 //   ./load model.pt 1,3,224,224 [cuda] [onednn_fusion|optimize_for_inference|to_device_and_freeze] [fp16]
 // Take the shape, the device and the load-time steps from deployment.json.
+//
+// Operator libraries (deployment.json runtime.operator_libraries, e.g. torchvision for
+// torchvision::nms) must be registered before torch::jit::load: link a CMake-built
+// libtorchvision (-Wl,--no-as-needed -ltorchvision), or list libraries in BYOM_PRELOAD,
+// colon-separated, loaded in that order with RTLD_GLOBAL. With the torchvision wheel's _C.so
+// (which links libtorch_python, hence libpython; no interpreter is started):
+//   export BYOM_PRELOAD=$PY/lib/libpython3.11.so.1.0:$TORCH/lib/libtorch_python.so:$SITE/torchvision/_C.so
+//   ./load model.pt 1,3,320,320
 #include <torch/csrc/jit/codegen/onednn/interface.h>
 #include <torch/script.h>
 
+#include <dlfcn.h>
+
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -25,6 +36,15 @@ int main(int argc, char** argv) {
   std::string step = argc > 4 ? argv[4] : "";
   bool half = argc > 5 && std::string(argv[5]) == "fp16";
 
+  if (const char* preload = std::getenv("BYOM_PRELOAD")) {
+    std::stringstream libs(preload);
+    for (std::string lib; std::getline(libs, lib, ':');) {
+      if (!lib.empty() && dlopen(lib.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+        std::cerr << "BYOM_PRELOAD: " << dlerror() << "\n";
+        return 2;
+      }
+    }
+  }
   torch::NoGradGuard no_grad;
   torch::jit::Module module = torch::jit::load(argv[1], device);
   module.eval();

@@ -16,11 +16,26 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def load_operator_libraries(dep):
+    """Registers the operators the model calls besides libtorch's own (deployment.json's
+    runtime.operator_libraries): torch.jit.load fails with "Unknown builtin op" without them."""
+    for lib in dep["runtime"].get("operator_libraries", []):
+        if lib["name"] == "torchvision":
+            try:
+                import torchvision  # noqa: F401  registers torchvision::nms, roi_align, ...
+            except ImportError as e:
+                wanted = f"torchvision=={lib['version'].split('+')[0]}" if lib.get("version") else "torchvision"
+                raise SystemExit(f"this model calls {', '.join(lib['operators'])}: pip install {wanted} ({e})")
+        else:
+            raise RuntimeError(f"unknown operator library {lib['name']!r}: update load.py")
+
+
 def load(device=None):
     """Returns (module, deployment) with every load-time step applied."""
     with open(os.path.join(HERE, "deployment.json")) as f:
         dep = json.load(f)
     device = device or dep["artifact"]["device"]
+    load_operator_libraries(dep)
     module = torch.jit.load(os.path.join(HERE, dep["artifact"]["file"]), map_location=device)
     module.eval()
     for step in dep["load_time_steps"]:

@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod diagnostics;
 pub mod limits;
+pub mod operators;
 pub mod pack;
 pub mod package;
 pub mod report;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::limits::Limits;
+use crate::operators::OperatorNamespaces;
 use crate::torch_version::{self as version, TorchVersion};
 
 /// The libtorch version the compile server links (tch 0.24 ↔ torch 2.11).
@@ -23,6 +24,10 @@ pub struct Settings {
     /// when the settings are read). A file needing a newer torch is an error. Default: the
     /// server's libtorch. Set `"1.8"` to deploy to PyTorch 1.8 runtimes.
     pub required_torch: TorchVersion,
+    /// Operator namespaces the compile server runs (`torchvision` of `torchvision::nms`). A
+    /// TorchScript file calling an operator of another namespace (a custom C++ extension) is an
+    /// error, BYOM630. Default: libtorch's own namespaces plus `torchvision`.
+    pub operator_namespaces: OperatorNamespaces,
 }
 
 impl Default for Settings {
@@ -30,6 +35,7 @@ impl Default for Settings {
         Settings {
             limits: Limits::default(),
             required_torch: SERVER_TORCH,
+            operator_namespaces: OperatorNamespaces::default(),
         }
     }
 }

@@ -30,6 +30,8 @@ export interface Settings {
   limits: Limits;
   /** Oldest torch that must load the model, "major.minor". */
   required_torch: string;
+  /** Operator namespaces the compile server runs ("aten", "prim", "torchvision", ...). */
+  operator_namespaces: string[];
 }
 
 export type Severity = "error" | "warning";
@@ -109,6 +111,10 @@ export interface PtInspection {
   architecture: string | null;
   /** TorchScript: the root module's class. */
   script_class?: ScriptClass | null;
+  /** Operators a TorchScript file calls, "namespace::name", sorted. */
+  operators: string[];
+  /** The root module's forward (TorchScript), as the server will call it. */
+  forward: { class: string; params: { name: string; type: string; default: string | null }[]; returns: string | null } | null;
   [field: string]: unknown;
 }
 

@@ -30,7 +30,10 @@ pub fn run(args: Args) -> ExitCode {
 fn run_job(job_dir: &std::path::Path) -> ExitCode {
     // First, before libtorch exists in this process: give up everything but the job directory.
     // A sandbox that cannot be set up fails the job rather than running it unconfined.
-    match crate::jobs::confine::confine_to(job_dir) {
+    // The directories of operator libraries a model may need are found now (no loading, file
+    // checks only) and stay readable: torchvision is loaded later, only for models calling it.
+    let libraries = crate::backend::operator_library_dirs();
+    match crate::jobs::confine::confine_to(job_dir, &libraries) {
         Ok(c) => eprintln!("{}", c.describe()),
         Err(e) => {
             eprintln!("error: {e}");

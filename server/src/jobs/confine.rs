@@ -7,7 +7,9 @@
 //!
 //! - files: read + write beneath the job directory only; read-only beneath the system's library
 //!   and configuration directories, the directories of every file already mapped into the
-//!   process (libtorch, wherever its wheel lives) and the process's own `/proc/self`;
+//!   process (libtorch, wherever its wheel lives), those of the operator libraries it may load
+//!   later (torchvision's `_C.so`, libpython, the wheel's CUDA libraries: byom_compile::ops)
+//!   and the process's own `/proc/self`;
 //!   `/dev` for the null/random devices and, on GPU hosts, the NVIDIA device files;
 //! - TCP: no bind, no connect (ABI ≥ 4; the network namespace already leaves no interface);
 //! - scopes: no signals to processes outside the domain (the server, other workers) and no
@@ -88,13 +90,16 @@ pub fn kernel_abi() -> i64 {
     v.max(0)
 }
 
-/// Confine the calling process (and all it starts later) to `job_dir`.
-pub fn confine_to(job_dir: &Path) -> Result<Confinement, String> {
+/// Confine the calling process (and all it starts later) to `job_dir`, leaving it read access
+/// to `extra_read` as well: the directories of libraries it may load later (torchvision's
+/// operator library, which it loads only for models that call its operators).
+pub fn confine_to(job_dir: &Path, extra_read: &[PathBuf]) -> Result<Confinement, String> {
     let job_dir = job_dir
         .canonicalize()
         .map_err(|e| format!("job directory {}: {e}", job_dir.display()))?;
     let mut read_roots: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
     read_roots.extend(mapped_file_dirs());
+    read_roots.extend(extra_read.iter().filter(|p| p.is_absolute()).cloned());
     if let Some(paths) = std::env::var_os("LD_LIBRARY_PATH") {
         read_roots.extend(std::env::split_paths(&paths).filter(|p| p.is_absolute()));
     }
@@ -226,7 +231,7 @@ mod tests {
     fn child(root: &std::path::Path) {
         let data = root.join("data");
         let job = data.join("jobs").join("j1");
-        let c = super::confine_to(&job).expect("confine");
+        let c = super::confine_to(&job, &[]).expect("confine");
         assert_eq!(
             c.status,
             landlock::RulesetStatus::FullyEnforced,

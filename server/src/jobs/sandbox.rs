@@ -18,13 +18,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-/// Variables passed through to the worker when the server has them (libtorch / CUDA needs).
-const PASS_ENV: [&str; 5] = [
+/// Variables passed through to the worker when the server has them (libtorch / CUDA needs, and
+/// where torchvision's operator library is when it is not beside torch: byom_compile::ops).
+const PASS_ENV: [&str; 7] = [
     "LD_LIBRARY_PATH",
     "CUDA_VISIBLE_DEVICES",
     "NVIDIA_VISIBLE_DEVICES",
     "OMP_NUM_THREADS",
     "RUST_BACKTRACE",
+    "BYOM_TORCHVISION_LIB",
+    "BYOM_LIBPYTHON",
 ];
 
 /// What one worker process gets.

@@ -19,7 +19,7 @@ use super::output::{self, human_bytes, Format};
 pub struct Args {
     /// A .pt file, or a model package (.tar.gz).
     pub file: PathBuf,
-    /// List every tensor (default: the largest --top).
+    /// List every tensor (default: the largest --top) and every operator (default: those outside aten and prim).
     #[arg(long)]
     pub all: bool,
     /// How many of the largest tensors to list.
@@ -143,6 +143,33 @@ fn human_count(n: u64) -> String {
     }
 }
 
+/// "93 (aten 80, prim 12, torchvision 1): torchvision::nms": the count per namespace, then
+/// every operator outside `aten` and `prim` (all of them with `--all`).
+fn operators_line(m: &PtInspection, all: bool) -> String {
+    use byom_core::torch::ops::namespace;
+    let mut per: Vec<(&str, usize)> = Vec::new();
+    for op in &m.operators {
+        match per.iter_mut().find(|(n, _)| *n == namespace(op)) {
+            Some((_, c)) => *c += 1,
+            None => per.push((namespace(op), 1)),
+        }
+    }
+    per.sort_by_key(|(n, c)| (std::cmp::Reverse(*c), *n));
+    let counts: Vec<String> = per.iter().map(|(n, c)| format!("{n} {c}")).collect();
+    let named: Vec<&str> = m
+        .operators
+        .iter()
+        .filter(|op| all || !matches!(namespace(op), "aten" | "prim"))
+        .map(String::as_str)
+        .collect();
+    let mut line = format!("{} ({})", m.operators.len(), counts.join(", "));
+    if !named.is_empty() {
+        line.push_str(": ");
+        line.push_str(&named.join(", "));
+    }
+    line
+}
+
 fn text(args: &Args, m: Option<&PtInspection>, errors: &[&Issue], warnings: &[&Issue]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
@@ -243,6 +270,15 @@ fn text(args: &Args, m: Option<&PtInspection>, errors: &[&Issue], warnings: &[&I
                     l.path, l.weight
                 );
             }
+        }
+        if let Some(f) = &m.forward {
+            let _ = writeln!(s, "  forward:       {}", f.display());
+        }
+        if !m.operators.is_empty() {
+            let _ = writeln!(s, "  operators:     {}", operators_line(m, args.all));
+        }
+        if !m.custom_classes.is_empty() {
+            let _ = writeln!(s, "  classes:       {}", m.custom_classes.join(", "));
         }
         if let Some(k) = &m.checkpoint_key {
             let _ = writeln!(s, "  checkpoint:    state dict under key {k:?}");

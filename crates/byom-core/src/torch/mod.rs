@@ -4,7 +4,8 @@
 //! records, TorchScript code, the zip tail), never the tensor bytes. The pieces:
 //! [`zip`] (streaming zip view), [`legacy`] (pre-1.6 format), [`pickle`] (non-executing
 //! walker), [`inventory`] (tensors from the walked pickle), [`safety`] (global allowlist),
-//! [`version`] (minimum torch), [`arch`] (architectures the server builds), [`rules`] (codes),
+//! [`version`] (minimum torch), [`arch`] (architectures the server builds), [`ops`] (operators
+//! called), [`signature`] (the root `forward`), [`rules`] (codes),
 //! [`script_class`] (a TorchScript file's root class) and [`script_code`] (what its code
 //! proves about its first and last layers), [`head`] and [`channels`] (the checks against the
 //! declared classes and input).
@@ -15,11 +16,13 @@ pub mod head;
 pub mod inventory;
 pub mod legacy;
 pub mod op_history;
+pub mod ops;
 pub mod pickle;
 pub mod rules;
 pub mod safety;
 pub mod script_class;
 pub mod script_code;
+pub mod signature;
 pub mod version;
 pub mod zip;
 
@@ -35,6 +38,7 @@ use crate::settings::Settings;
 pub use arch::ArchMatch;
 pub use script_class::ScriptClass;
 pub use script_code::ProvenLayer;
+pub use signature::ForwardSignature;
 
 /// What kind of file the `.pt` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +160,16 @@ pub struct PtInspection {
     /// apart, `arch` is the first in the table's order.
     #[serde(default)]
     pub arch_alternatives: Vec<String>,
+    /// Operators a TorchScript file calls, `namespace::name` (`aten::conv2d`,
+    /// `torchvision::nms`), sorted; checked against the server's `operator_namespaces`.
+    #[serde(default)]
+    pub operators: Vec<String>,
+    /// Custom classes a TorchScript file uses (`quantized::LinearPackedParamsBase`), sorted.
+    #[serde(default)]
+    pub custom_classes: Vec<String>,
+    /// The root module's `forward` (TorchScript), as the server will call it.
+    #[serde(default)]
+    pub forward: Option<ForwardSignature>,
     /// One line a user can act on.
     #[serde(default)]
     pub verdict: String,
@@ -229,6 +243,9 @@ impl PtInspection {
             checkpoint_key: None,
             key_prefix: None,
             arch_alternatives: Vec::new(),
+            operators: Vec::new(),
+            custom_classes: Vec::new(),
+            forward: None,
             verdict: String::new(),
             script_class: None,
             input_layer: None,

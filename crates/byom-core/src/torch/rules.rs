@@ -236,6 +236,42 @@ wrong axis (BYOM507 unusual channels, BYOM509 resize, BYOM510's channel count) a
 Where the first convolution is only a guess, BYOM611 warns instead.",
 };
 
+pub const UNKNOWN_OPERATOR: Rule = Rule {
+    code: "BYOM630",
+    name: "operator-not-on-server",
+    severity: Severity::Error,
+    summary: "The TorchScript model calls an operator from a namespace the server does not provide (a custom C++ extension).",
+    hint: "Rewrite that layer with standard torch / torchvision operators and export again (torchvision.ops.nms, roi_align, deform_conv2d are provided); or ask the server's operator to install the extension's library and add its namespace to operator_namespaces.",
+    doc: "libtorch resolves every operator a TorchScript file calls when it loads the file, so \
+an operator the server's process lacks makes the model unloadable (`Unknown builtin op: \
+my_ext::fused_nms`). byom reads the operators from the file's code (`ops.<namespace>.<name>(...)`, \
+`torch.<name>(...)` for `aten`) and the custom classes from its code and pickles \
+(`__torch__.torch.classes.<namespace>.<Class>`, e.g. in `constants.pkl`), and checks each \
+namespace against the server's `operator_namespaces` setting (served in `GET /api/v1/format-spec`, \
+so the page checks the same list): libtorch's own namespaces (`aten`, `prim`, `quantized`, …) and \
+`torchvision`, whose operator library the compile worker loads for models that call it. \
+Example: a model calling `torch.ops.my_ext.fused_nms` registered by `torch.utils.cpp_extension` or \
+`torch.library` in the exporting process. Fix: replace the call with standard operators (e.g. \
+`torchvision.ops.batched_nms`) before exporting. `byom inspect` lists every operator a file calls.",
+};
+
+pub const FORWARD_SIGNATURE: Rule = Rule {
+    code: "BYOM631",
+    name: "forward-not-one-tensor",
+    severity: Severity::Error,
+    summary: "The TorchScript model's forward cannot be called with one tensor of the declared input shape.",
+    hint: "Export a module whose forward takes one Tensor [B, C, H, W]; for a torchvision detector, export the small wrapper of docs/detectors.md (forward(x: Tensor) returning boxes, scores and labels as one tensor).",
+    doc: "The compile server, and every bundle's `load.py` and `load.cpp`, call the model as \
+`forward(x)` with one tensor of `input_shape`. byom reads the root module's `forward` from the \
+TorchScript code (every parameter is printed with its type) and refuses one whose first input \
+is not a `Tensor` (e.g. `List[Tensor]`), that has no input, or that needs more inputs without \
+defaults. Example: `torch.jit.script(torchvision.models.detection.ssdlite320_mobilenet_v3_large())` \
+has `forward(images: List[Tensor], targets: Optional[List[Dict[str, Tensor]]]=None)`; it loads \
+and passes every metadata check, then fails at compile. Fix: script a wrapper module whose \
+`forward(x: Tensor)` splits the batch into the list the detector wants and returns its \
+detections as tensors (docs/detectors.md).",
+};
+
 pub const TORCH_TOO_NEW: Rule = Rule {
     code: "BYOM701",
     name: "torch-too-new",
@@ -277,6 +313,8 @@ pub const ALL: &[&Rule] = &[
     &OUTSIDE_PREFIX,
     &CLASSIFIER_CONTRADICTS,
     &INPUT_CHANNELS_CONTRADICT,
+    &UNKNOWN_OPERATOR,
+    &FORWARD_SIGNATURE,
     &TORCH_TOO_NEW,
     &NOT_TORCH_18,
 ];

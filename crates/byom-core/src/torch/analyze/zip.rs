@@ -15,6 +15,7 @@ use crate::torch::script_class::ScriptClass;
 use crate::torch::script_code::{CodeLayer, ProvenLayer, ScriptCode};
 use crate::torch::version::{self, Evidence};
 use crate::torch::zip::{ZipProblem, ZipView};
+use crate::torch::{ops, signature};
 use crate::torch::{PtInspection, PtKind, Safety};
 
 /// A zip `.pt` (state dict, checkpoint, TorchScript, pickled module), judged in named steps;
@@ -72,6 +73,10 @@ pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
     }
     if !usability(ctx, &mut insp, &mut issues) {
         return finalize(insp, issues);
+    }
+    if torchscript {
+        let found = callable(ctx, &mut insp, &view, &p, &walked.globals);
+        issues.extend(found);
     }
     let v = zip_version_issues(ctx, &mut insp, &view, torchscript, &walked.globals);
     issues.extend(v);
@@ -303,6 +308,35 @@ fn usability(ctx: &Ctx<'_>, insp: &mut PtInspection, issues: &mut Vec<Issue>) ->
         PtKind::PickledModule | PtKind::Legacy => {}
     }
     true
+}
+
+/// Step 8b, TorchScript only: the operators the file calls (BYOM630 for a namespace the server
+/// lacks) and its root `forward` (BYOM631 when it cannot take one tensor). Either makes the
+/// file not compilable on the server.
+fn callable(
+    ctx: &Ctx<'_>,
+    insp: &mut PtInspection,
+    view: &ZipView,
+    data: &Pickle,
+    globals: &Globals,
+) -> Vec<Issue> {
+    let calls = ops::scan(&code_text(view), globals.as_slice());
+    let mut issues = ops::check(&calls, &ctx.settings.operator_namespaces, ctx.file);
+    insp.operators = calls.operators.into_iter().collect();
+    insp.custom_classes = calls.classes.into_iter().collect();
+    insp.forward = signature::root_class(data).and_then(|(module, class)| {
+        let rec = view.record(&signature::code_record(module))?;
+        signature::parse(&String::from_utf8_lossy(&rec.data), module, class)
+    });
+    issues.extend(
+        insp.forward
+            .as_ref()
+            .and_then(|f| signature::check(f, ctx.file)),
+    );
+    if !issues.is_empty() {
+        insp.server_compilable = false;
+    }
+    issues
 }
 
 /// Step 9: the minimum torch version the file needs (BYOM701/702), from the zip's evidence;
