@@ -13,9 +13,19 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    // job.json is the server's, written before this process started; it names the Python
+    // (and its directories) that rebuilds state dicts, which the sandbox leaves readable.
+    let job = match crate::backend::read_job(&args.job_dir) {
+        Ok(job) => job,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(u8::try_from(crate::backend::NO_RESULT).unwrap_or(3));
+        }
+    };
+    let python_roots = crate::backend::python_read_roots(&job);
     // First, before libtorch exists in this process: give up everything but the job directory.
     // A sandbox that cannot be set up fails the job rather than running it unconfined.
-    match crate::jobs::confine::confine_to(&args.job_dir) {
+    match crate::jobs::confine::confine_to(&args.job_dir, &python_roots) {
         Ok(c) => eprintln!("{}", c.describe()),
         Err(e) => {
             eprintln!("error: {e}");
@@ -30,6 +40,6 @@ pub fn run(args: Args) -> ExitCode {
     {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
-    let code = crate::backend::worker_main(&args.job_dir);
+    let code = crate::backend::run_job(&args.job_dir, &job);
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -66,16 +66,48 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
     spec("alexnet", "AlexNet"),
 ];
 
+/// The model library whose own constructor rebuilds a recognised state dict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Zoo {
+    Torchvision,
+    Timm,
+}
+
+impl Zoo {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Zoo::Torchvision => "torchvision",
+            Zoo::Timm => "timm",
+        }
+    }
+}
+
 /// A recognised state dict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchMatch {
+    /// The library whose constructor builds it.
+    pub zoo: Zoo,
+    /// The library's builder name (`resnet50`, `convnext_tiny`): `torchvision.models.get_model(name)`
+    /// / `timm.create_model(name)`.
     pub name: String,
-    /// Output features of the final classifier.
+    /// Output features of the final classifier (the `num_classes` constructor argument).
     pub num_classes: u64,
-    /// Input channels of the first convolution.
+    /// Input channels of the first convolution (timm's `in_chans`; torchvision: always 3).
     pub in_channels: u64,
     /// From the table: whether the server compiles it.
     pub server_compilable: bool,
+    /// Further constructor keyword arguments the state dict proves (`{"aux_loss": true}`), passed
+    /// as they are; empty for most models.
+    #[serde(default)]
+    pub builder_kwargs: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl ArchMatch {
+    /// `torchvision/resnet50`, `timm/convnext_tiny`: how the product names it everywhere.
+    pub fn qualified(&self) -> String {
+        format!("{}/{}", self.zoo.as_str(), self.name)
+    }
 }
 
 /// The table entry for a name.
@@ -131,10 +163,12 @@ pub fn recognise(tensors: &[TensorInfo]) -> Option<ArchMatch> {
         .or_else(|| alexnet(&s))?;
     let spec = spec_of(name)?;
     Some(ArchMatch {
+        zoo: Zoo::Torchvision,
         name: name.to_string(),
         num_classes: nc,
         in_channels: inc,
         server_compilable: spec.server_compilable,
+        builder_kwargs: Default::default(),
     })
 }
 

@@ -308,10 +308,12 @@ fn required_torch_policy() {
 fn cross_check_warns_on_mismatch() {
     let mut i = PtInspection::empty(PtKind::StateDict, 0);
     i.arch = Some(ArchMatch {
+        zoo: super::arch::Zoo::Torchvision,
         name: "resnet18".into(),
         num_classes: 10,
         in_channels: 1,
         server_compilable: true,
+        builder_kwargs: Default::default(),
     });
     let issues = cross_check(&i, "m.pt", Some(&[1, 3, 224, 224]), Some(2));
     assert_eq!(codes(&issues), vec!["BYOM611", "BYOM612"]);
