@@ -146,7 +146,11 @@ def main():
         raise
     except BaseException as e:  # noqa: BLE001 - every failure becomes one line for the report
         traceback.print_exc()
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        first = lines[0] if lines else ""
+        # load_state_dict's "Error(s) in loading state_dict for X:" says what only on the next line.
+        if first.endswith(":") and len(lines) > 1:
+            first = f"{first} {lines[1]}"
         fail(out_dir, f"{type(e).__name__}: {first}"[:1000])
 
 
