@@ -1,20 +1,22 @@
-"""Compile through the API: upload a real traced model, compile for x86_64-cpu in a sandboxed
-worker, download the bundle and load its artifact with Python torch, comparing its output with
-the original model's. (All four targets and the state-dict/scripted kinds are covered by the
-compile crate's own tests.)"""
+"""Compile through the API: upload a real traced model and a real torchvision state dict,
+compile for x86_64-cpu in a sandboxed worker (the state dict rebuilt by torchvision in the
+worker's Python child, inside the same sandbox), download the bundle and load its artifact with
+Python torch, comparing its output with the original model's. (All four targets and the
+scripted kind are covered by tests/test_compile_e2e.py.)"""
 
 from __future__ import annotations
 
 import io
+import sys
 
 import pytest
 
-from helpers import good_package, serve, tar_members
+from helpers import FIXTURES_SRC, good_package, serve, tar_members
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    yield from serve(tmp_path_factory, "compile", "--workers", "1")
+    yield from serve(tmp_path_factory, "compile", "--workers", "1", "--python", sys.executable)
 
 
 def landlock_abi() -> int:
@@ -63,3 +65,42 @@ def test_compile_x86_64_cpu_through_the_api(server):
     # a viewer of another tenant cannot fetch it
     other = server.tenant_token("compiler-other", "viewer")
     assert server.call("GET", target["artifact_url"], other).status_code == 404
+
+
+def test_compile_a_state_dict_through_the_api(server):
+    """The worker rebuilds a torchvision resnet18 state dict with torchvision's constructor in
+    its Python child, which inherits the worker's sandbox (Landlock, memory and file caps, no
+    network): it still reads its own venv, and the artifact computes what torchvision computes."""
+    import torch
+    import torchvision
+
+    sys.path.insert(0, str(FIXTURES_SRC))
+    import make_packages as mp
+
+    torch.manual_seed(9)
+    model = torchvision.models.resnet18(num_classes=3).eval()
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    shape = [1, 3, 64, 64]
+    spec = mp.Package("unused", "resnet18.pt", "classification", shape, [1, 3], 3, ["a", "b", "c"],
+                      preprocessing={"resize": [64, 64], "normalize": mp.IMAGENET, "channel_order": "RGB"},
+                      postprocessing={"type": "softmax"})
+    pkg_bytes = mp.gz(mp.tar_bytes(mp.members_of(spec, pt_data=buf.getvalue())), level=0)
+    tok = server.tenant_token("compiler-sd", "uploader")
+    pkg = server.check(server.upload(tok, pkg_bytes), 201, "PackageResponse")["package"]
+    job = server.check(server.call("POST", f"/api/v1/packages/{pkg['id']}/compile", tok, json={"targets": ["x86_64-cpu"]}),
+                       202, "JobResponse")["job"]
+    done = server.wait_job(tok, job["id"], timeout=600)
+    assert done["status"] == "succeeded", done
+    if landlock_abi() >= 6:
+        assert "sandbox: Landlock fully enforced" in (done["log_tail"] or ""), done["log_tail"]
+    assert "rebuilt with torchvision's own constructor" in (done["log_tail"] or ""), done["log_tail"]
+    target = done["targets"][0]
+    bundle = tar_members(server.call("GET", target["artifact_url"], tok).content)
+    [pt_name] = [n for n in bundle if n.endswith(".pt")]
+    artifact = torch.jit.load(io.BytesIO(bundle[pt_name]), map_location="cpu")
+    x = torch.linspace(-1, 1, 3 * 64 * 64).reshape(shape)
+    with torch.no_grad():
+        a, b = artifact(x), model(x)
+    assert a.shape == b.shape == (1, 3)
+    assert ((a - b).abs().max() / b.abs().max()).item() <= 1e-4, (a, b)

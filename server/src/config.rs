@@ -87,6 +87,11 @@ pub struct ServeArgs {
     #[arg(long, env = "BYOM_JOB_DISK_PER_PACKAGE")]
     pub job_disk_per_package: Option<u64>,
     // --- end of connection and per-job disk limits ---
+    /// Python with torch, torchvision and timm that rebuilds state dicts with their library's
+    /// own constructor, in the sandboxed worker; checked at start (without one, state dicts
+    /// fail to compile with a message saying so) [default: python3 on PATH].
+    #[arg(long, env = "BYOM_PYTHON")]
+    pub python: Option<PathBuf>,
     /// TEST ONLY: pretend the disk is full once the data directory holds this many bytes.
     #[arg(long, env = "BYOM_TEST_DISK_LIMIT", hide = true)]
     pub test_disk_limit: Option<u64>,
@@ -151,6 +156,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     job_disk_mb: Option<u64>,
     job_disk_per_package: Option<u64>,
+    python: Option<PathBuf>,
 }
 
 /// The resolved configuration the server runs with.
@@ -181,6 +187,8 @@ pub struct Config {
     pub job_disk_mb: u64,
     pub job_disk_per_package: u64,
     // --- end of connection and per-job disk limits ---
+    /// The configured Python for state dicts (`None`: python3 on PATH).
+    pub python: Option<PathBuf>,
     pub test_disk_limit: Option<u64>,
     pub test_worker_delay_ms: Option<u64>,
     // --- audit of refused requests (admin scope) ---
@@ -328,6 +336,7 @@ impl Config {
                 .job_disk_per_package
                 .or(file.job_disk_per_package)
                 .unwrap_or(16),
+            python: args.python.or(file.python),
             test_disk_limit: args.test_disk_limit,
             test_worker_delay_ms: args.test_worker_delay_ms,
             // --- audit of refused requests (admin scope) ---

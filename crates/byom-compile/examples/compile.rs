@@ -4,13 +4,16 @@
 //!
 //! `--target all` builds every target. Prints report.json; exits 0 when every target succeeded,
 //! 1 when one failed, 2 when the job failed. `--worker DIR` runs `worker_main(DIR)` instead.
+//! State dicts are rebuilt by `--python PATH` (default `$BYOM_PYTHON`, else `python3` on PATH).
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use byom_compile::{compile_package, worker_main, CompileOptions, Target};
+use byom_compile::{
+    compile_package, default_python, probe_python, worker_main, CompileOptions, Target,
+};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: compile PKG.tar.gz --target T [--target T ...] -o OUT [--runs N] [--keep-work]\n       compile --worker JOB_DIR");
+    eprintln!("usage: compile PKG.tar.gz --target T [--target T ...] -o OUT [--runs N] [--keep-work] [--python PATH]\n       compile --worker JOB_DIR");
     ExitCode::from(64)
 }
 
@@ -18,6 +21,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut package, mut out, mut targets) = (None, None, Vec::new());
     let mut opts = CompileOptions::default();
+    let mut python = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--worker" => {
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
                 None => return usage(),
             },
             "--keep-work" => opts.keep_work_dir = true,
+            "--python" => python = args.next().map(PathBuf::from),
             _ if package.is_none() && !arg.starts_with('-') => package = Some(PathBuf::from(arg)),
             _ => return usage(),
         }
@@ -54,6 +59,11 @@ fn main() -> ExitCode {
     let (Some(package), Some(out)) = (package, out) else {
         return usage();
     };
+    match python.or_else(default_python).map(|p| probe_python(&p)) {
+        Some(Ok(runtime)) => opts.python = Some(runtime),
+        Some(Err(e)) => eprintln!("warning: state dicts will not compile: {e}"),
+        None => eprintln!("warning: state dicts will not compile: no python3 on PATH (--python)"),
+    }
     match compile_package(&package, &targets, &out, &opts) {
         Ok(report) => {
             println!(

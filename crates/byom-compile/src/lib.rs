@@ -8,20 +8,18 @@
 //!    a file in the work directory and, at the end, the metadata it parsed and its inspection of
 //!    the `.pt` (no second tar, YAML/JSON or zip reader: see package.rs);
 //! 2. loads the model: TorchScript as is (after loading torchvision's operator library when
-//!    the validator found the model calling `torchvision::` operators, see [`ops`]), a state dict by rebuilding the architecture the
-//!    validator recognised in Rust (`tch::vision`) and loading its tensors from the record
-//!    offsets the validator found, then tracing it;
+//!    the validator found the model calling `torchvision::` operators, see [`ops`]); a state
+//!    dict by rebuilding the architecture the validator recognised with its own library's
+//!    constructor (torchvision, timm) in a Python child of this sandboxed process, loading its
+//!    weights with torch's weights-only loader and tracing it ([`zoo`]), after which it is
+//!    TorchScript like any other;
 //! 3. runs it on a fixed input and checks the declared output shape;
 //! 4. per target, applies the passes its runtime can use (see [`plan`]);
 //! 5. reloads and re-runs every artifact and compares it with the original;
 //! 6. writes a bundle per target (docs/deployment-json.md) and `report.json`.
 
-mod arch;
 mod bundle;
-mod classic;
 mod compile;
-mod densenet;
-mod efficientnet;
 mod error;
 mod failure;
 mod forward;
@@ -33,11 +31,10 @@ pub mod plan;
 mod prepare;
 mod report;
 mod shim;
-mod state_dict;
-mod storage;
 mod target;
 mod verify;
 mod worker;
+mod zoo;
 
 use std::path::Path;
 
@@ -48,18 +45,14 @@ pub use report::{
     CompileReport, HostInfo, Latency, ModelSummary, Pass, TargetResult, TargetStatus, Verification,
 };
 pub use target::{Precision, Target, TargetRuntime, UnknownTarget};
-pub use worker::{atomic_write, exit, worker_main, Job};
+pub use worker::{atomic_write, exit, read_job, run_job, worker_main, Job};
+pub use zoo::{default_python, probe as probe_python, PythonRuntime};
 
 /// Version of this crate, carried in reports and bundles.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The libtorch this crate is built against (tch 0.24 requires exactly this one).
 pub const LIBTORCH_VERSION: &str = "2.11.0";
-
-/// Architectures a state dict can be compiled as (built with `tch::vision`).
-pub fn buildable_architectures() -> &'static [&'static str] {
-    arch::BUILDABLE
-}
 
 /// Compiles `package` for `targets` into `out_dir`: `out_dir/<target>/` bundle directories,
 /// `out_dir/<target>.tar.gz` bundles and `out_dir/report.json`.

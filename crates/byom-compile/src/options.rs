@@ -3,6 +3,8 @@
 use byom_core::Settings;
 use serde::{Deserialize, Serialize};
 
+use crate::zoo::PythonRuntime;
+
 /// How to compile. Every field has a default, so `{}` is a valid `options` object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -19,6 +21,12 @@ pub struct CompileOptions {
     pub threads: i32,
     /// Keep the scratch directory (`out_dir/.work`) for debugging.
     pub keep_work_dir: bool,
+    /// The Python (with torch, torchvision, timm) that rebuilds state dicts with their
+    /// library's own constructor (see `zoo`); `None`: state dicts fail with a message saying
+    /// so, TorchScript compiles as ever. The server probes it at start (`--python`).
+    pub python: Option<PythonRuntime>,
+    /// Wall-time limit of that rebuild, in seconds.
+    pub zoo_timeout_s: u64,
 }
 
 impl Default for CompileOptions {
@@ -29,6 +37,8 @@ impl Default for CompileOptions {
             timed_runs: 20,
             threads: 1,
             keep_work_dir: false,
+            python: None,
+            zoo_timeout_s: 600,
         }
     }
 }

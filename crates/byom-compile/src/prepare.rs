@@ -1,12 +1,15 @@
 //! Step 1–3 of a job: validate and extract the package (one pass), load the model (TorchScript
-//! as is, a state dict by rebuilding its architecture), run it once on the fixed input and check
-//! the output shape the package declares.
+//! as is, a state dict by rebuilding its architecture with its library's own constructor, see
+//! [`crate::zoo`]), run it once on the fixed input and check the output shape the package
+//! declares.
 //!
 //! What the validator learned is used, not relearned: the kind of `.pt`, its tensor inventory
 //! and its architecture come from the inspection in the report, the declarations from the
 //! core's parsed metadata.
 
+use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use byom_core::torch::PtKind;
 use tch::{CModule, Device, Kind};
@@ -16,8 +19,7 @@ use crate::metadata::{self, ModelDeclarations};
 use crate::options::CompileOptions;
 use crate::package::{self, ExtractedPackage};
 use crate::report::ModelSummary;
-use crate::state_dict;
-use crate::{forward, ops, storage};
+use crate::{forward, ops, zoo};
 
 /// Everything the per-target steps need.
 pub struct Prepared {
@@ -63,6 +65,8 @@ pub fn prepare(
     let mut eager_half_path = None;
     let operator_libraries =
         ops::ensure(&inspection.operators, log).map_err(CompileError::Operators)?;
+    // The library's eager outputs, for a state dict rebuilt by `zoo`.
+    let mut zoo_references = None;
     let (architecture, kind) = match inspection.kind {
         PtKind::TorchscriptTraced | PtKind::TorchscriptScripted => {
             let mut module = CModule::load_on_device(&package.model_path, Device::Cpu)
@@ -73,49 +77,63 @@ pub fn prepare(
             (inspection.architecture.clone(), forward::parameter_kind(&module))
         }
         PtKind::StateDict | PtKind::Checkpoint => {
-            let tensors = storage::stored_tensors(inspection).map_err(CompileError::Unsupported)?;
-            let shapes = tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
-            // The validator's recognition (in the report) names the architecture; building it
-            // here and comparing every parameter name and shape confirms it exactly.
-            let unsupported = |why: String| {
-                CompileError::Unsupported(format!(
-                    "this state dict is not of an architecture the server can build ({why}): \
-                     export TorchScript with torch.jit.trace(model, example).save(...) instead"
-                ))
-            };
             let m = inspection.arch.as_ref().ok_or_else(|| {
-                unsupported("the validator recognised no architecture in it".to_string())
+                CompileError::Unsupported(
+                    "this state dict is not of an architecture the server can build (the \
+                     validator recognised no torchvision or timm architecture in it): export \
+                     TorchScript with torch.jit.trace(model, example).save(...) instead"
+                        .to_string(),
+                )
             })?;
-            let classes = i64::try_from(m.num_classes)
-                .map_err(|_| unsupported(format!("{} classes", m.num_classes)))?;
-            let arch = state_dict::confirm(&m.name, classes, &shapes).map_err(unsupported)?;
-            log.push(format!(
-                "state dict recognised by the validator as {arch} with {classes} classes; \
-                 every parameter name and shape matches the architecture built here"
-            ));
-            let prefix = inspection.archive_prefix.as_deref().ok_or_else(|| {
-                CompileError::Unsupported("the model file's zip has no top folder".to_string())
+            if !m.server_compilable {
+                return Err(CompileError::Unsupported(format!(
+                    "{} is recognised, but the server's table does not compile it: export \
+                     TorchScript with torch.jit.trace(model, example).save(...) instead",
+                    m.qualified()
+                )));
+            }
+            let python = opts.python.as_ref().ok_or_else(|| {
+                CompileError::Unsupported(format!(
+                    "{} is a state dict: rebuilding it needs the server's Python with torch, \
+                     torchvision and timm, and this server has none (byom-server --python / \
+                     BYOM_PYTHON); TorchScript compiles without it",
+                    m.qualified()
+                ))
             })?;
-            let values = state_dict::read_tensors(
-                &package.model_path,
-                prefix,
-                &package.validated.model_records,
-                &tensors,
+            let request = zoo::Request {
+                arch: m,
+                state_dict: &package.model_path,
+                checkpoint_key: inspection.checkpoint_key.as_deref(),
+                input_shape: &declared.input_shape,
+                half: want_half,
+                threads: opts.threads,
+                timeout: Duration::from_secs(opts.zoo_timeout_s),
+            };
+            let built = zoo::rebuild(
+                python,
+                &request,
+                work,
                 opts.settings.limits.max_uncompressed_bytes,
             )
             .map_err(CompileError::Load)?;
-            let rebuilt =
-                state_dict::rebuild(arch, classes, &values, &declared.input_shape, &eager_path, None)
-                    .map_err(CompileError::Load)?;
-            log.push(format!("rebuilt {arch} in Rust and traced it to TorchScript"));
-            if want_half {
-                let half = work.join("eager-fp16-traced.pt");
-                state_dict::rebuild(arch, classes, &values, &declared.input_shape, &half, Some(Kind::Half))
-                    .map_err(CompileError::Load)?;
-                log.push(format!("traced {arch} a second time in fp16 (traced weights are constants, which .half() does not convert)"));
+            fs::rename(&built.eager, &eager_path)
+                .map_err(CompileError::io(&eager_path))?;
+            log.push(format!(
+                "state dict recognised by the validator as {} ({} classes, {} input channels); \
+                 rebuilt with {}'s own constructor ({}), weights loaded strictly with torch's \
+                 weights-only loader, traced to TorchScript",
+                m.qualified(),
+                m.num_classes,
+                m.in_channels,
+                m.zoo.as_str(),
+                built.library
+            ));
+            if let Some(half) = built.eager_half {
+                log.push(format!("traced {} a second time in fp16 (traced weights are constants, which .half() does not convert)", m.qualified()));
                 eager_half_path = Some(half);
             }
-            (Some(rebuilt.architecture.to_string()), rebuilt.kind)
+            zoo_references = Some(built.references);
+            (Some(m.qualified()), built.kind)
         }
         PtKind::PickledModule => {
             return Err(CompileError::Unsupported(
@@ -161,8 +179,22 @@ pub fn prepare(
             " (no output_shape declared)"
         }
     ));
-    let reference =
+    let mut reference =
         forward::to_f32_vec(&selected.tensor).map_err(|e| CompileError::Forward(e.to_string()))?;
+    if let Some(refs) = zoo_references {
+        // Every later check compares against the library's eager model, not against the trace:
+        // first the trace itself.
+        let (eager, max_rel) =
+            zoo::check_trace(refs, &selected.selector, &actual, &reference, kind)
+                .map_err(CompileError::Load)?;
+        log.push(format!(
+            "the traced TorchScript computes what the library's eager model computes on the \
+             fixed input ({}): max rel error {max_rel:.3e}; every target is compared with the \
+             eager model's outputs",
+            selected.description
+        ));
+        reference = eager;
+    }
     let kind_label = kind_name(inspection.kind);
     let summary = ModelSummary {
         kind: kind_label,

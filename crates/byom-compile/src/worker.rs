@@ -39,22 +39,30 @@ pub mod exit {
     pub const NO_RESULT: i32 = 3;
 }
 
-/// Reads `DIR/job.json`, runs the job, writes `DIR/result.json` (atomically) and `DIR/log.txt`.
-pub fn worker_main(job_dir: &Path) -> i32 {
+/// Reads `DIR/job.json`. On failure it has written `DIR/log.txt` saying why, and the worker's
+/// exit code is [`exit::NO_RESULT`].
+pub fn read_job(job_dir: &Path) -> Result<Job, String> {
     let job_path = job_dir.join("job.json");
-    let job: Job = match fs::read(&job_path)
+    fs::read(&job_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
-        Ok(job) => job,
-        Err(e) => {
-            let _ = fs::write(
-                job_dir.join("log.txt"),
-                format!("cannot read {}: {e}\n", job_path.display()),
-            );
-            return exit::NO_RESULT;
-        }
-    };
+        .map_err(|e| {
+            let message = format!("cannot read {}: {e}", job_path.display());
+            let _ = fs::write(job_dir.join("log.txt"), format!("{message}\n"));
+            message
+        })
+}
+
+/// Reads `DIR/job.json`, runs the job, writes `DIR/result.json` (atomically) and `DIR/log.txt`.
+pub fn worker_main(job_dir: &Path) -> i32 {
+    match read_job(job_dir) {
+        Ok(job) => run_job(job_dir, &job),
+        Err(_) => exit::NO_RESULT,
+    }
+}
+
+/// Runs `job` (read by [`read_job`] from `job_dir`): see [`worker_main`].
+pub fn run_job(job_dir: &Path, job: &Job) -> i32 {
     let package = if job.package.is_absolute() {
         job.package.clone()
     } else {

@@ -133,6 +133,17 @@ impl Node {
                 "this kernel has no Landlock: compile workers can read every file the server's user can (database, tokens, other tenants' packages); run the server as its own user with a data directory only it can read"
             );
         }
+        // Checked here that it exists; whether it imports torch, torchvision and timm is checked
+        // by the first job (importing torch takes seconds, which every start would pay).
+        let python = crate::backend::python_path(config.python.as_deref());
+        if config.workers > 0 {
+            match &python {
+                Ok(p) => {
+                    tracing::info!(python = %p.display(), "state dicts are rebuilt with this Python")
+                }
+                Err(e) => tracing::warn!("state dicts will not compile: {e}"),
+            }
+        }
         let exe = std::env::current_exe()?;
         let config = Arc::new(config);
         let runner = Runner::new(
@@ -142,6 +153,7 @@ impl Node {
             Arc::clone(&config),
             exe,
             netns,
+            python.ok(),
         );
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = runner.start(stop_rx.clone());

@@ -28,12 +28,22 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn run_job(job_dir: &std::path::Path) -> ExitCode {
-    // First, before libtorch exists in this process: give up everything but the job directory.
-    // A sandbox that cannot be set up fails the job rather than running it unconfined.
+    // job.json is the server's, written before this process started; it names the Python
+    // (and its directories) that rebuilds state dicts, which the sandbox leaves readable.
+    let job = match crate::backend::read_job(job_dir) {
+        Ok(job) => job,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(u8::try_from(crate::backend::NO_RESULT).unwrap_or(3));
+        }
+    };
     // The directories of operator libraries a model may need are found now (no loading, file
     // checks only) and stay readable: torchvision is loaded later, only for models calling it.
-    let libraries = crate::backend::operator_library_dirs();
-    match crate::jobs::confine::confine_to(job_dir, &libraries) {
+    let mut read_roots = crate::backend::operator_library_dirs();
+    read_roots.extend(crate::backend::python_read_roots(&job));
+    // First, before libtorch exists in this process: give up everything but the job directory.
+    // A sandbox that cannot be set up fails the job rather than running it unconfined.
+    match crate::jobs::confine::confine_to(job_dir, &read_roots) {
         Ok(c) => eprintln!("{}", c.describe()),
         Err(e) => {
             eprintln!("error: {e}");
@@ -48,6 +58,6 @@ fn run_job(job_dir: &std::path::Path) -> ExitCode {
     {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
-    let code = crate::backend::worker_main(job_dir);
+    let code = crate::backend::run_job(job_dir, &job);
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

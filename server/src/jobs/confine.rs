@@ -90,26 +90,29 @@ pub fn kernel_abi() -> i64 {
     v.max(0)
 }
 
-/// Confine the calling process (and all it starts later) to `job_dir`, leaving it read access
-/// to `extra_read` as well: the directories of libraries it may load later (torchvision's
-/// operator library, which it loads only for models that call its operators).
+/// Confine the calling process (and all it starts later) to `job_dir`, leaving `read_roots`
+/// read-only as well: the directories of operator libraries it may load later (torchvision's,
+/// loaded only for models that call its operators) and of the Python that rebuilds state dicts
+/// (its child inherits this domain). A root that would contain the data directory (or is `/`)
+/// is dropped: what needs it then fails to load, which the job reports, rather than the worker
+/// reading the server's files.
 pub fn confine_to(job_dir: &Path, extra_read: &[PathBuf]) -> Result<Confinement, String> {
     let job_dir = job_dir
         .canonicalize()
         .map_err(|e| format!("job directory {}: {e}", job_dir.display()))?;
     let mut read_roots: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
     read_roots.extend(mapped_file_dirs());
-    read_roots.extend(extra_read.iter().filter(|p| p.is_absolute()).cloned());
     if let Some(paths) = std::env::var_os("LD_LIBRARY_PATH") {
         read_roots.extend(std::env::split_paths(&paths).filter(|p| p.is_absolute()));
     }
-    read_roots.sort();
-    read_roots.dedup();
     // jobs/<id> → the data directory two levels up.
     let data_dir = job_dir
         .parent()
         .and_then(Path::parent)
         .map(Path::to_path_buf);
+    read_roots.extend(python_read_roots(extra_read, data_dir.as_deref()));
+    read_roots.sort();
+    read_roots.dedup();
     let exposed_data_dir = data_dir.as_ref().and_then(|d| {
         read_roots
             .iter()
@@ -135,6 +138,18 @@ pub fn confine_to(job_dir: &Path, extra_read: &[PathBuf]) -> Result<Confinement,
         status: status.ruleset,
         exposed_data_dir,
     })
+}
+
+/// The Python directories that may be opened read-only: absolute, existing, not `/`, and not
+/// holding the data directory.
+fn python_read_roots(roots: &[PathBuf], data_dir: Option<&Path>) -> Vec<PathBuf> {
+    roots
+        .iter()
+        .filter(|r| r.is_absolute())
+        .filter_map(|r| r.canonicalize().ok())
+        .filter(|r| r.parent().is_some())
+        .filter(|r| data_dir.is_none_or(|d| !d.starts_with(r)))
+        .collect()
 }
 
 /// Directories of the files mapped into this process (its executable, libtorch and every other
@@ -202,6 +217,31 @@ mod tests {
     }
 
     #[test]
+    fn python_roots_never_open_the_data_directory() {
+        let tmp = std::env::temp_dir().canonicalize().unwrap();
+        let data = tmp.join(format!("byom-pyroots-{}", std::process::id()));
+        let venv = data
+            .parent()
+            .unwrap()
+            .join(format!("venv-{}", std::process::id()));
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&venv).unwrap();
+        let roots = [
+            std::path::PathBuf::from("/"),
+            tmp.clone(),
+            venv.clone(),
+            std::path::PathBuf::from("relative"),
+            std::path::PathBuf::from("/no/such/dir"),
+        ];
+        assert_eq!(
+            super::python_read_roots(&roots, Some(&data)),
+            [venv.clone()]
+        );
+        let _ = std::fs::remove_dir_all(&data);
+        let _ = std::fs::remove_dir_all(&venv);
+    }
+
+    #[test]
     fn mapped_files_never_open_the_root_or_memfds() {
         let maps = "\
 7f00-7f01 r-xp 00000000 fd:01 1 /venv/torch/lib/libtorch_cpu.so
@@ -231,7 +271,8 @@ mod tests {
     fn child(root: &std::path::Path) {
         let data = root.join("data");
         let job = data.join("jobs").join("j1");
-        let c = super::confine_to(&job, &[]).expect("confine");
+        // A Python root holding the data directory is dropped, not opened.
+        let c = super::confine_to(&job, &[root.clone()]).expect("confine");
         assert_eq!(
             c.status,
             landlock::RulesetStatus::FullyEnforced,

@@ -20,6 +20,7 @@ use tokio::sync::{watch, Notify};
 use super::disk::{self, JobDisk};
 use super::queue::{Heartbeat, JobQueue, JobRow, Lease, Outcome};
 use super::sandbox;
+use crate::backend::PythonRuntime;
 use crate::config::Config;
 use crate::db::Db;
 use crate::storage::BlobStore;
@@ -44,6 +45,10 @@ pub struct Runner {
     pub config: Arc<Config>,
     pub exe: PathBuf,
     pub netns: bool,
+    /// The Python that rebuilds state dicts (`--python`), and what its probe found, once the
+    /// first job has asked (`None` inside: it failed, and state dicts fail saying so).
+    python: Option<PathBuf>,
+    python_runtime: tokio::sync::OnceCell<Option<PythonRuntime>>,
     /// Woken when a job is enqueued.
     pub wake: Notify,
     /// Running jobs that were asked to stop.
@@ -58,6 +63,7 @@ impl Runner {
         config: Arc<Config>,
         exe: PathBuf,
         netns: bool,
+        python: Option<PathBuf>,
     ) -> Arc<Runner> {
         let lease = Lease {
             owner: crate::ids::node_id(),
@@ -71,6 +77,8 @@ impl Runner {
             config,
             exe,
             netns,
+            python,
+            python_runtime: tokio::sync::OnceCell::new(),
             wake: Notify::new(),
             cancels: Mutex::default(),
         })
@@ -191,6 +199,31 @@ impl Runner {
         }
     }
 
+    /// The probed Python for state dicts; probed once, by the first job that asks.
+    async fn python_runtime(&self) -> Option<PythonRuntime> {
+        self.python_runtime
+            .get_or_init(|| async {
+                let exe = self.python.clone()?;
+                let probed =
+                    tokio::task::spawn_blocking(move || crate::backend::probe_python(&exe))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r);
+                match probed {
+                    Ok(runtime) => {
+                        tracing::info!(python = %runtime.exe.display(), libraries = %runtime.libraries, "state dicts are rebuilt with this Python");
+                        Some(runtime)
+                    }
+                    Err(e) => {
+                        tracing::warn!("state dicts will not compile: {e}");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()
+    }
+
     /// Create the job directory with a private copy of the package and `job.json`; returns it
     /// with the job's disk allowance (which grows with the package).
     async fn prepare(&self, job: &JobRow) -> Result<(PathBuf, JobDisk), String> {
@@ -205,6 +238,7 @@ impl Runner {
         let store = Arc::clone(&self.store);
         let targets = job.targets.clone();
         let settings = self.config.settings.clone();
+        let python = self.python_runtime().await;
         let dir2 = dir.clone();
         let package_bytes = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
             // A re-run (the worker of an earlier attempt died) starts from a clean directory.
@@ -220,7 +254,7 @@ impl Runner {
             let spec = json!({
                 "package": dir2.join("package.tar.gz"),
                 "targets": targets,
-                "options": { "settings": settings },
+                "options": { "settings": settings, "python": python },
             });
             write_atomic(&dir2.join("job.json"), spec.to_string().as_bytes())?;
             Ok(package_bytes)
