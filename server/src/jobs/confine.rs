@@ -235,7 +235,7 @@ mod tests {
         ];
         assert_eq!(
             super::python_read_roots(&roots, Some(&data)),
-            [venv.clone()]
+            std::slice::from_ref(&venv)
         );
         let _ = std::fs::remove_dir_all(&data);
         let _ = std::fs::remove_dir_all(&venv);
@@ -272,7 +272,7 @@ mod tests {
         let data = root.join("data");
         let job = data.join("jobs").join("j1");
         // A Python root holding the data directory is dropped, not opened.
-        let c = super::confine_to(&job, &[root.clone()]).expect("confine");
+        let c = super::confine_to(&job, &[root.to_path_buf()]).expect("confine");
         assert_eq!(
             c.status,
             landlock::RulesetStatus::FullyEnforced,
