@@ -9,7 +9,7 @@ use super::common::{
 };
 use crate::diagnostics::{Issue, Severity};
 use crate::torch::inventory::{Layout, Reader};
-use crate::torch::pickle::{walk, Node, Pickle};
+use crate::torch::pickle::{walk, Pickle};
 use crate::torch::rules;
 use crate::torch::script_class::ScriptClass;
 use crate::torch::script_code::{CodeLayer, ProvenLayer, ScriptCode};
@@ -74,11 +74,13 @@ pub fn zip_file(ctx: &Ctx<'_>, view: ZipView) -> (PtInspection, Vec<Issue>) {
     if !usability(ctx, &mut insp, &mut issues) {
         return finalize(insp, issues);
     }
+    // All TorchScript code, joined once for the operator scan and the version evidence.
+    let code = code_text(&view);
     if torchscript {
-        let found = callable(ctx, &mut insp, &view, &p, &walked.globals);
+        let found = callable(ctx, &mut insp, &view, &code, &p, &walked.globals);
         issues.extend(found);
     }
-    let v = zip_version_issues(ctx, &mut insp, &view, torchscript, &walked.globals);
+    let v = zip_version_issues(ctx, &mut insp, &view, &code, torchscript, &walked.globals);
     issues.extend(v);
     finalize(insp, issues)
 }
@@ -233,11 +235,9 @@ fn zip_inventory(
 /// code proves (or not) the layers the input enters and the output leaves
 /// ([`crate::torch::script_code`]); their weights come from the inventory just read.
 fn script_facts(view: &ZipView, p: &Pickle, insp: &mut PtInspection) {
-    let root = p.root.and_then(|r| match p.node(r) {
-        Node::Obj(o) => p.global(o.func),
-        _ => None,
-    });
-    let Some(class) = root.and_then(|(m, n)| ScriptClass::from_global(m, n)) else {
+    // The same root class the `forward` check reads (one reader of it: signature::root_class).
+    let Some(class) = signature::root_class(p).and_then(|(m, n)| ScriptClass::from_global(m, n))
+    else {
         return;
     };
     insp.architecture = Some(class.display());
@@ -317,10 +317,11 @@ fn callable(
     ctx: &Ctx<'_>,
     insp: &mut PtInspection,
     view: &ZipView,
+    code: &str,
     data: &Pickle,
     globals: &Globals,
 ) -> Vec<Issue> {
-    let calls = ops::scan(&code_text(view), globals.as_slice());
+    let calls = ops::scan(code, globals.as_slice());
     let mut issues = ops::check(&calls, &ctx.settings.operator_namespaces, ctx.file);
     insp.operators = calls.operators.into_iter().collect();
     insp.custom_classes = calls.classes.into_iter().collect();
@@ -345,10 +346,10 @@ fn zip_version_issues(
     ctx: &Ctx<'_>,
     insp: &mut PtInspection,
     view: &ZipView,
+    code: &str,
     torchscript: bool,
     globals: &Globals,
 ) -> Vec<Issue> {
-    let code = code_text(view);
     let ev = Evidence {
         zip: true,
         torchscript,
@@ -356,7 +357,7 @@ fn zip_version_issues(
         archive_version: insp.archive_version,
         globals: globals.as_slice(),
         dtypes: dtypes_used(insp, globals),
-        code: &code,
+        code,
     };
     let reqs = version::requirements(&ev);
     let v = version_issues(ctx, insp, &reqs);
