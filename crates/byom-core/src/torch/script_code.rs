@@ -120,17 +120,18 @@ fn is_ident(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Top-level comma-separated parts of `s` (brackets of any kind nest; strings are not split).
-fn split_top(s: &str) -> Vec<&str> {
+/// Top-level comma-separated parts of `s`, empty ones dropped (brackets of any kind nest;
+/// strings are not split). Also splits `forward`'s parameters for [`super::signature`].
+pub(crate) fn split_top(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
-    let (mut depth, mut start, mut quote) = (0i32, 0, None);
+    let (mut depth, mut start, mut quote) = (0usize, 0, None);
     for (i, c) in s.char_indices() {
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
             (Some(_), _) => {}
             (None, '"' | '\'') => quote = Some(c),
             (None, '(' | '[' | '{') => depth += 1,
-            (None, ')' | ']' | '}') => depth -= 1,
+            (None, ')' | ']' | '}') => depth = depth.saturating_sub(1),
             (None, ',') if depth == 0 => {
                 out.push(s[start..i].trim());
                 start = i + 1;

@@ -91,10 +91,9 @@ pub fn parse(code: &str, module: &str, class: &str) -> Option<ForwardSignature> 
     let def = body.find("\n  def forward(")? + "\n  def forward(".len();
     let rest = &body[def..];
     let close = matching_paren(rest)?;
-    let params = split_top_level(&rest[..close])
+    let params = super::script_code::split_top(&rest[..close])
         .into_iter()
         .skip(1) // self
-        .filter(|p| !p.is_empty())
         .map(param)
         .collect();
     let after = rest[close + 1..].trim_start();
@@ -139,27 +138,6 @@ fn top_level_colon(s: &str) -> Option<usize> {
         }
     }
     None
-}
-
-fn split_top_level(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut depth, mut from, mut quote) = (0usize, 0, None);
-    for (i, c) in s.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '(' | '[' | '{') => depth += 1,
-            (None, ')' | ']' | '}') => depth = depth.saturating_sub(1),
-            (None, ',') if depth == 0 => {
-                out.push(s[from..i].trim());
-                from = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(s[from..].trim());
-    out
 }
 
 fn param(p: &str) -> Param {
