@@ -90,7 +90,8 @@ step "fixtures (real PyTorch)" python tests/fixtures/make_packages.py "$FIXTURES
 run_pytest() {
   # pytest exit 5 means "no tests collected": we do have tests, so that is a failure too.
   # shellcheck disable=SC2086
-  python -m pytest tests/ -q -ra ${PYTEST_ARGS:-}
+  # --durations: the slowest tests are listed at the end, to keep the 30-minute budget in view.
+  python -m pytest tests/ -q -ra --durations=15 ${PYTEST_ARGS:-}
 }
 step "pytest" run_pytest
 
