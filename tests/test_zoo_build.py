@@ -110,7 +110,9 @@ def test_rebuild_matches_the_library_model(tmp_path, zoo, name, shape, classes, 
     else:
         ref = refs[""]
         assert expected.shape == (1, classes)
-    assert rel_err(ref, expected) == 0.0, "the reference is the eager model's own output"
+    # The same eager model in another process (other thread count, so another summation order):
+    # equal up to float rounding, not bit for bit.
+    assert rel_err(ref, expected) <= 1e-6, "the reference is the eager model's own output"
     err = rel_err(traced, expected)
     print(f"{zoo}/{name}: traced vs eager max relative error {err:.2e}")
     assert err <= 1e-4, err
