@@ -37,15 +37,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("byom-server: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match rt.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -183,6 +177,17 @@ impl Node {
     }
 }
 
+/// The multi-threaded runtime both roles run on; a start-up failure is exit code 2.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("byom-server: cannot start the runtime: {e}");
+            ExitCode::from(2)
+        })
+}
+
 /// `byom-server worker --database postgres://…`: a node that only runs compile jobs.
 pub fn run_worker(args: ServeArgs) -> ExitCode {
     init_logging();
@@ -201,15 +206,9 @@ pub fn run_worker(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("byom-server: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let run = async {
         let node = Node::start(config).await?;
