@@ -28,7 +28,8 @@ def test_resumable_upload_continues_from_the_last_byte_across_a_restart(tmp_path
         uid = up["upload_id"]
         assert up["offset"] == 0 and r.headers["Upload-Offset"] == "0"
         r = s.call("PATCH", f"/api/v1/uploads/{uid}", tok, headers={"Upload-Offset": "0"}, data=good[:1500])
-        assert s.check(r, 200, "UploadStatus")["offset"] == 1500
+        s.check(r, 204)
+        assert r.headers["Upload-Offset"] == "1500" and r.headers["Tus-Resumable"] == "1.0.0"
         # An interrupted request: some bytes arrive, then the client dies.
         def dying():
             yield good[1500:2500]
@@ -49,9 +50,12 @@ def test_resumable_upload_continues_from_the_last_byte_across_a_restart(tmp_path
         offset = s.check(s.call("GET", f"/api/v1/uploads/{uid}", tok), 200, "UploadStatus")["offset"]
         assert offset == 2500
         r = s.call("PATCH", f"/api/v1/uploads/{uid}", tok, headers={"Upload-Offset": str(offset)}, data=good[offset:])
-        pkg = s.check(r, 201, "PackageResponse")["package"]
+        s.check(r, 204)
+        # the verdict: the package id on the last PATCH, the package from GET on the upload
+        done = s.check(s.call("GET", f"/api/v1/uploads/{uid}", tok), 200, "UploadStatus")
+        assert done["state"] == "stored" and done["package_id"] == r.headers["Byom-Package-Id"]
+        pkg = done["package"]
         assert pkg["sha256"] == sha256(good) and pkg["report"]["valid"] and pkg["name"] == "resumed.tar.gz"
-        s.error(s.call("GET", f"/api/v1/uploads/{uid}", tok), 404, "not_found")
         # the same through PUT gives the same report
         put = s.check(s.upload(tok, good), 201, "PackageResponse")["package"]
         assert put["report"] == pkg["report"]
@@ -63,6 +67,8 @@ def test_resumable_upload_continues_from_the_last_byte_across_a_restart(tmp_path
                        422, "invalid_package")
         assert "BYOM203" in [e["code"] for e in body["report"]["errors"]]
         assert files_under(s.data_dir / "uploads") == []
+        done = s.check(s.call("GET", f"/api/v1/uploads/{uid}", tok), 200, "UploadStatus")
+        assert done["state"] == "rejected" and done["status"] == 422 and done["error"]["report"] == body["report"]
     finally:
         s.stop()
 
@@ -77,7 +83,8 @@ def test_abandoned_resumable_upload_expires_and_an_active_one_does_not(tmp_path)
             r = s.call("POST", "/api/v1/uploads?name=e.tar.gz", tok, headers={"Upload-Length": str(len(good))})
             uid = s.check(r, 201, "UploadStatus")["upload_id"]
             r = s.call("PATCH", f"/api/v1/uploads/{uid}", tok, headers={"Upload-Offset": "0"}, data=good[:1000])
-            assert s.check(r, 200, "UploadStatus")["offset"] == 1000
+            s.check(r, 204)
+            assert r.headers["Upload-Offset"] == "1000"
             return uid
 
         abandoned, active = open_upload(), open_upload()
@@ -87,11 +94,14 @@ def test_abandoned_resumable_upload_expires_and_an_active_one_does_not(tmp_path)
             time.sleep(1.0)
             r = s.call("PATCH", f"/api/v1/uploads/{active}", tok, headers={"Upload-Offset": str(offset)},
                        data=good[offset:offset + 100])
-            assert s.check(r, 200, "UploadStatus")["offset"] == offset + 100
+            s.check(r, 204)
+            assert int(r.headers["Upload-Offset"]) == offset + 100
         s.error(s.call("GET", f"/api/v1/uploads/{abandoned}", tok), 404, "not_found")
         assert [p.name for p in files_under(s.data_dir / "uploads")] == [f"{active}.part"]
         r = s.call("PATCH", f"/api/v1/uploads/{active}", tok, headers={"Upload-Offset": "1600"}, data=good[1600:])
-        assert s.check(r, 201, "PackageResponse")["package"]["report"]["valid"]
+        s.check(r, 204)
+        pkg = s.check(s.call("GET", f"/api/v1/packages/{r.headers['Byom-Package-Id']}", tok), 200, "PackageDetail")
+        assert pkg["report"]["valid"]
         events = s.check(s.call("GET", "/api/v1/admin/audit", s.admin), 200, "AuditList")["events"]
         expired = [e for e in events if e["action"] == "upload.expire"]
         assert [e["subject"] for e in expired] == [abandoned]

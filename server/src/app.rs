@@ -69,14 +69,7 @@ pub fn router(state: AppState) -> Router {
             get(routes::packages::show).delete(routes::packages::remove),
         )
         .route("/packages/{id}/compile", post(routes::jobs::compile))
-        .route("/uploads", post(routes::uploads::create))
-        .route(
-            "/uploads/{id}",
-            get(routes::uploads::status)
-                .head(routes::uploads::status)
-                .patch(routes::uploads::append)
-                .delete(routes::uploads::abort),
-        )
+        .merge(uploads_router())
         .route("/jobs", get(routes::jobs::list))
         .route("/jobs/{id}", get(routes::jobs::show))
         .route("/jobs/{id}/cancel", post(routes::jobs::cancel))
@@ -103,6 +96,22 @@ pub fn router(state: AppState) -> Router {
             access_log,
         ))
         .with_state(state)
+}
+
+/// The tus 1.0 upload routes, behind the tus protocol check (see `routes::tus`).
+fn uploads_router() -> Router<AppState> {
+    use routes::{tus, uploads};
+    Router::new()
+        .route("/uploads", post(uploads::create).options(tus::options))
+        .route(
+            "/uploads/{id}",
+            get(uploads::show)
+                .head(uploads::status)
+                .patch(uploads::append)
+                .delete(uploads::abort)
+                .options(tus::options),
+        )
+        .route_layer(axum::middleware::from_fn(tus::protocol))
 }
 
 /// One log line per request (`target: byom_server::access`), which tests assert on, the

@@ -42,6 +42,11 @@ pub enum ApiError {
         limit: u64,
         retry_after_s: u64,
     },
+    /// A tus request without `Tus-Resumable: 1.0.0` (the only version served).
+    #[error("this endpoint speaks tus 1.0.0: send the header Tus-Resumable: 1.0.0")]
+    TusVersion,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -64,6 +69,8 @@ impl ApiError {
             ApiError::TooManyOpenUploads { .. } | ApiError::TooManyConcurrentUploads { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            ApiError::TusVersion => StatusCode::PRECONDITION_FAILED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -84,6 +91,8 @@ impl ApiError {
             ApiError::QueueFull { .. } => "queue_full",
             ApiError::TooManyOpenUploads { .. } => "too_many_open_uploads",
             ApiError::TooManyConcurrentUploads { .. } => "too_many_concurrent_uploads",
+            ApiError::TusVersion => "tus_version",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -100,11 +109,12 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
+impl ApiError {
+    /// The documented error body: `{"error", "message"}` plus `report` or `offset`. A completed
+    /// resumable upload keeps it as its verdict (see `routes::uploads`).
+    pub fn body(&self) -> serde_json::Value {
         let mut body = json!({ "error": self.code(), "message": self.to_string() });
-        match &self {
+        match self {
             ApiError::InvalidPackage(report) => {
                 let errors = report.errors.len();
                 body["message"] = json!(format!(
@@ -113,9 +123,19 @@ impl IntoResponse for ApiError {
                 body["report"] = serde_json::to_value(report.as_ref()).unwrap_or_default();
             }
             ApiError::OffsetMismatch { offset } => body["offset"] = json!(offset),
-            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
             _ => {}
         }
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let body = self.body();
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {
@@ -128,6 +148,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::OffsetMismatch { offset } => {
                 headers.insert("upload-offset", HeaderValue::from(*offset));
+            }
+            ApiError::TusVersion => {
+                headers.insert("tus-version", HeaderValue::from_static("1.0.0"));
             }
             _ => {}
         }

@@ -102,7 +102,14 @@ job = obj({
 error = obj({"error": {"type": "string"}, "message": {"type": "string"}, "report": S("Report"),
              "offset": {"type": "integer"}}, required=["error", "message"])
 upload = obj({"upload_id": {"type": "string", "pattern": "^up_[0-9a-f]{32}$"}, "offset": {"type": "integer"},
-              "length": {"type": "integer"}})
+              "length": {"type": "integer"}, "name": {"type": "string"},
+              "state": {"enum": ["receiving", "stored", "rejected"],
+                        "description": "receiving: bytes still expected; stored: complete and valid (package_id, package); "
+                                       "rejected: complete and refused (status, error: the documented error body, with the report for 422)."},
+              "expires": {"type": "string", "description": "While receiving: when it expires if no more bytes arrive (HTTP date)."},
+              "package_id": {"type": "string"}, "package": {"oneOf": [{"type": "null"}, S("Package")],
+                                                            "description": "null when the package was deleted since"},
+              "status": {"type": "integer"}, "error": S("Error")}, required=["upload_id", "offset", "length", "state"])
 fmt = obj({"settings": {"type": "object", "description": "byom_core::Settings: limits, required_torch and operator_namespaces (the operator namespaces the compile server provides)."},
            "settings_hash": {"type": "string"}, "byom_version": {"type": "string"},
            "max_upload_bytes": {"type": "integer"}})
@@ -155,6 +162,8 @@ ERR = {c: {"description": d} | js("Error") for c, d in {
     "503": "Job queue full (Retry-After header)", "507": "Disk full; nothing was stored",
     "429": "Too many uploads of this tenant (or of all tenants) receiving at once; Retry-After says when to retry",
     "429-open": "The tenant has the most resumable uploads open that it may",
+    "412": "Tus-Resumable missing or not 1.0.0 (the Tus-Version header lists what is served)",
+    "415": "PATCH without Content-Type: application/offset+octet-stream",
 }.items()}
 
 
@@ -177,7 +186,20 @@ NAME = {"name": "name", "in": "query", "required": False, "schema": {"type": "st
 H = lambda name, desc, req=True: {"name": name, "in": "header", "required": req, "schema": {"type": "integer"}, "description": desc}
 RAW = {"required": True, "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}},
                                      "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
-OFFSET_HDR = {"Upload-Offset": {"schema": {"type": "integer"}}, "Upload-Length": {"schema": {"type": "integer"}}}
+OFFSET_HDR = {"Upload-Offset": {"schema": {"type": "integer"}}, "Upload-Length": {"schema": {"type": "integer"}},
+              "Upload-Expires": {"schema": {"type": "string"}, "description": "HTTP date after which an idle upload is deleted"},
+              "Tus-Resumable": {"schema": {"const": "1.0.0"}}}
+TUS = {"name": "Tus-Resumable", "in": "header", "required": True, "schema": {"const": "1.0.0"},
+       "description": "tus protocol version (412 otherwise)"}
+TUS_OPTIONS = {"Tus-Resumable": {"schema": {"const": "1.0.0"}}, "Tus-Version": {"schema": {"const": "1.0.0"}},
+               "Tus-Extension": {"schema": {"const": "creation,termination,expiration"}},
+               "Tus-Max-Size": {"schema": {"type": "integer"}, "description": "max_upload_bytes"}}
+VERDICT_HDR = OFFSET_HDR | {"Byom-Package-Id": {"schema": {"type": "string"},
+                                                "description": "The package the completed upload became"}}
+META = {"name": "Upload-Metadata", "in": "header", "required": False, "schema": {"type": "string"},
+        "description": "tus metadata: comma-separated `key base64(value)`; `filename` (or `name`) names the package "
+                       "(the `name` query parameter wins when both are given)"}
+TUS_PATCH = {"required": True, "content": {"application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 
 paths = {
     "/healthz": {"get": op("Liveness", [resp("200", "ok", headers=None)], auth=False, tag="meta")},
@@ -206,19 +228,31 @@ paths = {
                    body={"required": True} | js("CompileRequest")),
     },
     "/api/v1/uploads": {
-        "post": op("Open a resumable upload", [resp("201", "opened", "UploadStatus", OFFSET_HDR)],
-                   ["400", "401", "403", "413", "429-open", "507"], params=[NAME, H("Upload-Length", "total bytes")]),
+        "options": op("tus discovery: versions, extensions and the largest upload", [resp("204", "tus 1.0.0", headers=TUS_OPTIONS)],
+                      auth=False),
+        "post": op("Open a resumable upload (tus creation); its URL is in Location",
+                   [resp("201", "opened", "UploadStatus", OFFSET_HDR | {"Location": {"schema": {"type": "string"}}})],
+                   ["400", "401", "403", "412", "413", "429-open", "507"],
+                   params=[TUS, NAME, META, H("Upload-Length", "total bytes")]),
     },
     "/api/v1/uploads/{id}": {
-        "get": op("Bytes received so far", [resp("200", "offset", "UploadStatus", OFFSET_HDR)], ["401", "404"],
-                  params=[P("id", "upload id")]),
-        "head": op("Bytes received so far (headers only)", [resp("200", "offset", headers=OFFSET_HDR)], ["401", "404"],
-                   params=[P("id", "upload id")]),
-        "patch": op("Append bytes at Upload-Offset; the last byte validates and stores the package",
-                    [resp("200", "more expected", "UploadStatus", OFFSET_HDR), resp("201", "complete and stored", "PackageResponse")],
-                    ["400", "401", "403", "404", "408", "409", "413", "422", "429", "507"],
-                    params=[P("id", "upload id"), H("Upload-Offset", "where these bytes start")], body=RAW),
-        "delete": op("Abandon an upload", [resp("204", "removed")], ["401", "403", "404"], params=[P("id", "upload id")]),
+        "options": op("tus discovery (as on /api/v1/uploads)", [resp("204", "tus 1.0.0", headers=TUS_OPTIONS)],
+                      auth=False, params=[P("id", "upload id")]),
+        "get": op("The upload's state as JSON (byom's, not tus'); once complete, its verdict: the package, or the refusal "
+                  "with its report. Kept until the upload expiry after completion",
+                  [resp("200", "state", "UploadStatus")], ["401", "404"], params=[P("id", "upload id")]),
+        "head": op("Bytes received so far (tus). A completed upload answers Upload-Offset = Upload-Length with "
+                   "Byom-Package-Id, or Byom-Upload-State: rejected (GET says why)",
+                   [resp("200", "offset", headers=VERDICT_HDR | {"Byom-Upload-State": {"schema": {"const": "rejected"}}})],
+                   ["401", "404", "412"], params=[TUS, P("id", "upload id")]),
+        "patch": op("Append bytes at Upload-Offset (tus); the last byte validates and stores the package: 204 with "
+                    "Byom-Package-Id, or the refusal (422 with the report, 413 over quota, ...). Repeating the last PATCH "
+                    "after completion answers the same",
+                    [resp("204", "accepted; Byom-Package-Id when the upload completed and was stored", headers=VERDICT_HDR)],
+                    ["400", "401", "403", "404", "408", "409", "412", "413", "415", "422", "429", "507"],
+                    params=[TUS, P("id", "upload id"), H("Upload-Offset", "where these bytes start")], body=TUS_PATCH),
+        "delete": op("Terminate an upload (tus termination); for a completed one, forget its verdict (the package stays)",
+                     [resp("204", "removed")], ["401", "403", "404", "412"], params=[TUS, P("id", "upload id")]),
     },
     "/api/v1/jobs": {"get": op("This tenant's jobs (newest 200)", [resp("200", "list", "JobList")], ["401"])},
     "/api/v1/jobs/{id}": {"get": op("A job", [resp("200", "job", "JobResponse")], ["401", "404"], params=[P("id", "job id")])},

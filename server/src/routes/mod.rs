@@ -4,4 +4,5 @@ pub mod admin;
 pub mod jobs;
 pub mod meta;
 pub mod packages;
+pub mod tus;
 pub mod uploads;

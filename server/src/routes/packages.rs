@@ -284,13 +284,21 @@ impl Source<'_> {
     }
 }
 
-/// End a completed resumable upload's row in `tx`; false when it is already gone (deleted
-/// while its last bytes arrived), which means nothing may be stored.
+/// How a completed resumable upload ended, kept for `GET /api/v1/uploads/{id}`.
+pub enum Verdict<'a> {
+    Stored { package_id: &'a str },
+    Refused(&'a ApiError),
+}
+
+/// End a completed resumable upload's row in `tx` and record its verdict (same transaction);
+/// false when it is already gone (deleted while its last bytes arrived), which means nothing
+/// may be stored.
 async fn end_upload(
     tx: &mut sqlx::AnyConnection,
     principal: &Principal,
     source: Source<'_>,
-    outcome: &str,
+    (name, size): (&str, u64),
+    verdict: Verdict<'_>,
 ) -> Result<bool, ApiError> {
     let Source::Resumable { id, .. } = source else {
         return Ok(true);
@@ -303,7 +311,34 @@ async fn end_upload(
     if gone == 0 {
         return Ok(false);
     }
-    crate::audit::record(&mut *tx, Some(principal), "upload.complete", id, outcome).await?;
+    let (package_id, status, error_json, outcome) = match verdict {
+        Verdict::Stored { package_id } => (
+            Some(package_id),
+            201_i64,
+            None,
+            format!("package {package_id}"),
+        ),
+        Verdict::Refused(e) => (
+            None,
+            i64::from(e.status().as_u16()),
+            Some(e.body().to_string()),
+            e.code().to_string(),
+        ),
+    };
+    sqlx::query(
+        "INSERT INTO upload_results (id, tenant_id, name, length, package_id, status, error_json, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(&principal.tenant)
+    .bind(name)
+    .bind(i64::try_from(size).map_err(ApiError::internal)?)
+    .bind(package_id)
+    .bind(status)
+    .bind(error_json)
+    .bind(crate::jobs::queue::unix_now())
+    .execute(&mut *tx)
+    .await?;
+    crate::audit::record(&mut *tx, Some(principal), "upload.complete", id, &outcome).await?;
     Ok(true)
 }
 
@@ -324,16 +359,25 @@ pub async fn commit(
 ) -> Result<Value, ApiError> {
     let tmp = source.path();
     if !report.valid {
+        let errors = report.errors.len();
+        let refused = ApiError::InvalidPackage(Box::new(report));
         let mut tx = state.db.begin().await?;
-        let ended = end_upload(&mut tx, principal, source, "invalid package").await;
+        let ended = end_upload(
+            &mut tx,
+            principal,
+            source,
+            (name, size),
+            Verdict::Refused(&refused),
+        )
+        .await;
         discard(state, tmp);
         if !ended? {
             return Err(deleted_meanwhile());
         }
         tx.commit().await?;
         Metrics::inc(&state.metrics.uploads_rejected, 1);
-        tracing::info!(tenant = %principal.tenant, name, errors = report.errors.len(), "upload rejected: invalid package; nothing stored");
-        return Err(ApiError::InvalidPackage(Box::new(report)));
+        tracing::info!(tenant = %principal.tenant, name, errors, "upload rejected: invalid package; nothing stored");
+        return Err(refused);
     }
     let report_json = serde_json::to_string(&report).map_err(ApiError::internal)?;
     let _guard = state.database.blob_lock().await?;
@@ -346,12 +390,14 @@ pub async fn commit(
         // A PUT that lost a race with others of its tenant, or a resumable upload whose
         // tenant's quota was lowered after it reserved its length.
         discard(state, tmp);
+        let refused = ApiError::QuotaExceeded { quota, used };
         let mut tx = state.db.begin().await?;
-        if end_upload(&mut tx, principal, source, "over quota").await? {
+        let verdict = Verdict::Refused(&refused);
+        if end_upload(&mut tx, principal, source, (name, size), verdict).await? {
             tx.commit().await?;
         }
         Metrics::inc(&state.metrics.uploads_failed, 1);
-        return Err(ApiError::QuotaExceeded { quota, used });
+        return Err(refused);
     }
     let store = state.store.clone();
     let (tmp_owned, sha_owned) = (tmp.to_path_buf(), sha256.to_string());
@@ -371,7 +417,8 @@ pub async fn commit(
     let now = crate::ids::now();
     let size_i = i64::try_from(size).map_err(ApiError::internal)?;
     let mut tx = state.db.begin().await?;
-    if !end_upload(&mut tx, principal, source, &format!("package {id}")).await? {
+    let verdict = Verdict::Stored { package_id: &id };
+    if !end_upload(&mut tx, principal, source, (name, size), verdict).await? {
         drop(tx);
         // The bytes are in the blob store now: remove them unless a package has them (the
         // blob lock is held, so no other commit or delete of this blob runs meanwhile).
@@ -421,7 +468,7 @@ pub async fn commit(
     }))
 }
 
-fn package_json(row: &sqlx::any::AnyRow) -> Value {
+pub fn package_json(row: &sqlx::any::AnyRow) -> Value {
     let report: Value =
         serde_json::from_str(row.get::<&str, _>("report_json")).unwrap_or(Value::Null);
     json!({

@@ -1,7 +1,11 @@
-//! Resumable uploads, tus-like: `POST /uploads` with `Upload-Length` opens one,
-//! `HEAD`/`GET /uploads/{id}` says how many bytes the server has (`Upload-Offset`), and each
-//! `PATCH /uploads/{id}` with `Upload-Offset` appends from exactly there. When the last byte
-//! arrives the package is validated and committed like a `PUT` (201 or 422).
+//! Resumable uploads, tus 1.0 (core, creation, termination, expiration; the protocol's headers
+//! and checks are in [`super::tus`]): `POST /uploads` with `Upload-Length` (and the name in
+//! `Upload-Metadata`) opens one, `HEAD /uploads/{id}` says how many bytes the server has
+//! (`Upload-Offset`), and each `PATCH /uploads/{id}` with `Upload-Offset` appends from exactly
+//! there (204). When the last byte arrives the package is validated and committed like a
+//! `PUT`: the last PATCH answers 204 with `Byom-Package-Id`, or the refusal (422 with the
+//! report, 413 over quota, ...). The verdict is kept (`upload_results`, swept with the expired
+//! uploads): `GET /uploads/{id}` and `HEAD` report it to a client whose last answer was lost.
 //!
 //! The offset is the size of `<data>/uploads/<id>.part`: whatever reached the disk counts, so
 //! an interrupted request continues from its last written byte. The validator state lives in
@@ -30,7 +34,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde_json::{json, Value};
 use sqlx::Row;
 
 use super::packages::{
@@ -71,16 +75,74 @@ async fn find(state: &AppState, tenant: &str, id: &str) -> Result<(String, u64),
     ))
 }
 
-fn offset_response(status: StatusCode, id: &str, offset: u64, length: u64) -> Response {
-    let mut response = (
-        status,
-        Json(json!({ "upload_id": id, "offset": offset, "length": length })),
-    )
-        .into_response();
-    let headers = response.headers_mut();
+/// The tus headers of an upload: how far it is, its length and when it expires.
+fn tus_headers(headers: &mut HeaderMap, offset: u64, length: u64, expires: Option<HeaderValue>) {
     headers.insert("upload-offset", HeaderValue::from(offset));
     headers.insert("upload-length", HeaderValue::from(length));
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    if let Some(at) = expires {
+        headers.insert("upload-expires", at);
+    }
+}
+
+/// When the upload's bytes last grew (its `.part` file's modification time).
+fn last_write(state: &AppState, id: &str) -> std::time::SystemTime {
+    std::fs::metadata(part_path(state, id))
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| std::time::SystemTime::now())
+}
+
+/// A completed upload's kept verdict (`upload_results`), of this tenant.
+struct Finished {
+    name: String,
+    length: u64,
+    package_id: Option<String>,
+    status: StatusCode,
+    error: Option<Value>,
+}
+
+async fn finished(state: &AppState, tenant: &str, id: &str) -> Result<Finished, ApiError> {
+    let row = sqlx::query(
+        "SELECT name, length, package_id, status, error_json FROM upload_results WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or(ApiError::NotFound("upload"))?;
+    let status = u16::try_from(row.get::<i64, _>("status")).unwrap_or(500);
+    Ok(Finished {
+        name: row.get("name"),
+        length: u64::try_from(row.get::<i64, _>("length")).unwrap_or(0),
+        package_id: row.get("package_id"),
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        error: row
+            .get::<Option<String>, _>("error_json")
+            .and_then(|e| serde_json::from_str(&e).ok()),
+    })
+}
+
+/// The answer of a completed upload's last PATCH: 204 with `Byom-Package-Id`, or the refusal
+/// with its documented error body. Replayed for a PATCH or HEAD after completion.
+fn verdict_response(f: &Finished, head: bool) -> Response {
+    let mut response = match (&f.package_id, &f.error) {
+        (Some(_), _) => StatusCode::NO_CONTENT.into_response(),
+        // HEAD reports the offset (the upload is complete) and only says it was refused.
+        (None, _) if head => StatusCode::OK.into_response(),
+        (None, error) => (f.status, Json(error.clone().unwrap_or(Value::Null))).into_response(),
+    };
+    let headers = response.headers_mut();
+    tus_headers(headers, f.length, f.length, None);
+    match &f.package_id {
+        Some(p) => {
+            if let Ok(v) = HeaderValue::from_str(p) {
+                headers.insert("byom-package-id", v);
+            }
+        }
+        None => {
+            headers.insert("byom-upload-state", HeaderValue::from_static("rejected"));
+        }
+    }
     response
 }
 
@@ -91,7 +153,9 @@ pub async fn create(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Uploader)?;
-    let name = clean_name(q.name.as_deref())?;
+    // `?name=` (byom's older clients) or the tus metadata's `filename`.
+    let meta = super::tus::metadata_name(&headers)?;
+    let name = clean_name(q.name.as_deref().or(meta.as_deref()))?;
     let result = open_upload(&state, &principal, &name, &headers).await;
     if let Err(e) = &result {
         audit_rejected(&state, &principal, "", &name, e).await;
@@ -105,6 +169,7 @@ async fn open_upload(
     name: &str,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
+    // Upload-Defer-Length is not offered (the length reserves quota up front).
     let length = header_u64(headers, "upload-length").ok_or_else(|| {
         ApiError::BadRequest("Upload-Length header (total bytes) is required".into())
     })?;
@@ -159,23 +224,90 @@ async fn open_upload(
         discard(state, &path);
         return Err(e.into());
     }
-    let mut response = offset_response(StatusCode::CREATED, &id, 0, length);
+    let body = json!({ "upload_id": id, "offset": 0, "length": length, "state": "receiving" });
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    let expires = super::tus::expires(state, std::time::SystemTime::now());
+    tus_headers(response.headers_mut(), 0, length, expires);
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/uploads/{id}")) {
         response.headers_mut().insert("location", loc);
     }
     Ok(response)
 }
 
+/// `HEAD /uploads/{id}`: the tus offset (a completed upload: its length, with its verdict in
+/// `Byom-Package-Id` or `Byom-Upload-State: rejected`).
 pub async fn status(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (_, length) = find(&state, &principal.tenant, &id).await?;
+    let (_, length) = match find(&state, &principal.tenant, &id).await {
+        Err(ApiError::NotFound(_)) => {
+            let done = finished(&state, &principal.tenant, &id).await?;
+            return Ok(verdict_response(&done, true));
+        }
+        other => other?,
+    };
     let offset = std::fs::metadata(part_path(&state, &id))
         .map(|m| m.len())
         .unwrap_or(0);
-    Ok(offset_response(StatusCode::OK, &id, offset, length))
+    let mut response = StatusCode::OK.into_response();
+    let expires = super::tus::expires(&state, last_write(&state, &id));
+    tus_headers(response.headers_mut(), offset, length, expires);
+    Ok(response)
+}
+
+/// `GET /uploads/{id}` (byom's, not tus'): the upload's state as JSON; once complete, its
+/// verdict: `state` "stored" with the package, or "rejected" with the error body (and the
+/// report for an invalid package). Kept until the upload expiry after completion.
+pub async fn show(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let body = match find(&state, &principal.tenant, &id).await {
+        Ok((name, length)) => {
+            let offset = std::fs::metadata(part_path(&state, &id))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            let expires = httpdate::fmt_http_date(
+                last_write(&state, &id)
+                    + Duration::from_secs(state.config.upload_expiry_s),
+            );
+            json!({ "upload_id": id, "name": name, "offset": offset, "length": length,
+                    "state": "receiving", "expires": expires })
+        }
+        Err(ApiError::NotFound(_)) => {
+            let done = finished(&state, &principal.tenant, &id).await?;
+            let mut body = json!({ "upload_id": id, "name": done.name, "offset": done.length,
+                                   "length": done.length });
+            match &done.package_id {
+                Some(pkg) => {
+                    body["state"] = json!("stored");
+                    body["package_id"] = json!(pkg);
+                    // The package itself, unless it was deleted since.
+                    body["package"] = match super::packages::find(&state, &principal.tenant, pkg)
+                        .await
+                    {
+                        Ok(row) => super::packages::package_json(&row),
+                        Err(_) => Value::Null,
+                    };
+                }
+                None => {
+                    body["state"] = json!("rejected");
+                    body["status"] = json!(done.status.as_u16());
+                    body["error"] = done.error.clone().unwrap_or(Value::Null);
+                }
+            }
+            body
+        }
+        Err(e) => return Err(e),
+    };
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 pub async fn abort(
@@ -184,7 +316,19 @@ pub async fn abort(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Role::Uploader)?;
-    find(&state, &principal.tenant, &id).await?;
+    if let Err(ApiError::NotFound(_)) = find(&state, &principal.tenant, &id).await {
+        // Terminating a completed upload forgets its verdict (its package stays).
+        let gone = sqlx::query("DELETE FROM upload_results WHERE id = $1 AND tenant_id = $2")
+            .bind(&id)
+            .bind(&principal.tenant)
+            .execute(&state.db)
+            .await?
+            .rows_affected();
+        return match gone {
+            0 => Err(ApiError::NotFound("upload")),
+            _ => Ok(StatusCode::NO_CONTENT),
+        };
+    }
     // Hold the slot while the upload goes (a PATCH arriving now gets 409, then 404). A PATCH
     // sending now is cancelled: it stops reading, drops its buffers and removes the file once
     // its pipeline has drained; otherwise the file goes here. Bytes first, database after:
@@ -283,9 +427,22 @@ pub async fn append(
     body: Body,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Uploader)?;
-    let (name, length) = find(&state, &principal.tenant, &id).await?;
+    super::tus::require_patch_type(&headers)?;
     let claimed = header_u64(&headers, "upload-offset")
         .ok_or_else(|| ApiError::BadRequest("Upload-Offset header is required".into()))?;
+    let (name, length) = match find(&state, &principal.tenant, &id).await {
+        // Already complete: a client whose last answer was lost gets the same answer again.
+        Err(ApiError::NotFound(_)) => {
+            let done = finished(&state, &principal.tenant, &id).await?;
+            if claimed != done.length {
+                return Err(ApiError::OffsetMismatch {
+                    offset: done.length,
+                });
+            }
+            return Ok(verdict_response(&done, false));
+        }
+        other => other?,
+    };
     let _permit = state
         .uploads
         .limiter
@@ -406,7 +563,9 @@ async fn write_part(
         return (Some(Box::new(ingest_state)), Err(e));
     }
     if now_at < length {
-        let response = offset_response(StatusCode::OK, id, now_at, length);
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let expires = super::tus::expires(state, last_write(state, id));
+        tus_headers(response.headers_mut(), now_at, length, expires);
         return (Some(Box::new(ingest_state)), Ok(response));
     }
     // Complete: validate, then commit or refuse; the upload is over either way. The row (and
@@ -425,8 +584,16 @@ async fn write_part(
             tracing::warn!(error = %e, upload = id, "could not end a failed upload; expiry will");
         }
     }
-    let answer = committed
-        .map(|package| (StatusCode::CREATED, Json(json!({ "package": package }))).into_response());
+    let answer = committed.map(|package| {
+        let done = Finished {
+            name: name.to_string(),
+            length,
+            package_id: package["id"].as_str().map(str::to_owned),
+            status: StatusCode::CREATED,
+            error: None,
+        };
+        verdict_response(&done, false)
+    });
     (None, answer)
 }
 
@@ -435,6 +602,13 @@ async fn write_part(
 /// in-memory state of uploads whose row is gone, whatever removed it.
 pub async fn expire_stale(state: &AppState) -> Result<usize, sqlx::Error> {
     let expiry = Duration::from_secs(state.config.upload_expiry_s);
+    // Verdicts of completed uploads are kept as long as an idle upload is.
+    let cutoff = crate::jobs::queue::unix_now()
+        .saturating_sub(i64::try_from(expiry.as_secs()).unwrap_or(i64::MAX));
+    sqlx::query("DELETE FROM upload_results WHERE finished_at < $1")
+        .bind(cutoff)
+        .execute(&state.db)
+        .await?;
     let rows = sqlx::query("SELECT id, tenant_id FROM uploads")
         .fetch_all(&state.db)
         .await?;
