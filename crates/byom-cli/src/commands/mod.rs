@@ -4,5 +4,6 @@ pub mod inspect;
 pub mod output;
 pub mod pack;
 pub mod push;
+mod resumable;
 pub mod rules;
 pub mod validate;

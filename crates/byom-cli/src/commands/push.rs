@@ -52,11 +52,24 @@ pub struct Args {
     /// Same as --format json (the flag of earlier versions).
     #[arg(long, hide = true)]
     pub json: bool,
+    /// Packages of at least this many bytes go through the resumable (tus 1.0) upload, which
+    /// survives dropped connections; smaller ones in one PUT.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub resumable_threshold: u64,
+    /// Bytes per PATCH of a resumable upload.
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_size: u64,
+    /// Failed requests of a resumable upload retried in a row before giving up.
+    #[arg(long, default_value_t = 8)]
+    pub retries: u32,
+    /// First wait before a retry, in milliseconds; it doubles with each failure in a row (at most 30 s).
+    #[arg(long, default_value_t = 1000)]
+    pub retry_backoff_ms: u64,
 }
 
 /// Why a push could not run (exit 2), as opposed to a verdict (exit 1).
 #[derive(Debug)]
-struct Fail(String);
+pub(super) struct Fail(pub(super) String);
 
 impl<E: std::fmt::Display> From<E> for Fail {
     fn from(e: E) -> Self {
@@ -78,10 +91,10 @@ pub fn run(mut args: Args) -> ExitCode {
     }
 }
 
-struct Client {
-    agent: ureq::Agent,
-    base: String,
-    auth: String,
+pub(super) struct Client {
+    pub(super) agent: ureq::Agent,
+    pub(super) base: String,
+    pub(super) auth: String,
 }
 
 impl Client {
@@ -96,7 +109,7 @@ impl Client {
         }
     }
 
-    fn json(resp: &mut ureq::http::Response<ureq::Body>) -> Result<Value, Fail> {
+    pub(super) fn json(resp: &mut ureq::http::Response<ureq::Body>) -> Result<Value, Fail> {
         let text = resp
             .body_mut()
             .with_config()
@@ -106,7 +119,7 @@ impl Client {
             .map_err(|e| Fail(format!("server answered non-JSON ({e}): {text:.200}")))
     }
 
-    fn get(&self, path: &str) -> Result<(u16, Value), Fail> {
+    pub(super) fn get(&self, path: &str) -> Result<(u16, Value), Fail> {
         let mut resp = self
             .agent
             .get(format!("{}{path}", self.base))
@@ -206,21 +219,24 @@ fn push(args: &Args) -> Result<bool, Fail> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("model.tar.gz");
-    let mut reader = Progress::new(File::open(&args.package)?, size, "uploading");
-    let mut resp = client
-        .agent
-        .put(format!(
-            "{}/api/v1/packages?name={}",
-            client.base,
-            encode(name)
-        ))
-        .header("Authorization", &client.auth)
-        .header("Content-Type", "application/gzip")
-        .header("Content-Length", size.to_string())
-        .send(ureq::SendBody::from_reader(&mut reader))?;
-    reader.done();
-    let status = resp.status().as_u16();
-    let body = Client::json(&mut resp)?;
+    let (status, body) = if size >= args.resumable_threshold {
+        super::resumable::upload(&client, args, name, size)?
+    } else {
+        let mut reader = Progress::new(File::open(&args.package)?, size, "uploading");
+        let mut resp = client
+            .agent
+            .put(format!(
+                "{}/api/v1/packages?name={}",
+                client.base,
+                encode(name)
+            ))
+            .header("Authorization", &client.auth)
+            .header("Content-Type", "application/gzip")
+            .header("Content-Length", size.to_string())
+            .send(ureq::SendBody::from_reader(&mut reader))?;
+        reader.done();
+        (resp.status().as_u16(), Client::json(&mut resp)?)
+    };
     match status {
         201 => {}
         422 => {
@@ -630,7 +646,7 @@ fn encode(s: &str) -> String {
 /// A reader that draws a progress bar on stderr for the local validation and the upload of
 /// large packages (a redrawn bar on a terminal; for the upload only, a line every 10% otherwise,
 /// so CI logs stay short).
-struct Progress<R> {
+pub(super) struct Progress<R> {
     inner: R,
     total: u64,
     sent: u64,
@@ -644,7 +660,7 @@ struct Progress<R> {
 }
 
 impl<R: Read> Progress<R> {
-    fn new(inner: R, total: u64, label: &'static str) -> Self {
+    pub(super) fn new(inner: R, total: u64, label: &'static str) -> Self {
         Progress {
             inner,
             total,
@@ -695,7 +711,16 @@ impl<R: Read> Progress<R> {
         let _ = err.flush();
     }
 
-    fn done(&mut self) {
+    /// Bytes counted so far (a resumed upload starts from the server's offset).
+    pub(super) fn set_sent(&mut self, sent: u64) {
+        self.sent = sent;
+    }
+
+    pub(super) fn inner_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    pub(super) fn done(&mut self) {
         self.sent = self.total;
         self.draw();
     }
