@@ -10,6 +10,7 @@ import email.utils
 import json
 import re
 import socket
+import struct
 import threading
 import time
 
@@ -127,8 +128,8 @@ def test_a_standard_tus_client_uploads_a_package_and_gets_the_verdict(server: Se
 
 
 class DroppingProxy:
-    """A TCP proxy that cuts the connection once, after `after` bytes from the client have gone
-    through it (mid-PATCH), and forwards everything else as it is."""
+    """A TCP proxy that cuts a connection once: the first answer after `after` bytes from the
+    client have gone through (mid-upload), and forwards everything else as it is."""
 
     def __init__(self, target_url: str, after: int):
         host, port = target_url.removeprefix("http://").split(":")
@@ -155,12 +156,17 @@ class DroppingProxy:
     def _pipe(self, src, dst, from_client):
         try:
             while chunk := src.recv(65536):
-                dst.sendall(chunk)
                 if from_client:
                     self.forwarded += len(chunk)
-                    if not self.dropped and self.forwarded > self.after:
-                        self.dropped += 1
-                        raise OSError("dropped on purpose")
+                elif not self.dropped and self.forwarded > self.after:
+                    # The first answer after `after` request bytes never reaches the client:
+                    # it cannot know how much of its PATCH arrived. Reset both ends, as when a
+                    # network path dies.
+                    self.dropped += 1
+                    for end in (src, dst):
+                        end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    raise OSError("dropped on purpose")
+                dst.sendall(chunk)
         except OSError:
             pass
         for s in (src, dst):
