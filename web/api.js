@@ -1,6 +1,8 @@
 // The server's HTTP API (see the README's API section), as small functions the page calls.
 // Every call under /api/v1 except format-spec carries the bearer token.
 
+import { resumableUpload, useResumable } from "./resumable.js";
+
 const TOKEN_KEY = "byom.token";
 
 /** The token lives in sessionStorage: it survives reloads of this tab, not the browser. */
@@ -106,10 +108,13 @@ export async function formatSpec() {
 }
 
 /**
- * `PUT /api/v1/packages?name=…` with XHR (fetch has no upload progress).
+ * `PUT /api/v1/packages?name=…` with XHR (fetch has no upload progress); large files go through
+ * the resumable (tus) upload instead, which survives reloads and lost connections
+ * (resumable.js; `onResume(offset)` says where it went on from).
  * Returns {promise, abort}; the promise resolves to {status, body}.
  */
-export function uploadPackage(file, name, onProgress) {
+export function uploadPackage(file, name, onProgress, onResume) {
+  if (useResumable(file)) return resumableUpload(file, name, authHeaders, onProgress, onResume);
   const xhr = new XMLHttpRequest();
   const promise = new Promise((resolve, reject) => {
     xhr.open("PUT", `/api/v1/packages?name=${encodeURIComponent(name)}`);

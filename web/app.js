@@ -351,6 +351,11 @@ async function startUpload() {
     const seconds = (performance.now() - started) / 1000;
     const rate = seconds > 0.2 ? ` · ${formatBytes(loaded / seconds)}/s` : "";
     text.textContent = `${formatBytes(loaded)} of ${formatBytes(total)}${rate}`;
+  }, (offset) => {
+    // A resumed upload: the server already had these bytes (an earlier try, or before a reload).
+    bar.value = offset;
+    text.textContent = `Resuming at ${formatBytes(offset)} of ${formatBytes(file.size)}`;
+    text.dataset.resumedAt = String(offset);
   });
   updateUploadButton();
   try {

@@ -126,7 +126,9 @@ mod tests {
         let h = meta("is_confidential,filename bS50YXIuZ3o=, name eC50YXIuZ3o=");
         assert_eq!(metadata_name(&h).unwrap().as_deref(), Some("m.tar.gz"));
         assert_eq!(
-            metadata_name(&meta("name eC50YXIuZ3o=")).unwrap().as_deref(),
+            metadata_name(&meta("name eC50YXIuZ3o="))
+                .unwrap()
+                .as_deref(),
             Some("x.tar.gz")
         );
         assert_eq!(metadata_name(&HeaderMap::new()).unwrap(), None);

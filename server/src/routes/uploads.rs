@@ -271,8 +271,7 @@ pub async fn show(
                 .map(|m| m.len())
                 .unwrap_or(0);
             let expires = httpdate::fmt_http_date(
-                last_write(&state, &id)
-                    + Duration::from_secs(state.config.upload_expiry_s),
+                last_write(&state, &id) + Duration::from_secs(state.config.upload_expiry_s),
             );
             json!({ "upload_id": id, "name": name, "offset": offset, "length": length,
                     "state": "receiving", "expires": expires })
@@ -286,12 +285,11 @@ pub async fn show(
                     body["state"] = json!("stored");
                     body["package_id"] = json!(pkg);
                     // The package itself, unless it was deleted since.
-                    body["package"] = match super::packages::find(&state, &principal.tenant, pkg)
-                        .await
-                    {
-                        Ok(row) => super::packages::package_json(&row),
-                        Err(_) => Value::Null,
-                    };
+                    body["package"] =
+                        match super::packages::find(&state, &principal.tenant, pkg).await {
+                            Ok(row) => super::packages::package_json(&row),
+                            Err(_) => Value::Null,
+                        };
                 }
                 None => {
                     body["state"] = json!("rejected");

@@ -149,10 +149,8 @@ fn patch(
             .ok_or_else(|| Fail("the server answered 204 without Upload-Offset".into())),
         // An offset mismatch says where to go on; without an offset another request (the one
         // whose connection dropped, still draining on the server) holds the upload: wait.
-        409 => Ok(header_u64(&resp, "upload-offset").map_or_else(
-            || Step::Retry("the upload is busy (409)".into()),
-            Step::At,
-        )),
+        409 => Ok(header_u64(&resp, "upload-offset")
+            .map_or_else(|| Step::Retry("the upload is busy (409)".into()), Step::At)),
         408 | 423 | 429 | 500..=599 => Ok(Step::Retry(format!("the server answered {status}"))),
         _ => Ok(Step::Verdict(status, Client::json(&mut resp)?)),
     }
@@ -166,8 +164,12 @@ fn head(client: &Client, url: &str) -> Result<u64, Fail> {
         .header("Authorization", &client.auth)
         .header("Tus-Resumable", TUS_VERSION)
         .call()?;
-    header_u64(&resp, "upload-offset")
-        .ok_or_else(|| Fail(format!("HEAD answered {} without Upload-Offset", resp.status())))
+    header_u64(&resp, "upload-offset").ok_or_else(|| {
+        Fail(format!(
+            "HEAD answered {} without Upload-Offset",
+            resp.status()
+        ))
+    })
 }
 
 /// The kept verdict of a completed upload, as a PUT would answer it.
