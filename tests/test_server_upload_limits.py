@@ -265,7 +265,8 @@ def test_delete_while_a_patch_is_sending_cancels_it_and_frees_its_bytes(tmp_path
         total = 50_000_000
         uid = s.check(create(s, tok, total), 201, "UploadStatus")["upload_id"]
         sock = slow_request(s, "PATCH", f"/api/v1/uploads/{uid}", tok, total, os.urandom(4 << 20),
-                            headers={"Upload-Offset": "0"})
+                            headers={"Upload-Offset": "0", "Tus-Resumable": "1.0.0",
+                                     "Content-Type": "application/offset+octet-stream"})
         deadline = time.time() + 10
         while int(s.call("HEAD", f"/api/v1/uploads/{uid}", tok).headers["Upload-Offset"]) == 0:
             assert time.time() < deadline, "the PATCH wrote nothing"
