@@ -80,8 +80,23 @@ build() {
   printf '%s\n%s\n' "$want" "$(sha256sum "$out" | cut -c1-64)" >"$stamp"
 }
 
-build simd "$target_dir/wasm-simd" "-C target-feature=+simd128" "--enable-simd"
-build nosimd "$target_dir" "" ""
+# The two variants side by side: each ends in a long single-threaded step (fat LTO with one
+# codegen unit, then wasm-opt), so one after the other leaves a core idle for most of the build.
+# Each writes its own log, printed whole when both are done.
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+build simd "$target_dir/wasm-simd" "-C target-feature=+simd128" "--enable-simd" >"$logs/simd" 2>&1 &
+simd_pid=$!
+build nosimd "$target_dir" "" "" >"$logs/nosimd" 2>&1 &
+nosimd_pid=$!
+failed=0
+wait "$simd_pid" || failed=1
+wait "$nosimd_pid" || failed=1
+for variant in simd nosimd; do
+  echo "--- $variant build:"
+  cat "$logs/$variant"
+done
+[ "$failed" = 0 ] || { echo "a wasm build failed (see above)" >&2; exit 1; }
 
 # web/pkg = the SIMD build, web/pkg/nosimd = the plain one (assembled afresh: a copy of ~2 MB).
 rm -rf web/pkg.new

@@ -87,11 +87,21 @@ FIXTURES_DIR="$BYOM_ROOT/tests/out/fixtures"
 export BYOM_FIXTURES="$FIXTURES_DIR"
 step "fixtures (real PyTorch)" python tests/fixtures/make_packages.py "$FIXTURES_DIR"
 
+# Two pytest processes (pytest-xdist), each taking whole files (--dist loadfile keeps a module's
+# fixtures and test order together): the compile child runs libtorch on one thread and many
+# tests wait on a server or a child process, so one process leaves a core idle much of the time.
+# BYOM_PYTEST_WORKERS=1 runs them in one process.
+PYTEST_WORKERS="${BYOM_PYTEST_WORKERS:-2}"
+pytest_parallel() {
+  if [ "$PYTEST_WORKERS" -gt 1 ]; then
+    printf '%s\n' -n "$PYTEST_WORKERS" --dist loadfile
+  fi
+}
 run_pytest() {
   # pytest exit 5 means "no tests collected": we do have tests, so that is a failure too.
-  # shellcheck disable=SC2086
   # --durations: the slowest tests are listed at the end, to keep the 30-minute budget in view.
-  python -m pytest tests/ -q -ra --durations=15 ${PYTEST_ARGS:-}
+  # shellcheck disable=SC2086,SC2046
+  python -m pytest tests/ -q -ra --durations=15 $(pytest_parallel) ${PYTEST_ARGS:-}
 }
 step "pytest" run_pytest
 
@@ -99,7 +109,9 @@ step "pytest" run_pytest
 # PostgreSQL (tests/pg.py): the cluster configuration answers the same. (The cluster's own
 # multi-node test, tests/test_server_cluster.py, runs in the step above.)
 run_pytest_postgres() {
-  BYOM_TEST_CLUSTER=1 python -m pytest tests/test_server_api.py tests/test_server_compile.py -q -ra
+  # shellcheck disable=SC2046
+  BYOM_TEST_CLUSTER=1 python -m pytest tests/test_server_api.py tests/test_server_compile.py -q -ra \
+    $(pytest_parallel)
 }
 step "pytest on PostgreSQL (server API + compile)" run_pytest_postgres
 

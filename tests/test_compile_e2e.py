@@ -226,11 +226,11 @@ def test_resnet18_state_dict_all_targets(tmp_path, compile_bin):
 # Every state-dict family the compiler used to build with hand-written tch ports (resnet18
 # above), now rebuilt by torchvision itself (crates/byom-compile/python/zoo_build.py), one
 # instance each, on the smallest input the architecture takes (AlexNet's three stride-2 pools
-# need >= 63 pixels).
+# need >= 63 pixels). AlexNet (233 MB) is the large-file case; VGG (~500 MB each, 65 s here)
+# passed the same test and is left to the whole-zoo sweep (docs/architectures.md) to keep the
+# test command within its 30 minutes.
 ARCH_CASES = [
     ("densenet121", (1, 3, 64, 64)),
-    ("vgg11_bn", (1, 3, 32, 32)),
-    ("vgg11", (1, 3, 32, 32)),
     ("alexnet", (1, 3, 64, 64)),
     ("squeezenet1_1", (1, 3, 64, 64)),
     ("mobilenet_v2", (1, 3, 64, 64)),

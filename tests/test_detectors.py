@@ -40,13 +40,14 @@ import make_packages as mp  # noqa: E402
 SHAPE = (1, 3, 320, 320)
 MAX_DETECTIONS = 20
 OUTPUT = [1, MAX_DETECTIONS, 6]
-# builder name → (keyword arguments, seed). RetinaNet resizes to 800 px by default; 320 keeps
-# the test fast. Seeds: see the module doc (a seed whose boxes stay within fp32 tolerance after
-# freezing, as a trained model's do).
+# builder name → (keyword arguments, seed). Seeds: see the module doc (a seed whose boxes stay
+# within fp32 tolerance after freezing, as a trained model's do). The two cover both
+# torchvision operators detectors call (SSD: nms; Faster R-CNN: nms and roi_align); RetinaNet
+# (130 MB, nms only, 36 s here) was checked the same way once (docs/detectors.md) and is left
+# out of the test command's 30-minute budget.
 DETECTORS = {
     "ssdlite320_mobilenet_v3_large": ({}, 0),
     "fasterrcnn_mobilenet_v3_large_320_fpn": ({}, 5),
-    "retinanet_resnet50_fpn": ({"min_size": 320, "max_size": 320}, 0),
 }
 TOLERANCE = 1e-4  # the compiler's fp32 tolerance (max abs error / max |original|)
 

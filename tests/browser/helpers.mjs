@@ -192,8 +192,16 @@ export function codesOf(report) {
   };
 }
 
+const tempDirs = [];
+// Each test file runs in its own node process: its temporary folders go when it exits.
+process.on("exit", () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 export function tempDir(prefix = "byom-web-") {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
 }
 
 /** A JSON call to the server's API with a bearer token; returns {status, body}. */

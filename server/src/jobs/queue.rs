@@ -434,10 +434,20 @@ impl JobQueue for DbQueue {
 mod tests {
     use super::*;
 
-    async fn queue_with_a_package(name: &str) -> DbQueue {
+    /// Removes the test's SQLite directory when the test ends, passed or not.
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    async fn queue_with_a_package(name: &str) -> (DbQueue, TempDir) {
         let dir = std::env::temp_dir().join(format!("byom-queue-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let guard = TempDir(dir.clone());
         let db = crate::db::open(&crate::db::DatabaseUrl::default_for(&dir))
             .await
             .unwrap();
@@ -448,7 +458,7 @@ mod tests {
         ] {
             sqlx::query(sql).execute(&db.pool).await.unwrap();
         }
-        DbQueue::new(db)
+        (DbQueue::new(db), guard)
     }
 
     fn lease(owner: &str) -> Lease {
@@ -462,7 +472,7 @@ mod tests {
     /// record an end, and a job that loses its worker on every attempt is failed, saying why.
     #[tokio::test]
     async fn expired_leases_are_requeued_then_failed_and_never_finished_twice() {
-        let q = queue_with_a_package("lease").await;
+        let (q, _dir) = queue_with_a_package("lease").await;
         let targets = vec!["x86_64-cpu".to_string()];
         let job = q.enqueue("t", "p", &targets, 16).await.unwrap().unwrap();
         let (a, b) = (lease("a"), lease("b"));
@@ -506,7 +516,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancel_reaches_the_worker_through_its_heartbeat_and_the_queue_limit_holds() {
-        let q = queue_with_a_package("cancel").await;
+        let (q, _dir) = queue_with_a_package("cancel").await;
         let targets = vec!["x86_64-cpu".to_string()];
         let job = q.enqueue("t", "p", &targets, 1).await.unwrap().unwrap();
         assert!(
