@@ -165,6 +165,13 @@ class Server:
         # directory, so a restarted server finds its data again.
         if pg.cluster_mode() and "--database" not in self.args:
             self.args += ["--database", pg.database_for(self.data_dir)]
+        # BYOM_TEST_STORAGE=s3: packages, artifacts and logs in a fresh bucket of a throwaway S3
+        # server (tests/s3.py), one per data directory, instead of under the data directory.
+        if os.environ.get("BYOM_TEST_STORAGE") == "s3" and "--storage" not in self.args:
+            import s3
+            url, s3_env = s3.storage_for(self.data_dir)
+            self.args += ["--storage", url]
+            self.env.update(s3_env)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(byom_server_bin()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),

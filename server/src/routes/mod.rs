@@ -5,3 +5,4 @@ pub mod jobs;
 pub mod meta;
 pub mod packages;
 pub mod uploads;
+pub mod uploads_s3;

@@ -71,7 +71,7 @@ async fn find(state: &AppState, tenant: &str, id: &str) -> Result<(String, u64),
     ))
 }
 
-fn offset_response(status: StatusCode, id: &str, offset: u64, length: u64) -> Response {
+pub(super) fn offset_response(status: StatusCode, id: &str, offset: u64, length: u64) -> Response {
     let mut response = (
         status,
         Json(json!({ "upload_id": id, "offset": offset, "length": length })),
@@ -148,13 +148,15 @@ async fn open_upload(
     }
     let detail = format!("name={name} length={length}");
     crate::audit::record(&mut *tx, Some(principal), "upload.create", &id, &detail).await?;
-    std::fs::File::create(&path).map_err(|e| {
-        if crate::storage::is_disk_full(&e) {
-            ApiError::DiskFull
-        } else {
-            ApiError::internal(e)
-        }
-    })?;
+    if state.objects.is_none() {
+        std::fs::File::create(&path).map_err(|e| {
+            if crate::storage::is_disk_full(&e) {
+                ApiError::DiskFull
+            } else {
+                ApiError::internal(e)
+            }
+        })?;
+    }
     if let Err(e) = tx.commit().await {
         discard(state, &path);
         return Err(e.into());
@@ -172,9 +174,12 @@ pub async fn status(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (_, length) = find(&state, &principal.tenant, &id).await?;
-    let offset = std::fs::metadata(part_path(&state, &id))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let offset = match &state.objects {
+        Some(objects) => super::uploads_s3::offset(objects, &id).await?,
+        None => std::fs::metadata(part_path(&state, &id))
+            .map(|m| m.len())
+            .unwrap_or(0),
+    };
     Ok(offset_response(StatusCode::OK, &id, offset, length))
 }
 
@@ -200,7 +205,7 @@ pub async fn abort(
         Some(UploadSlot::Busy(writer)) => {
             writer.send_replace(true);
         }
-        _ => discard(&state, &part_path(&state, &id)),
+        _ => remove_bytes(&state, &id).await,
     }
     let deleted = async {
         let mut tx = state.db.begin().await?;
@@ -220,6 +225,25 @@ pub async fn abort(
     match deleted? {
         0 => Err(ApiError::NotFound("upload")), // completed or expired meanwhile
         _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// Remove every byte of an upload (its `.part` file, or its parts in the object store).
+async fn remove_bytes(state: &AppState, id: &str) {
+    match &state.objects {
+        Some(objects) => super::uploads_s3::remove(objects, id).await,
+        None => discard(state, &part_path(state, id)),
+    }
+}
+
+/// Resolves when the slot's holder is told that its upload was deleted.
+fn cancelled(token: &SlotToken) -> impl std::future::Future<Output = ()> {
+    let mut cancel = token.subscribe();
+    async move {
+        let closed = cancel.wait_for(|&c| c).await.is_err();
+        if closed {
+            std::future::pending::<()>().await; // no sender: never cancelled
+        }
     }
 }
 
@@ -290,19 +314,32 @@ pub async fn append(
         .uploads
         .limiter
         .try_start(&state.config, &principal.tenant)?;
-    let path = part_path(&state, &id);
     let (token, slot) = take_slot(&state, &id)?;
     let upload = Upload {
         id: &id,
         name: &name,
         length,
     };
-    let (kept, result) =
-        write_part(&state, &principal, upload, claimed, (&token, slot), body).await;
+    let (kept, result) = match &state.objects {
+        Some(objects) => {
+            let patch = super::uploads_s3::Patch {
+                id: &id,
+                name: &name,
+                length,
+                claimed,
+                idle: std::time::Duration::from_secs(state.config.idle_timeout_s),
+            };
+            let cancel = cancelled(&token);
+            let done =
+                super::uploads_s3::write_part(&state, objects, &principal, patch, body, cancel);
+            (None, done.await)
+        }
+        None => write_part(&state, &principal, upload, claimed, (&token, slot), body).await,
+    };
     // Whatever happened, the slot is this request's no more. If the upload was deleted
     // meanwhile, this request removes the bytes the DELETE left to it.
     if !put_back(&state, &id, &token, kept) {
-        discard(&state, &path);
+        remove_bytes(&state, &id).await;
     }
     if let Err(e) = &result {
         audit_rejected(&state, &principal, &id, &name, e).await;
@@ -435,7 +472,7 @@ async fn write_part(
 /// in-memory state of uploads whose row is gone, whatever removed it.
 pub async fn expire_stale(state: &AppState) -> Result<usize, sqlx::Error> {
     let expiry = Duration::from_secs(state.config.upload_expiry_s);
-    let rows = sqlx::query("SELECT id, tenant_id FROM uploads")
+    let rows = sqlx::query("SELECT id, tenant_id, created_at FROM uploads")
         .fetch_all(&state.db)
         .await?;
     forget_orphans(
@@ -447,10 +484,19 @@ pub async fn expire_stale(state: &AppState) -> Result<usize, sqlx::Error> {
         let id: String = row.get("id");
         let tenant: String = row.get("tenant_id");
         let path = part_path(state, &id);
-        let idle = std::fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok());
+        let idle = match &state.objects {
+            Some(objects) => {
+                let created: String = row.get("created_at");
+                match super::uploads_s3::idle(objects, &id, &created).await {
+                    Some(idle) => idle,
+                    None => continue, // the store is unreachable: not now
+                }
+            }
+            None => std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok()),
+        };
         if idle.is_some_and(|d| d < expiry) {
             continue;
         }
@@ -474,7 +520,7 @@ pub async fn expire_stale(state: &AppState) -> Result<usize, sqlx::Error> {
         };
         // Bytes first: that needs no space on a full disk, and frees some for the row. If
         // the row cannot go now, the next sweep finds it without a file and tries again.
-        discard(state, &path);
+        remove_bytes(state, &id).await;
         let deleted = async {
             let mut tx = state.db.begin().await?;
             let gone = sqlx::query("DELETE FROM uploads WHERE id = $1")
