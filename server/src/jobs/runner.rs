@@ -169,7 +169,7 @@ impl Runner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(job.id.clone(), Arc::clone(&cancel));
-        let outcome = match self.prepare(&job).await {
+        let outcome = match self.keeping_lease(&job, self.prepare(&job)).await {
             Ok((dir, allowance)) => {
                 self.supervise(&job, &dir, allowance, &cancel, shutdown)
                     .await
@@ -192,7 +192,9 @@ impl Runner {
         let outcome = match &self.objects {
             None => outcome,
             Some(objects) => {
-                let stored = store_job_outputs(objects, &job.id, &dir).await;
+                let stored = self
+                    .keeping_lease(&job, store_job_outputs(objects, &job.id, &dir))
+                    .await;
                 let _ = tokio::fs::remove_dir_all(&dir).await;
                 match stored {
                     Ok(()) => outcome,
@@ -224,6 +226,31 @@ impl Runner {
                 tracing::warn!(job = %job.id, "lost the job's lease before it ended; its outcome here is not recorded")
             }
             Err(e) => tracing::error!(job = %job.id, error = %e, "cannot record the job's end"),
+        }
+    }
+
+    /// Run `work` while renewing the job's lease: preparing a job (the first job's Python probe
+    /// imports torch; a large package comes from the object store) and storing its outputs can
+    /// take longer than a lease. What the heartbeat says is acted on by [`Runner::supervise`]
+    /// and [`JobQueue::finish`], not here.
+    async fn keeping_lease<T>(
+        &self,
+        job: &JobRow,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::pin!(work);
+        let mut beat = tokio::time::interval(heartbeat_every(self.lease.seconds));
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.tick().await; // the first tick is immediate; the claim has just set the lease
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = beat.tick() => {
+                    if let Err(e) = self.queue.heartbeat(&job.id, &self.lease).await {
+                        tracing::warn!(job = %job.id, error = %e, "cannot renew the job's lease");
+                    }
+                }
+            }
         }
     }
 
