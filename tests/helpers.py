@@ -197,6 +197,24 @@ class Server:
             return ["--database", self.args[self.args.index("--database") + 1]]
         return []
 
+    def storage_url(self) -> str | None:
+        """`--storage URL` when this server has one."""
+        return self.args[self.args.index("--storage") + 1] if "--storage" in self.args else None
+
+    def blob(self, sha: str) -> bytes | None:
+        """A stored package's bytes, from the data directory or the bucket; None if absent."""
+        url = self.storage_url()
+        if url and url.startswith("s3://"):
+            import s3
+            bucket, _, prefix = url.removeprefix("s3://").partition("/")
+            key = "/".join(p for p in (prefix.strip("/"), "blobs", sha[:2], sha) if p)
+            try:
+                return s3.shared().client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            except Exception:
+                return None
+        path = self.data_dir / "blobs" / sha[:2] / sha
+        return path.read_bytes() if path.exists() else None
+
     @property
     def admin(self) -> str:
         return self.env.get("BYOM_ADMIN_TOKEN") or (self.data_dir / "admin-token").read_text().strip()
