@@ -404,3 +404,30 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::StorageUrl;
+
+    #[test]
+    fn storage_defaults_to_the_data_directory_and_parts_are_bounded() {
+        let args = ServeArgs {
+            data_dir: Some("d".into()),
+            ..Default::default()
+        };
+        let config = Config::resolve(args).unwrap();
+        assert_eq!(config.storage, StorageUrl::File("d/blobs".into()));
+        assert_eq!(config.storage_part_mib, 8);
+        for bad in [4, 257] {
+            let args = ServeArgs {
+                storage_part_mib: Some(bad),
+                ..Default::default()
+            };
+            assert!(matches!(
+                Config::resolve(args),
+                Err(ConfigError::StoragePart)
+            ));
+        }
+    }
+}
