@@ -1,7 +1,8 @@
 """Object storage: two API servers (`serve --workers 0`) and two compile workers on one
 PostgreSQL (tests/pg.py) and one bucket of a throwaway S3 server (tests/s3.py), with NO shared
 data directory (every node has its own local scratch directory). Uploads on either server are
-visible on the other, a resumable upload started on one finishes on the other, a worker fetches
+visible on the other, a resumable upload started on one finishes on the other (also after a
+PATCH cut off mid-way: what arrived counts), a worker fetches
 the package from the bucket and puts the artifact there, both API servers serve it, tenants
 stay apart, identical bytes are stored once, refused uploads leave no object behind, and an
 API server killed with SIGKILL mid-upload leaves nothing half-visible."""
@@ -180,6 +181,33 @@ def test_refused_uploads_leave_no_object(cluster):
     assert len(a.check(a.call("GET", "/api/v1/packages", alice), 200, "PackageList")["packages"]) == listed
 
 
+def test_a_patch_cut_off_keeps_what_arrived_and_another_server_continues(cluster):
+    a, b = cluster["apis"]
+    alice = a.tenant_token("alice", "uploader")
+    data = good_package("s3-cut")
+    r = a.call("POST", "/api/v1/uploads?name=cut.tar.gz", alice, headers={"Upload-Length": str(len(data))})
+    uid = a.check(r, 201, "UploadStatus")["upload_id"]
+    sent = len(data) // 3
+
+    def cut():
+        yield data[:sent]
+        time.sleep(0.5)  # let the first chunk reach the server
+        raise ConnectionError("dropped")
+
+    with pytest.raises(Exception):
+        a.call("PATCH", f"/api/v1/uploads/{uid}", alice, headers={"Upload-Offset": "0"}, data=cut())
+    deadline = time.time() + 10
+    offset = 0
+    while time.time() < deadline and offset == 0:
+        offset = int(b.call("HEAD", f"/api/v1/uploads/{uid}", alice).headers["Upload-Offset"])
+        time.sleep(0.1)
+    assert 0 < offset <= sent, offset
+    r = b.call("PATCH", f"/api/v1/uploads/{uid}", alice, headers={"Upload-Offset": str(offset)}, data=data[offset:])
+    assert b.check(r, 201, "PackageResponse")["package"]["sha256"] == sha256(data)
+    assert keys(cluster, "uploads/") == [] and keys(cluster, "tmp/") == []
+
+
+# Last: it kills api1.
 def test_an_api_server_killed_mid_upload_leaves_nothing_visible(cluster):
     a, b = cluster["apis"]
     alice = b.tenant_token("alice", "uploader")
