@@ -33,6 +33,8 @@ use object_store::path::Path as Key;
 use object_store::{MultipartUpload, ObjectMeta, ObjectStore, PutPayload};
 
 const MIB: u64 = 1024 * 1024;
+/// The largest object S3's CopyObject copies in one request.
+const MAX_COPY_BYTES: u64 = 5 * 1024 * MIB;
 
 /// Where package bytes live, as `--storage` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,17 +185,40 @@ impl S3Store {
     }
 
     /// Make the completed upload `tmp` the blob `sha256` (a server-side copy unless that blob
-    /// exists already: identical bytes are stored once), then delete `tmp`.
+    /// exists already: identical bytes are stored once), then delete `tmp`. S3 copies at most
+    /// 5 GiB in one request; a larger object is streamed through this server instead.
     pub async fn commit_blob(&self, tmp: &Key, sha256: &str) -> io::Result<()> {
         let blob = self.blob_key(sha256)?;
         match self.store.head(&blob).await {
             Ok(_) => {}
             Err(object_store::Error::NotFound { .. }) => {
-                self.store.copy(tmp, &blob).await.map_err(to_io)?
+                let size = self.store.head(tmp).await.map_err(to_io)?.size;
+                if size <= MAX_COPY_BYTES {
+                    self.store.copy(tmp, &blob).await.map_err(to_io)?
+                } else {
+                    self.restream(tmp, &blob).await?
+                }
             }
             Err(e) => return Err(to_io(e)),
         }
         self.delete(tmp).await
+    }
+
+    /// Copy `from` to `to` through this process, one part in memory.
+    async fn restream(&self, from: &Key, to: &Key) -> io::Result<()> {
+        let (_, mut stream) = self.read(from).await?;
+        let mut writer = self.writer(to).await?;
+        while let Some(chunk) = stream.next().await {
+            let written = match chunk {
+                Ok(c) => writer.write_async(&c).await,
+                Err(e) => Err(to_io(e)),
+            };
+            if let Err(e) = written {
+                writer.abort().await;
+                return Err(e);
+            }
+        }
+        writer.complete().await
     }
 
     pub async fn delete_blob(&self, sha256: &str) -> io::Result<()> {
@@ -437,6 +462,19 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].location.as_ref(), format!("p/blobs/ab/{sha}"));
         assert_eq!(all[0].size, 6 * MIB);
+        // Past the copy limit, the same result by streaming.
+        let sha2 = "cd".repeat(32);
+        let mut w = store.writer(&store.tmp_key("d")).await.unwrap();
+        w.write_async(b"big").await.unwrap();
+        w.complete().await.unwrap();
+        store
+            .restream(&store.tmp_key("d"), &store.blob_key(&sha2).unwrap())
+            .await
+            .unwrap();
+        let (n, _) = store.read(&store.blob_key(&sha2).unwrap()).await.unwrap();
+        assert_eq!(n, 3);
+        store.delete(&store.tmp_key("d")).await.unwrap();
+        store.delete_blob(&sha2).await.unwrap();
         store.delete_blob(&sha).await.unwrap();
         store.delete_blob(&sha).await.unwrap(); // gone already: fine
         assert!(store.list_area("").await.unwrap().is_empty());
