@@ -165,6 +165,13 @@ class Server:
         # directory, so a restarted server finds its data again.
         if pg.cluster_mode() and "--database" not in self.args:
             self.args += ["--database", pg.database_for(self.data_dir)]
+        # BYOM_TEST_STORAGE=s3: packages, artifacts and logs in a fresh bucket of a throwaway S3
+        # server (tests/s3.py), one per data directory, instead of under the data directory.
+        if os.environ.get("BYOM_TEST_STORAGE") == "s3" and "--storage" not in self.args:
+            import s3
+            url, s3_env = s3.storage_for(self.data_dir)
+            self.args += ["--storage", url]
+            self.env.update(s3_env)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(byom_server_bin()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
@@ -189,6 +196,24 @@ class Server:
         if "--database" in self.args:
             return ["--database", self.args[self.args.index("--database") + 1]]
         return []
+
+    def storage_url(self) -> str | None:
+        """`--storage URL` when this server has one."""
+        return self.args[self.args.index("--storage") + 1] if "--storage" in self.args else None
+
+    def blob(self, sha: str) -> bytes | None:
+        """A stored package's bytes, from the data directory or the bucket; None if absent."""
+        url = self.storage_url()
+        if url and url.startswith("s3://"):
+            import s3
+            bucket, _, prefix = url.removeprefix("s3://").partition("/")
+            key = "/".join(p for p in (prefix.strip("/"), "blobs", sha[:2], sha) if p)
+            try:
+                return s3.shared().client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            except Exception:
+                return None
+        path = self.data_dir / "blobs" / sha[:2] / sha
+        return path.read_bytes() if path.exists() else None
 
     @property
     def admin(self) -> str:

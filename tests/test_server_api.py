@@ -77,8 +77,7 @@ def test_valid_upload_is_stored(server, good):
     assert pkg["id"] in [p["id"] for p in listed]
     detail = server.check(server.call("GET", f"/api/v1/packages/{pkg['id']}", token), 200, "PackageDetail")
     assert detail["jobs"] == [] and detail["report"] == pkg["report"]
-    blob = server.data_dir / "blobs" / pkg["sha256"][:2] / pkg["sha256"]
-    assert blob.read_bytes() == good
+    assert server.blob(pkg["sha256"]) == good
 
 
 def byom_validate_json(path) -> dict:
@@ -165,11 +164,10 @@ def test_dedup_does_not_leak_and_delete_keeps_the_other_tenants_bytes(server):
     assert ra.status_code == rb.status_code and sorted(ra.headers) == sorted(rb.headers)
     strip = lambda p: {k: v for k, v in p.items() if k not in ("id", "created_at")}
     assert strip(pa) == strip(pb) and pa["id"] != pb["id"]
-    blob = server.data_dir / "blobs" / pa["sha256"][:2] / pa["sha256"]
-    assert blob.exists()
+    assert server.blob(pa["sha256"]) is not None
     assert server.call("DELETE", f"/api/v1/packages/{pb['id']}", b).status_code == 204
     server.error(server.call("GET", f"/api/v1/packages/{pb['id']}", b), 404, "not_found")
-    assert blob.read_bytes() == good, "b's delete removed bytes a still references"
+    assert server.blob(pa["sha256"]) == good, "b's delete removed bytes a still references"
     server.check(server.call("GET", f"/api/v1/packages/{pa['id']}", a), 200, "PackageDetail")
     # a's package still compiles (the worker gets a copy of the blob)
     job = server.check(server.call("POST", f"/api/v1/packages/{pa['id']}/compile", a, json={"targets": ["x86_64-cpu"]}),
@@ -177,7 +175,7 @@ def test_dedup_does_not_leak_and_delete_keeps_the_other_tenants_bytes(server):
     done = server.wait_job(a, job["id"])
     assert "package was deleted" not in (done["failure_reason"] or "")
     assert server.call("DELETE", f"/api/v1/packages/{pa['id']}", a).status_code == 204
-    assert not blob.exists(), "the last reference is gone, so are the bytes"
+    assert server.blob(pa["sha256"]) is None, "the last reference is gone, so are the bytes"
 
 
 def test_token_revoke_and_audit(server, good):
@@ -231,7 +229,9 @@ def test_size_limit_and_disk_full(tmp_path, good):
         s.error(s.call("PUT", "/api/v1/packages", tok, data=iter([good[:1000], good[1000:]])), 413, "too_large")
     finally:
         s.stop()
-    s = Server(tmp_path / "data2", env={"BYOM_TEST_DISK_LIMIT": str(len(good) // 2)}).start()
+    # The disk-full path is the local disk's (file: storage, also when the suite runs on S3).
+    s = Server(tmp_path / "data2", "--storage", f"file:{tmp_path / 'data2' / 'blobs'}",
+               env={"BYOM_TEST_DISK_LIMIT": str(len(good) // 2)}).start()
     try:
         tok = s.tenant_token("t", "uploader")
         s.error(s.upload(tok, good), 507, "disk_full")

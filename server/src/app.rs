@@ -46,6 +46,8 @@ pub struct AppState {
     pub database: crate::db::Db,
     pub config: Arc<Config>,
     pub store: Arc<dyn BlobStore>,
+    /// The shared object store (`--storage s3://…`); `None` with `file:` storage.
+    pub objects: Option<Arc<crate::objects::S3Store>>,
     pub budget: Arc<DiskBudget>,
     pub metrics: Arc<Metrics>,
     pub queue: Arc<dyn JobQueue>,

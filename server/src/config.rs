@@ -24,6 +24,17 @@ pub struct ServeArgs {
     /// `postgres://user:password@host/db`, shared by any number of `serve` and `worker` nodes.
     #[arg(long, env = "BYOM_DATABASE")]
     pub database: Option<crate::db::DatabaseUrl>,
+    /// Where package bytes, artifacts and job logs live: `file:DIR` (package blobs in DIR on
+    /// this machine; the default is `<data-dir>/blobs`) or `s3://bucket/prefix`, an
+    /// S3-compatible store shared by any number of `serve` and `worker` nodes, each with only a
+    /// local `--data-dir` for scratch. Endpoint, region and credentials: the `AWS_*` variables
+    /// (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP).
+    #[arg(long, env = "BYOM_STORAGE")]
+    pub storage: Option<crate::objects::StorageUrl>,
+    /// Size of the parts an upload is sent to an s3:// store in, in MiB (5 to 256); one part
+    /// is held in memory per upload receiving at once [default: 8].
+    #[arg(long, env = "BYOM_STORAGE_PART_MIB")]
+    pub storage_part_mib: Option<u64>,
     /// Directory of the portal page served at `/` [default: web].
     #[arg(long, env = "BYOM_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
@@ -130,6 +141,8 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database: Option<String>,
+    storage: Option<String>,
+    storage_part_mib: Option<u64>,
     web_dir: Option<PathBuf>,
     max_upload_bytes: Option<u64>,
     workers: Option<usize>,
@@ -165,6 +178,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database: crate::db::DatabaseUrl,
+    pub storage: crate::objects::StorageUrl,
+    /// Part size of multipart uploads to an s3:// store (bytes held per upload).
+    pub storage_part_mib: u64,
     pub web_dir: PathBuf,
     pub max_upload_bytes: u64,
     pub workers: usize,
@@ -222,6 +238,10 @@ pub enum ConfigError {
     Workers,
     #[error("invalid --database: {0}")]
     Database(String),
+    #[error("invalid --storage: {0}")]
+    Storage(String),
+    #[error("--storage-part-mib must be 5 to 256 (S3 parts are at least 5 MiB; one is held in memory per upload)")]
+    StoragePart,
     #[error("--max-connections must be at least 1")]
     MaxConnections,
     #[error("--job-disk-mb must be at least 1")]
@@ -273,6 +293,17 @@ impl Config {
             (None, Some(s)) => s.parse().map_err(ConfigError::Database)?,
             (None, None) => crate::db::DatabaseUrl::default_for(&data_dir),
         };
+        let storage = match (args.storage, file.storage) {
+            (Some(s), _) => s,
+            (None, Some(s)) => s.parse().map_err(ConfigError::Storage)?,
+            (None, None) => crate::objects::StorageUrl::File(data_dir.join("blobs")),
+        };
+        let storage_part_mib = args.storage_part_mib.or(file.storage_part_mib).unwrap_or(8);
+        if !(crate::objects::PART_MIB_MIN..=crate::objects::PART_MIB_MAX)
+            .contains(&storage_part_mib)
+        {
+            return Err(ConfigError::StoragePart);
+        }
         let workers = args.workers.or(file.workers).unwrap_or(1);
         if workers == 0 && database.engine() == crate::db::Engine::Sqlite {
             return Err(ConfigError::Workers);
@@ -293,6 +324,8 @@ impl Config {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
             database,
+            storage,
+            storage_part_mib,
             web_dir: args
                 .web_dir
                 .or(file.web_dir)
@@ -369,5 +402,32 @@ impl Config {
                 .or(file.disk_reserve_bytes)
                 .unwrap_or(64 * MIB),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::StorageUrl;
+
+    #[test]
+    fn storage_defaults_to_the_data_directory_and_parts_are_bounded() {
+        let args = ServeArgs {
+            data_dir: Some("d".into()),
+            ..Default::default()
+        };
+        let config = Config::resolve(args).unwrap();
+        assert_eq!(config.storage, StorageUrl::File("d/blobs".into()));
+        assert_eq!(config.storage_part_mib, 8);
+        for bad in [4, 257] {
+            let args = ServeArgs {
+                storage_part_mib: Some(bad),
+                ..Default::default()
+            };
+            assert!(matches!(
+                Config::resolve(args),
+                Err(ConfigError::StoragePart)
+            ));
+        }
     }
 }

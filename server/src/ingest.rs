@@ -131,7 +131,7 @@ impl IngestState {
         }
     }
 
-    fn feed(&mut self, chunk: &[u8]) {
+    pub fn feed(&mut self, chunk: &[u8]) {
         self.hasher.update(chunk);
         self.validator.feed(chunk);
         self.bytes += chunk.len() as u64;
@@ -193,6 +193,48 @@ pub async fn receive(
     disk: DiskGate,
     cancelled: impl Future<Output = ()>,
 ) -> (IngestState, Result<(), ApiError>) {
+    let sink = FileSink { file, gate: disk };
+    let (state, _, outcome) = receive_into(state, sink, body, idle, allowance, cancelled).await;
+    (state, outcome)
+}
+
+/// Where the disk stage of [`receive_into`] writes: a local file ([`FileSink`]) or an object
+/// store's multipart upload (`objects::ObjectWriter`). Called on a blocking thread.
+pub trait Sink: Send + 'static {
+    /// Write one chunk (all of it, or fail).
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()>;
+    /// After the last chunk: make what was written durable (fsync; the last part).
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// A local file, every chunk first passing the [`DiskGate`].
+pub struct FileSink {
+    pub file: File,
+    pub gate: DiskGate,
+}
+
+impl Sink for FileSink {
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        // Unbuffered: the free space the gate reads is then the space really left.
+        self.gate.take(chunk.len() as u64)?;
+        self.file.write_all(chunk)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+}
+
+/// [`receive`] into any [`Sink`], which is handed back (`None` only if a stage panicked) so
+/// that the caller can complete or abort what it wrote.
+pub async fn receive_into<S: Sink>(
+    state: IngestState,
+    sink: S,
+    body: Body,
+    idle: Duration,
+    allowance: Allowance,
+    cancelled: impl Future<Output = ()>,
+) -> (IngestState, Option<S>, Result<(), ApiError>) {
     let IngestState {
         validator,
         hasher,
@@ -218,24 +260,19 @@ pub async fn receive(
         }
         (*validator, fed)
     });
-    let disk = Arc::new(disk);
     let sink = tokio::spawn(async move {
-        let mut io = Box::new((file, hasher));
+        let mut io = Box::new((sink, hasher));
         let mut outcome: io::Result<()> = Ok(());
         while let Some(batch) = next_batch(&mut rx).await {
             if outcome.is_err() {
                 continue; // keep draining so the reader never blocks; nothing more is written
             }
-            let gate = Arc::clone(&disk);
             let (back, result, written) = blocking(move || {
-                let (file, hasher) = &mut *io;
+                let (sink, hasher) = &mut *io;
                 let mut written = Vec::with_capacity(batch.len());
                 let mut result = Ok(());
                 for chunk in batch {
-                    // Unbuffered: the free space the gate reads is then the space really left.
-                    result = gate
-                        .take(chunk.len() as u64)
-                        .and_then(|()| file.write_all(&chunk));
+                    result = sink.write(&chunk);
                     if result.is_err() {
                         break;
                     }
@@ -255,11 +292,19 @@ pub async fn receive(
             }
         }
         drop(to_validator);
-        let (file, hasher) = *io;
-        if outcome.is_ok() {
-            outcome = blocking(move || file.sync_all()).await;
-        }
-        (hasher, outcome)
+        let (mut sink, hasher) = *io;
+        let sink = if outcome.is_ok() {
+            let (sink, flushed) = blocking(move || {
+                let r = sink.flush();
+                (sink, r)
+            })
+            .await;
+            outcome = flushed;
+            sink
+        } else {
+            sink
+        };
+        (sink, hasher, outcome)
     });
 
     let deleted = || {
@@ -299,13 +344,14 @@ pub async fn receive(
     };
     drop(tx);
     let (sunk, validated) = (sink.await, validation.await);
-    let (state, written) = match (sunk, validated) {
-        (Ok((hasher, written)), Ok((validator, fed))) => (
+    let (state, sink, written) = match (sunk, validated) {
+        (Ok((sink, hasher, written)), Ok((validator, fed))) => (
             IngestState {
                 validator,
                 hasher,
                 bytes: start + fed,
             },
+            sink,
             written,
         ),
         (Err(e), _) | (_, Err(e)) => {
@@ -315,6 +361,7 @@ pub async fn receive(
             lost.bytes = u64::MAX;
             return (
                 lost,
+                None,
                 Err(ApiError::internal(format!("upload pipeline panicked: {e}"))),
             );
         }
@@ -325,7 +372,7 @@ pub async fn receive(
         (Ok(()), Err(e)) => Err(ApiError::internal(format!("writing upload: {e}"))),
         (Ok(()), Ok(())) => Ok(()),
     };
-    (state, outcome)
+    (state, Some(sink), outcome)
 }
 
 /// The next chunk, waiting for it, plus whatever else has already arrived (up to [`BATCH`]);

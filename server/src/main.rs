@@ -19,6 +19,7 @@ mod ids;
 mod ingest;
 mod jobs;
 mod metrics;
+mod objects;
 mod routes;
 mod storage;
 

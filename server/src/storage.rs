@@ -24,6 +24,15 @@ pub trait BlobStore: Send + Sync + 'static {
     fn list(&self) -> io::Result<Vec<String>>;
 }
 
+/// Where a node keeps package bytes: always the local [`BlobStore`] (the embedded default,
+/// `--storage file:DIR`), and with `--storage s3://…` the shared object store that then holds
+/// packages, artifacts and job logs instead (the local blob directory stays empty).
+#[derive(Clone)]
+pub struct Stores {
+    pub blobs: Arc<dyn BlobStore>,
+    pub objects: Option<Arc<crate::objects::S3Store>>,
+}
+
 /// Counts bytes written under the data directory against an optional limit.
 ///
 /// A real full disk returns ENOSPC from `write`; tests cannot fill a real disk, so

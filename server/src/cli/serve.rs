@@ -26,7 +26,8 @@ use crate::config::{Config, ServeArgs};
 use crate::db::{Db, Engine};
 use crate::jobs::queue::{DbQueue, JobQueue};
 use crate::jobs::runner::Runner;
-use crate::storage::{BlobStore, DiskBudget, FsBlobStore};
+use crate::objects::{S3Store, StorageUrl};
+use crate::storage::{BlobStore, DiskBudget, FsBlobStore, Stores};
 
 pub fn run(args: ServeArgs) -> ExitCode {
     init_logging();
@@ -74,6 +75,7 @@ struct Node {
     db: Db,
     config: Arc<Config>,
     store: Arc<dyn BlobStore>,
+    objects: Option<Arc<S3Store>>,
     budget: Arc<DiskBudget>,
     queue: Arc<dyn JobQueue>,
     runner: Arc<Runner>,
@@ -88,11 +90,27 @@ impl Node {
             std::fs::create_dir_all(data.join(sub))?;
         }
         let db = crate::db::open(&config.database).await?;
-        recover(&db, &config).await?;
+        let objects = match &config.storage {
+            StorageUrl::File(_) => None,
+            StorageUrl::S3 { bucket, prefix } => {
+                let s3 = S3Store::new(bucket, prefix, config.storage_part_mib)?;
+                s3.check().await.map_err(|e| {
+                    format!("cannot use --storage {}: {e}", config.storage.describe())
+                })?;
+                Some(Arc::new(s3))
+            }
+        };
+        recover(&db, &config, objects.as_deref()).await?;
         let budget = DiskBudget::new(config.test_disk_limit, crate::storage::dir_size(&data));
-        let store: Arc<dyn BlobStore> =
-            Arc::new(FsBlobStore::new(data.join("blobs"), Arc::clone(&budget))?);
-        sweep_blobs(&db, store.as_ref()).await?;
+        let blob_dir = match &config.storage {
+            StorageUrl::File(dir) => dir.clone(),
+            StorageUrl::S3 { .. } => data.join("blobs"),
+        };
+        let store: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(blob_dir, Arc::clone(&budget))?);
+        match &objects {
+            None => sweep_blobs(&db, store.as_ref()).await?,
+            Some(s3) => sweep_objects(&db, s3, &config).await?,
+        }
         let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(db.clone()));
         // One node owns an SQLite database: whatever it left running died with it. On a shared
         // database the other nodes' jobs are running right now; a dead node's jobs are the
@@ -143,7 +161,10 @@ impl Node {
         let runner = Runner::new(
             Arc::clone(&queue),
             db.clone(),
-            Arc::clone(&store),
+            Stores {
+                blobs: Arc::clone(&store),
+                objects: objects.clone(),
+            },
             Arc::clone(&config),
             exe,
             netns,
@@ -152,11 +173,12 @@ impl Node {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = runner.start(stop_rx.clone());
         tasks.push(runner.start_reaper(stop_rx));
-        tracing::info!(node = %runner.lease.owner, database = %config.database.redacted(), workers = config.workers, lease_s = config.lease_s, "node started");
+        tracing::info!(node = %runner.lease.owner, database = %config.database.redacted(), storage = %config.storage.describe(), workers = config.workers, lease_s = config.lease_s, "node started");
         Ok(Node {
             db,
             config,
             store,
+            objects,
             budget,
             queue,
             runner,
@@ -243,6 +265,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         database: node.db.clone(),
         config: Arc::clone(&config),
         store: Arc::clone(&node.store),
+        objects: node.objects.clone(),
         budget: Arc::clone(&node.budget),
         metrics: Arc::default(),
         queue: Arc::clone(&node.queue),
@@ -408,7 +431,14 @@ async fn accept_error(e: std::io::Error) {
 /// On a shared database the data directory is shared too, and other nodes are receiving
 /// uploads right now: only temp files nobody wrote to for twice `--idle-timeout-s` go (an
 /// upload that sends nothing for that long has been dropped).
-async fn recover(db: &Db, config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+///
+/// With an object store, resumable uploads' bytes are there, not in `<data>/uploads`: the rows
+/// stay (expiry removes abandoned ones).
+async fn recover(
+    db: &Db,
+    config: &Config,
+    objects: Option<&S3Store>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let tmp = config.data_dir.join("tmp");
     let idle = Duration::from_secs(config.idle_timeout_s.saturating_mul(2));
     let mut removed = 0u32;
@@ -432,6 +462,9 @@ async fn recover(db: &Db, config: &Config) -> Result<(), Box<dyn std::error::Err
     }
     if removed > 0 {
         tracing::info!(files = removed, "removed temp files of interrupted uploads");
+    }
+    if objects.is_some() {
+        return Ok(());
     }
     let uploads = sqlx::query("SELECT id FROM uploads")
         .fetch_all(&db.pool)
@@ -473,6 +506,68 @@ async fn sweep_blobs(db: &Db, store: &dyn BlobStore) -> Result<(), Box<dyn std::
         }
     }
     Ok(())
+}
+
+/// [`sweep_blobs`] for an object store, plus what interrupted requests left there: `tmp/`
+/// objects (a valid upload between its completion and its commit) and the parts of resumable
+/// uploads whose row is gone, once nobody has written them for twice `--idle-timeout-s` (other
+/// nodes are uploading right now). Blobs are removed under the blob lock, like on disk.
+async fn sweep_objects(
+    db: &Db,
+    objects: &S3Store,
+    config: &Config,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let idle = chrono_age(config.idle_timeout_s.saturating_mul(2));
+    {
+        let _guard = db.blob_lock().await?;
+        for meta in objects.list_area("blobs").await? {
+            let Some(sha) = meta.location.filename().map(str::to_string) else {
+                continue;
+            };
+            let used = sqlx::query("SELECT 1 FROM packages WHERE sha256 = $1 LIMIT 1")
+                .bind(&sha)
+                .fetch_optional(&db.pool)
+                .await?;
+            if used.is_none() {
+                tracing::info!(sha256 = %sha, "removing unreferenced blob");
+                objects.delete(&meta.location).await?;
+                sqlx::query("DELETE FROM blobs WHERE sha256 = $1")
+                    .bind(&sha)
+                    .execute(&db.pool)
+                    .await?;
+            }
+        }
+    }
+    for meta in objects.list_area("tmp").await? {
+        if meta.last_modified < idle {
+            objects.delete(&meta.location).await?;
+        }
+    }
+    for meta in objects.list_area("uploads").await? {
+        // …/uploads/<id>/<offset>
+        let parts: Vec<String> = meta
+            .location
+            .parts()
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        let Some(id) = parts.len().checked_sub(2).map(|i| parts[i].clone()) else {
+            continue;
+        };
+        let open = sqlx::query("SELECT 1 FROM uploads WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&db.pool)
+            .await?;
+        if open.is_none() && meta.last_modified < idle {
+            objects.delete(&meta.location).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The instant `seconds` ago, as object listings give times.
+fn chrono_age(seconds: u64) -> chrono::DateTime<chrono::Utc> {
+    let secs = i64::try_from(seconds).unwrap_or(i64::MAX / 2);
+    chrono::Utc::now() - chrono::TimeDelta::try_seconds(secs).unwrap_or(chrono::TimeDelta::zero())
 }
 
 /// Expire abandoned resumable uploads, at start-up and then every so often (often enough that

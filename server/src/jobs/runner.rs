@@ -23,7 +23,7 @@ use super::sandbox;
 use crate::backend::PythonRuntime;
 use crate::config::Config;
 use crate::db::Db;
-use crate::storage::BlobStore;
+use crate::storage::{BlobStore, Stores};
 
 /// Lines of `log.txt` / `worker.log` kept with a job.
 const LOG_TAIL_LINES: usize = 40;
@@ -42,6 +42,8 @@ pub struct Runner {
     /// This node's claims: its id and the lease length.
     pub lease: Lease,
     pub store: Arc<dyn BlobStore>,
+    /// With `--storage s3://…`: packages come from there, artifacts and logs go there.
+    pub objects: Option<Arc<crate::objects::S3Store>>,
     pub config: Arc<Config>,
     pub exe: PathBuf,
     pub netns: bool,
@@ -59,7 +61,7 @@ impl Runner {
     pub fn new(
         queue: Arc<dyn JobQueue>,
         db: Db,
-        store: Arc<dyn BlobStore>,
+        stores: Stores,
         config: Arc<Config>,
         exe: PathBuf,
         netns: bool,
@@ -73,7 +75,8 @@ impl Runner {
             queue,
             db,
             lease,
-            store,
+            store: stores.blobs,
+            objects: stores.objects,
             config,
             exe,
             netns,
@@ -166,7 +169,7 @@ impl Runner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(job.id.clone(), Arc::clone(&cancel));
-        let outcome = match self.prepare(&job).await {
+        let outcome = match self.keeping_lease(&job, self.prepare(&job)).await {
             Ok((dir, allowance)) => {
                 self.supervise(&job, &dir, allowance, &cancel, shutdown)
                     .await
@@ -181,7 +184,34 @@ impl Runner {
         // Only the bundles and logs stay: the package copy, scratch and whatever the model
         // wrote go, also when preparing failed half-way.
         let dir = sandbox::job_dir(&self.config.data_dir, &job.id);
-        let _ = tokio::task::spawn_blocking(move || disk::clean_finished(&dir)).await;
+        let d = dir.clone();
+        let _ = tokio::task::spawn_blocking(move || disk::clean_finished(&d)).await;
+        // With an object store, what the job keeps goes there (before the job's end is
+        // recorded, so every API server can serve it as soon as it says "succeeded"), and the
+        // local directory goes.
+        let outcome = match &self.objects {
+            None => outcome,
+            Some(objects) => {
+                let stored = self
+                    .keeping_lease(&job, store_job_outputs(objects, &job.id, &dir))
+                    .await;
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+                match stored {
+                    Ok(()) => outcome,
+                    Err(e) if outcome.status == "succeeded" => Outcome {
+                        status: "failed",
+                        failure_reason: Some(format!(
+                            "compiled, but the artifacts could not be stored: {e}"
+                        )),
+                        ..outcome
+                    },
+                    Err(e) => {
+                        tracing::warn!(job = %job.id, error = %e, "could not store the job's logs");
+                        outcome
+                    }
+                }
+            }
+        };
         self.cancels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -196,6 +226,31 @@ impl Runner {
                 tracing::warn!(job = %job.id, "lost the job's lease before it ended; its outcome here is not recorded")
             }
             Err(e) => tracing::error!(job = %job.id, error = %e, "cannot record the job's end"),
+        }
+    }
+
+    /// Run `work` while renewing the job's lease: preparing a job (the first job's Python probe
+    /// imports torch; a large package comes from the object store) and storing its outputs can
+    /// take longer than a lease. What the heartbeat says is acted on by [`Runner::supervise`]
+    /// and [`JobQueue::finish`], not here.
+    async fn keeping_lease<T>(
+        &self,
+        job: &JobRow,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::pin!(work);
+        let mut beat = tokio::time::interval(heartbeat_every(self.lease.seconds));
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.tick().await; // the first tick is immediate; the claim has just set the lease
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = beat.tick() => {
+                    if let Err(e) = self.queue.heartbeat(&job.id, &self.lease).await {
+                        tracing::warn!(job = %job.id, error = %e, "cannot renew the job's lease");
+                    }
+                }
+            }
         }
     }
 
@@ -227,20 +282,23 @@ impl Runner {
     /// Create the job directory with a private copy of the package and `job.json`; returns it
     /// with the job's disk allowance (which grows with the package).
     async fn prepare(&self, job: &JobRow) -> Result<(PathBuf, JobDisk), String> {
-        let sha: String = sqlx::query("SELECT sha256 FROM packages WHERE id = $1")
+        let row = sqlx::query("SELECT sha256, size FROM packages WHERE id = $1")
             .bind(&job.package_id)
             .fetch_optional(&self.db.pool)
             .await
             .map_err(|e| e.to_string())?
-            .map(|r| r.get("sha256"))
             .ok_or("the package was deleted")?;
+        let sha: String = row.get("sha256");
+        let size = u64::try_from(row.get::<i64, _>("size")).unwrap_or(0);
         let dir = sandbox::job_dir(&self.config.data_dir, &job.id);
         let store = Arc::clone(&self.store);
         let targets = job.targets.clone();
         let settings = self.config.settings.clone();
         let python = self.python_runtime().await;
         let dir2 = dir.clone();
-        let package_bytes = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let local = self.objects.is_none();
+        let sha2 = sha.clone();
+        let copied = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
             // A re-run (the worker of an earlier attempt died) starts from a clean directory.
             match std::fs::remove_dir_all(&dir2) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -248,16 +306,36 @@ impl Runner {
             }
             std::fs::create_dir_all(dir2.join("tmp"))?;
             std::fs::create_dir_all(dir2.join("out"))?;
-            let mut src = store.open(&sha)?;
+            if !local {
+                return Ok(0);
+            }
+            let mut src = store.open(&sha2)?;
             let mut dst = std::fs::File::create(dir2.join("package.tar.gz"))?;
-            let package_bytes = std::io::copy(&mut src, &mut dst)?;
+            std::io::copy(&mut src, &mut dst)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        // From the object store: no more bytes than the package's row says, so the job's
+        // disk allowance (computed from that size) also bounds the download.
+        let package_bytes = match &self.objects {
+            None => copied,
+            Some(objects) => {
+                let key = objects.blob_key(&sha).map_err(|e| e.to_string())?;
+                objects
+                    .download(&key, &dir.join("package.tar.gz"), size)
+                    .await
+                    .map_err(|e| format!("cannot fetch the package from the object store: {e}"))?
+            }
+        };
+        let dir2 = dir.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let spec = json!({
                 "package": dir2.join("package.tar.gz"),
                 "targets": targets,
                 "options": { "settings": settings, "python": python },
             });
-            write_atomic(&dir2.join("job.json"), spec.to_string().as_bytes())?;
-            Ok(package_bytes)
+            write_atomic(&dir2.join("job.json"), spec.to_string().as_bytes())
         })
         .await
         .map_err(|e| e.to_string())?
@@ -433,6 +511,31 @@ impl Runner {
     }
 }
 
+/// Send a finished job's bundles (`artifacts/<target>.tar.gz`, which [`disk::clean_finished`]
+/// has reduced to regular files of known targets) and logs to the object store.
+async fn store_job_outputs(
+    objects: &crate::objects::S3Store,
+    job: &str,
+    dir: &Path,
+) -> std::io::Result<()> {
+    for target in super::TARGETS {
+        let path = dir.join("artifacts").join(format!("{target}.tar.gz"));
+        if path.symlink_metadata().is_ok() {
+            objects
+                .upload_file(&path, &objects.artifact_key(job, target))
+                .await?;
+        }
+    }
+    let prefix = objects.job_prefix(job);
+    for name in ["log.txt", "worker.log"] {
+        let path = dir.join(name);
+        if path.symlink_metadata().is_ok() {
+            objects.upload_file(&path, &prefix.child(name)).await?;
+        }
+    }
+    Ok(())
+}
+
 /// How often a running job's lease is renewed: a third of the lease (so two heartbeats may
 /// fail before it runs out), and at least every 2 s so that a cancel made through another API
 /// server reaches the worker quickly.
@@ -475,7 +578,7 @@ fn tail_of(dir: &Path) -> Option<String> {
 
 /// Open a file the worker wrote without following a symbolic link: a worker that replaced its
 /// log with a link to the admin-token file must not get the token into its job's log tail.
-fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
+pub fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)

@@ -164,15 +164,32 @@ pub async fn artifact(
     if !succeeded {
         return Err(ApiError::NotFound("artifact"));
     }
-    let path = crate::jobs::sandbox::job_dir(&state.config.data_dir, &id)
-        .join("artifacts")
-        .join(format!("{target}.tar.gz"));
-    let file = open_regular(&path).map_err(|_| ApiError::NotFound("artifact"))?;
-    let len = file
-        .metadata()
-        .map(|m| m.len())
-        .map_err(ApiError::internal)?;
-    let stream = tokio_util_stream(tokio::fs::File::from_std(file));
+    // With an object store the bundle is streamed from there, through this server and its
+    // tenant check above (no presigned URL: see docs/deploy.md).
+    let (len, body) = match &state.objects {
+        Some(objects) => {
+            let (len, stream) = objects
+                .read(&objects.artifact_key(&id, &target))
+                .await
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => ApiError::NotFound("artifact"),
+                    _ => ApiError::internal(e),
+                })?;
+            (len, Body::from_stream(stream))
+        }
+        None => {
+            let path = crate::jobs::sandbox::job_dir(&state.config.data_dir, &id)
+                .join("artifacts")
+                .join(format!("{target}.tar.gz"));
+            let file = open_regular(&path).map_err(|_| ApiError::NotFound("artifact"))?;
+            let len = file
+                .metadata()
+                .map(|m| m.len())
+                .map_err(ApiError::internal)?;
+            let stream = tokio_util_stream(tokio::fs::File::from_std(file));
+            (len, Body::from_stream(stream))
+        }
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/gzip".to_string()),
@@ -182,7 +199,7 @@ pub async fn artifact(
                 format!("attachment; filename=\"{id}-{target}.tar.gz\""),
             ),
         ],
-        Body::from_stream(stream),
+        body,
     )
         .into_response())
 }

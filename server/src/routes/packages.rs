@@ -221,8 +221,11 @@ async fn receive_package(
             });
         }
     }
-    let (tmp, file) = temp_file(state)?;
     let idle = std::time::Duration::from_secs(state.config.idle_timeout_s);
+    if let Some(objects) = &state.objects {
+        return receive_to_object(state, objects, principal, name, body, allowance, idle).await;
+    }
+    let (tmp, file) = temp_file(state)?;
     let fresh = IngestState::new(&state.config.settings);
     let (ingest_state, outcome) = ingest::receive(
         fresh,
@@ -256,6 +259,61 @@ async fn receive_package(
     Ok((StatusCode::CREATED, Json(json!({ "package": package }))).into_response())
 }
 
+/// A `PUT` with an object store: the bytes go to a multipart upload as they arrive, through
+/// the same one-pass validation; the upload is completed (as `tmp/<id>`, then committed) only
+/// for a valid package, and aborted otherwise, so nothing of a refused upload is ever visible.
+async fn receive_to_object(
+    state: &AppState,
+    objects: &crate::objects::S3Store,
+    principal: &Principal,
+    name: &str,
+    body: Body,
+    allowance: Allowance,
+    idle: std::time::Duration,
+) -> Result<Response, ApiError> {
+    let key = objects.tmp_key(&crate::ids::new_id("upload"));
+    let writer = objects.writer(&key).await.map_err(ApiError::internal)?;
+    let fresh = IngestState::new(&state.config.settings);
+    let (ingest_state, writer, outcome) =
+        ingest::receive_into(fresh, writer, body, idle, allowance, std::future::pending()).await;
+    Metrics::inc(&state.metrics.upload_bytes, ingest_state.bytes);
+    let size = ingest_state.bytes;
+    let (report, sha256) = ingest_state.finish();
+    let kept = match (outcome, writer) {
+        (Ok(()), Some(w)) if report.valid => w.complete().await.map_err(ApiError::internal),
+        (Ok(()), Some(w)) => {
+            w.abort().await;
+            Ok(()) // commit() answers 422 with the report
+        }
+        (Ok(()), None) => Err(ApiError::internal("upload pipeline lost its writer")),
+        (Err(e), w) => {
+            if let Some(w) = w {
+                w.abort().await;
+            }
+            Err(e)
+        }
+    };
+    if let Err(e) = kept {
+        Metrics::inc(&state.metrics.uploads_failed, 1);
+        tracing::warn!(tenant = %principal.tenant, error = %e, "upload failed; nothing stored");
+        return Err(e);
+    }
+    let package = commit(
+        state,
+        principal,
+        name,
+        Source::Object {
+            key: &key,
+            upload_id: None,
+        },
+        report,
+        &sha256,
+        size,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "package": package }))).into_response())
+}
+
 /// Where the bytes being committed came from.
 #[derive(Clone, Copy)]
 pub enum Source<'a> {
@@ -267,20 +325,64 @@ pub enum Source<'a> {
         id: &'a str,
         path: &'a std::path::Path,
     },
+    /// With an object store: a completed upload object (`tmp/<id>`; none for a refused one),
+    /// of a `PUT` or (`upload_id`) of a resumable upload.
+    Object {
+        key: &'a object_store::path::Path,
+        upload_id: Option<&'a str>,
+    },
 }
 
 impl Source<'_> {
-    fn path(&self) -> &std::path::Path {
+    fn upload_id(&self) -> &str {
         match self {
-            Source::Put(p) | Source::Resumable { path: p, .. } => p,
+            Source::Put(_)
+            | Source::Object {
+                upload_id: None, ..
+            } => "",
+            Source::Resumable { id, .. }
+            | Source::Object {
+                upload_id: Some(id),
+                ..
+            } => id,
         }
     }
 
-    fn upload_id(&self) -> &str {
+    /// Remove the staged bytes (temp file or object); they never became a package.
+    async fn discard(&self, state: &AppState) {
         match self {
-            Source::Put(_) => "",
-            Source::Resumable { id, .. } => id,
+            Source::Put(p) | Source::Resumable { path: p, .. } => discard(state, p),
+            Source::Object { key, .. } => {
+                if let Some(objects) = &state.objects {
+                    if let Err(e) = objects.delete(key).await {
+                        tracing::warn!(error = %e, %key, "could not remove a temp object; the next start removes it");
+                    }
+                }
+            }
         }
+    }
+
+    /// Make the staged bytes the blob `sha256`.
+    async fn store(&self, state: &AppState, sha256: &str) -> std::io::Result<()> {
+        match (self, &state.objects) {
+            (Source::Object { key, .. }, Some(objects)) => objects.commit_blob(key, sha256).await,
+            (Source::Put(p) | Source::Resumable { path: p, .. }, _) => {
+                let store = state.store.clone();
+                let (tmp, sha) = (p.to_path_buf(), sha256.to_string());
+                tokio::task::spawn_blocking(move || store.commit(&tmp, &sha))
+                    .await
+                    .map_err(std::io::Error::other)?
+            }
+            (Source::Object { .. }, None) => Err(std::io::Error::other("no object store")),
+        }
+    }
+}
+
+/// Remove a blob nothing references (the caller holds the blob lock).
+async fn delete_blob(state: &AppState, sha256: &str) -> std::io::Result<()> {
+    match &state.objects {
+        Some(objects) => objects.delete_blob(sha256).await,
+        None => state.store.delete(sha256),
     }
 }
 
@@ -300,9 +402,10 @@ async fn end_upload(
     (name, size): (&str, u64),
     verdict: Verdict<'_>,
 ) -> Result<bool, ApiError> {
-    let Source::Resumable { id, .. } = source else {
+    let id = source.upload_id();
+    if id.is_empty() {
         return Ok(true);
-    };
+    }
     let gone = sqlx::query("DELETE FROM uploads WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -357,7 +460,6 @@ pub async fn commit(
     sha256: &str,
     size: u64,
 ) -> Result<Value, ApiError> {
-    let tmp = source.path();
     if !report.valid {
         let errors = report.errors.len();
         let refused = ApiError::InvalidPackage(Box::new(report));
@@ -370,7 +472,7 @@ pub async fn commit(
             Verdict::Refused(&refused),
         )
         .await;
-        discard(state, tmp);
+        source.discard(state).await;
         if !ended? {
             return Err(deleted_meanwhile());
         }
@@ -389,7 +491,7 @@ pub async fn commit(
     if used.saturating_add(size) > quota {
         // A PUT that lost a race with others of its tenant, or a resumable upload whose
         // tenant's quota was lowered after it reserved its length.
-        discard(state, tmp);
+        source.discard(state).await;
         let refused = ApiError::QuotaExceeded { quota, used };
         let mut tx = state.db.begin().await?;
         let verdict = Verdict::Refused(&refused);
@@ -399,13 +501,8 @@ pub async fn commit(
         Metrics::inc(&state.metrics.uploads_failed, 1);
         return Err(refused);
     }
-    let store = state.store.clone();
-    let (tmp_owned, sha_owned) = (tmp.to_path_buf(), sha256.to_string());
-    let committed = tokio::task::spawn_blocking(move || store.commit(&tmp_owned, &sha_owned))
-        .await
-        .map_err(ApiError::internal)?;
-    if let Err(e) = committed {
-        discard(state, tmp);
+    if let Err(e) = source.store(state, sha256).await {
+        source.discard(state).await;
         Metrics::inc(&state.metrics.uploads_failed, 1);
         return Err(if crate::storage::is_disk_full(&e) {
             ApiError::DiskFull
@@ -427,7 +524,7 @@ pub async fn commit(
             .fetch_optional(&state.db)
             .await?;
         if referenced.is_none() {
-            let _ = state.store.delete(sha256);
+            let _ = delete_blob(state, sha256).await;
         }
         return Err(deleted_meanwhile());
     }
@@ -574,13 +671,18 @@ pub async fn remove(
     // Files go after the commit: a crash in between leaves only unreferenced files, which the
     // start-up sweep removes; never a row pointing at missing bytes.
     if others == 0 {
-        if let Err(e) = state.store.delete(&sha) {
+        if let Err(e) = delete_blob(&state, &sha).await {
             tracing::warn!(error = %e, "could not remove an unreferenced blob; the next start removes it");
         }
     }
     for job in job_ids {
         let _ =
             std::fs::remove_dir_all(crate::jobs::sandbox::job_dir(&state.config.data_dir, &job));
+        if let Some(objects) = &state.objects {
+            if let Err(e) = objects.delete_prefix(&objects.job_prefix(&job)).await {
+                tracing::warn!(error = %e, job, "could not remove a deleted job's artifacts from the object store");
+            }
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -86,6 +86,31 @@ fn tus_headers(headers: &mut HeaderMap, offset: u64, length: u64, expires: Optio
 }
 
 /// When the upload's bytes last grew (its `.part` file's modification time).
+/// Bytes stored of upload `id` and when it last grew: its `.part` file, or its parts in the
+/// object store.
+async fn progress(state: &AppState, id: &str) -> Result<(u64, std::time::SystemTime), ApiError> {
+    if let Some(objects) = &state.objects {
+        return super::uploads_s3::progress(objects, id).await;
+    }
+    let offset = std::fs::metadata(part_path(state, id))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    Ok((offset, last_write(state, id)))
+}
+
+/// The answer to a `PATCH` that left the upload incomplete: 204 with its offset and expiry.
+pub(super) fn progress_response(
+    state: &AppState,
+    offset: u64,
+    length: u64,
+    last: std::time::SystemTime,
+) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let expires = super::tus::expires(state, last);
+    tus_headers(response.headers_mut(), offset, length, expires);
+    response
+}
+
 fn last_write(state: &AppState, id: &str) -> std::time::SystemTime {
     std::fs::metadata(part_path(state, id))
         .and_then(|m| m.modified())
@@ -93,12 +118,12 @@ fn last_write(state: &AppState, id: &str) -> std::time::SystemTime {
 }
 
 /// A completed upload's kept verdict (`upload_results`), of this tenant.
-struct Finished {
-    name: String,
-    length: u64,
-    package_id: Option<String>,
-    status: StatusCode,
-    error: Option<Value>,
+pub(super) struct Finished {
+    pub(super) name: String,
+    pub(super) length: u64,
+    pub(super) package_id: Option<String>,
+    pub(super) status: StatusCode,
+    pub(super) error: Option<Value>,
 }
 
 async fn finished(state: &AppState, tenant: &str, id: &str) -> Result<Finished, ApiError> {
@@ -124,7 +149,7 @@ async fn finished(state: &AppState, tenant: &str, id: &str) -> Result<Finished, 
 
 /// The answer of a completed upload's last PATCH: 204 with `Byom-Package-Id`, or the refusal
 /// with its documented error body. Replayed for a PATCH or HEAD after completion.
-fn verdict_response(f: &Finished, head: bool) -> Response {
+pub(super) fn verdict_response(f: &Finished, head: bool) -> Response {
     let mut response = match (&f.package_id, &f.error) {
         (Some(_), _) => StatusCode::NO_CONTENT.into_response(),
         // HEAD reports the offset (the upload is complete) and only says it was refused.
@@ -213,13 +238,15 @@ async fn open_upload(
     }
     let detail = format!("name={name} length={length}");
     crate::audit::record(&mut *tx, Some(principal), "upload.create", &id, &detail).await?;
-    std::fs::File::create(&path).map_err(|e| {
-        if crate::storage::is_disk_full(&e) {
-            ApiError::DiskFull
-        } else {
-            ApiError::internal(e)
-        }
-    })?;
+    if state.objects.is_none() {
+        std::fs::File::create(&path).map_err(|e| {
+            if crate::storage::is_disk_full(&e) {
+                ApiError::DiskFull
+            } else {
+                ApiError::internal(e)
+            }
+        })?;
+    }
     if let Err(e) = tx.commit().await {
         discard(state, &path);
         return Err(e.into());
@@ -248,12 +275,14 @@ pub async fn status(
         }
         other => other?,
     };
-    let offset = std::fs::metadata(part_path(&state, &id))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let (offset, at) = progress(&state, &id).await?;
     let mut response = StatusCode::OK.into_response();
-    let expires = super::tus::expires(&state, last_write(&state, &id));
-    tus_headers(response.headers_mut(), offset, length, expires);
+    tus_headers(
+        response.headers_mut(),
+        offset,
+        length,
+        super::tus::expires(&state, at),
+    );
     Ok(response)
 }
 
@@ -267,12 +296,9 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let body = match find(&state, &principal.tenant, &id).await {
         Ok((name, length)) => {
-            let offset = std::fs::metadata(part_path(&state, &id))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            let expires = httpdate::fmt_http_date(
-                last_write(&state, &id) + Duration::from_secs(state.config.upload_expiry_s),
-            );
+            let (offset, at) = progress(&state, &id).await?;
+            let expires =
+                httpdate::fmt_http_date(at + Duration::from_secs(state.config.upload_expiry_s));
             json!({ "upload_id": id, "name": name, "offset": offset, "length": length,
                     "state": "receiving", "expires": expires })
         }
@@ -342,7 +368,7 @@ pub async fn abort(
         Some(UploadSlot::Busy(writer)) => {
             writer.send_replace(true);
         }
-        _ => discard(&state, &part_path(&state, &id)),
+        _ => remove_bytes(&state, &id).await,
     }
     let deleted = async {
         let mut tx = state.db.begin().await?;
@@ -362,6 +388,25 @@ pub async fn abort(
     match deleted? {
         0 => Err(ApiError::NotFound("upload")), // completed or expired meanwhile
         _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// Remove every byte of an upload (its `.part` file, or its parts in the object store).
+async fn remove_bytes(state: &AppState, id: &str) {
+    match &state.objects {
+        Some(objects) => super::uploads_s3::remove(objects, id).await,
+        None => discard(state, &part_path(state, id)),
+    }
+}
+
+/// Resolves when the slot's holder is told that its upload was deleted.
+fn cancelled(token: &SlotToken) -> impl std::future::Future<Output = ()> {
+    let mut cancel = token.subscribe();
+    async move {
+        let closed = cancel.wait_for(|&c| c).await.is_err();
+        if closed {
+            std::future::pending::<()>().await; // no sender: never cancelled
+        }
     }
 }
 
@@ -445,19 +490,32 @@ pub async fn append(
         .uploads
         .limiter
         .try_start(&state.config, &principal.tenant)?;
-    let path = part_path(&state, &id);
     let (token, slot) = take_slot(&state, &id)?;
     let upload = Upload {
         id: &id,
         name: &name,
         length,
     };
-    let (kept, result) =
-        write_part(&state, &principal, upload, claimed, (&token, slot), body).await;
+    let (kept, result) = match &state.objects {
+        Some(objects) => {
+            let patch = super::uploads_s3::Patch {
+                id: &id,
+                name: &name,
+                length,
+                claimed,
+                idle: std::time::Duration::from_secs(state.config.idle_timeout_s),
+            };
+            let cancel = cancelled(&token);
+            let done =
+                super::uploads_s3::write_part(&state, objects, &principal, patch, body, cancel);
+            (None, done.await)
+        }
+        None => write_part(&state, &principal, upload, claimed, (&token, slot), body).await,
+    };
     // Whatever happened, the slot is this request's no more. If the upload was deleted
     // meanwhile, this request removes the bytes the DELETE left to it.
     if !put_back(&state, &id, &token, kept) {
-        discard(&state, &path);
+        remove_bytes(&state, &id).await;
     }
     if let Err(e) = &result {
         audit_rejected(&state, &principal, &id, &name, e).await;
@@ -561,9 +619,7 @@ async fn write_part(
         return (Some(Box::new(ingest_state)), Err(e));
     }
     if now_at < length {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        let expires = super::tus::expires(state, last_write(state, id));
-        tus_headers(response.headers_mut(), now_at, length, expires);
+        let response = progress_response(state, now_at, length, last_write(state, id));
         return (Some(Box::new(ingest_state)), Ok(response));
     }
     // Complete: validate, then commit or refuse; the upload is over either way. The row (and
@@ -607,7 +663,7 @@ pub async fn expire_stale(state: &AppState) -> Result<usize, sqlx::Error> {
         .bind(cutoff)
         .execute(&state.db)
         .await?;
-    let rows = sqlx::query("SELECT id, tenant_id FROM uploads")
+    let rows = sqlx::query("SELECT id, tenant_id, created_at FROM uploads")
         .fetch_all(&state.db)
         .await?;
     forget_orphans(
@@ -619,10 +675,19 @@ pub async fn expire_stale(state: &AppState) -> Result<usize, sqlx::Error> {
         let id: String = row.get("id");
         let tenant: String = row.get("tenant_id");
         let path = part_path(state, &id);
-        let idle = std::fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok());
+        let idle = match &state.objects {
+            Some(objects) => {
+                let created: String = row.get("created_at");
+                match super::uploads_s3::idle(objects, &id, &created).await {
+                    Some(idle) => idle,
+                    None => continue, // the store is unreachable: not now
+                }
+            }
+            None => std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok()),
+        };
         if idle.is_some_and(|d| d < expiry) {
             continue;
         }
@@ -646,7 +711,7 @@ pub async fn expire_stale(state: &AppState) -> Result<usize, sqlx::Error> {
         };
         // Bytes first: that needs no space on a full disk, and frees some for the row. If
         // the row cannot go now, the next sweep finds it without a file and tries again.
-        discard(state, &path);
+        remove_bytes(state, &id).await;
         let deleted = async {
             let mut tx = state.db.begin().await?;
             let gone = sqlx::query("DELETE FROM uploads WHERE id = $1")

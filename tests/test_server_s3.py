@@ -1,0 +1,240 @@
+"""Object storage: two API servers (`serve --workers 0`) and two compile workers on one
+PostgreSQL (tests/pg.py) and one bucket of a throwaway S3 server (tests/s3.py), with NO shared
+data directory (every node has its own local scratch directory). Uploads on either server are
+visible on the other, a resumable upload started on one finishes on the other (also after a
+PATCH cut off mid-way: what arrived counts), a worker fetches
+the package from the bucket and puts the artifact there, both API servers serve it, tenants
+stay apart, identical bytes are stored once, refused uploads leave no object behind, and an
+API server killed with SIGKILL mid-upload leaves nothing half-visible."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import pg
+import s3
+from helpers import Server, bad_package, byom_server_bin, good_package, sha256
+
+ADMIN = "byom_" + "5e" * 32
+LEASE_S = 8
+
+
+class Worker:
+    """One `byom-server worker` process with its own scratch directory."""
+
+    def __init__(self, root: Path, name: str, database: str, storage: str, env: dict):
+        self.data = root / name
+        self.log_path = root / f"{name}.log"
+        self.cmd = [str(byom_server_bin()), "worker", "--database", database, "--storage", storage,
+                    "--data-dir", str(self.data), "--workers", "1", "--lease-s", str(LEASE_S)]
+        self.env = {**os.environ, **env}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Worker":
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=open(self.log_path, "ab"),
+                                     env=self.env)
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("worker "), f"worker did not start:\n{self.log_path.read_text()}"
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("s3cluster")
+    server = s3.shared()
+    bucket = server.fresh_bucket()
+    storage = f"s3://{bucket}/byom"
+    database = pg.shared().fresh_database()
+    env = {"BYOM_ADMIN_TOKEN": ADMIN, **server.env()}
+    apis, workers = [], []
+    try:
+        for name in ("api1", "api2"):
+            # Parts of 5 MiB (the least S3 allows), so a 12 MiB upload is sent in three.
+            s = Server(root / name, "--workers", "0", "--database", database, "--storage", storage,
+                       "--storage-part-mib", "5", env=env)
+            apis.append(s.start())  # one after the other: the first creates the schema
+        for name in ("worker1", "worker2"):
+            workers.append(Worker(root, name, database, storage, env).start())
+        yield {"apis": apis, "workers": workers, "s3": server, "bucket": bucket, "root": root}
+    finally:
+        for w in workers:
+            w.stop()
+        for s in apis:
+            s.stop()
+
+
+def keys(cluster, area: str) -> list[str]:
+    return cluster["s3"].keys(cluster["bucket"], f"byom/{area}")
+
+
+def local_files(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
+
+
+def test_packages_uploads_jobs_and_artifacts_live_in_the_bucket(cluster):
+    a, b = cluster["apis"]
+    alice = a.tenant_token("alice", "uploader")
+    bob = b.tenant_token("bob", "uploader")
+
+    # Uploads on either server are visible on the other, to their tenant only.
+    p1 = a.check(a.upload(alice, good_package("s3-1")), 201, "PackageResponse")["package"]
+    p2 = b.check(b.upload(alice, good_package("s3-2")), 201, "PackageResponse")["package"]
+    for p, other in ((p1, b), (p2, a)):
+        assert other.check(other.call("GET", f"/api/v1/packages/{p['id']}", alice), 200, "PackageDetail")["sha256"] == p["sha256"]
+        other.error(other.call("GET", f"/api/v1/packages/{p['id']}", bob), 404, "not_found")
+    blobs = keys(cluster, "blobs/")
+    assert blobs == sorted(f"byom/blobs/{p['sha256'][:2]}/{p['sha256']}" for p in (p1, p2))
+    # Nothing of the packages is on any node's disk.
+    for s in (a, b):
+        assert local_files(s.data_dir / "blobs") == [] and local_files(s.data_dir / "tmp") == []
+
+    # Identical bytes from another tenant: a package of bob's own, the same one object.
+    dup = b.check(b.upload(bob, good_package("s3-1")), 201, "PackageResponse")["package"]
+    assert dup["id"] != p1["id"] and dup["sha256"] == p1["sha256"]
+    assert keys(cluster, "blobs/") == blobs
+    b.check(b.call("DELETE", f"/api/v1/packages/{dup['id']}", bob), 204)
+    assert keys(cluster, "blobs/") == blobs, "bob's delete removed bytes alice still uses"
+
+    # A resumable upload started on one server finishes on the other.
+    data = good_package("s3-resumed")
+    r = a.call("POST", "/api/v1/uploads?name=resumed.tar.gz", alice, headers={"Upload-Length": str(len(data))})
+    uid = a.check(r, 201, "UploadStatus")["upload_id"]
+    half = len(data) // 2
+    r = a.call("PATCH", f"/api/v1/uploads/{uid}", alice, headers={"Upload-Offset": "0"}, data=data[:half])
+    assert a.check(r, 200, "UploadStatus")["offset"] == half
+    assert int(b.call("HEAD", f"/api/v1/uploads/{uid}", alice).headers["Upload-Offset"]) == half
+    assert b.call("HEAD", f"/api/v1/uploads/{uid}", bob).status_code == 404
+    r = b.call("PATCH", f"/api/v1/uploads/{uid}", alice, headers={"Upload-Offset": "0"}, data=data)
+    assert b.error(r, 409, "offset_mismatch")["offset"] == half
+    r = b.call("PATCH", f"/api/v1/uploads/{uid}", alice, headers={"Upload-Offset": str(half)}, data=data[half:])
+    resumed = b.check(r, 201, "PackageResponse")["package"]
+    assert resumed["sha256"] == sha256(data)
+    assert a.check(a.call("GET", f"/api/v1/packages/{resumed['id']}", alice), 200, "PackageDetail")["size"] == len(data)
+    assert keys(cluster, "uploads/") == [] and keys(cluster, "tmp/") == []
+
+    # A compile job: a worker fetches the package from the bucket, puts the artifact there,
+    # and both API servers serve it (to its tenant only).
+    r = b.call("POST", f"/api/v1/packages/{p1['id']}/compile", alice, json={"targets": ["x86_64-cpu"]})
+    job_id = b.check(r, 202, "JobResponse")["job"]["id"]
+    job = a.wait_job(alice, job_id, timeout=300)
+    assert job["status"] == "succeeded", (job.get("failure_reason"), job.get("log_tail"))
+    target = job["targets"][0]
+    bodies = []
+    for s in (a, b):
+        r = s.call("GET", target["artifact_url"], alice)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/gzip"
+        bodies.append(r.content)
+        s.error(s.call("GET", target["artifact_url"], bob), 404, "not_found")
+    # The same bundle from both (the job's sha256 is the model's inside it, not the bundle's).
+    assert bodies[0] == bodies[1] and bodies[0][:2] == b"\x1f\x8b" and len(bodies[0]) > 1000
+    job_keys = keys(cluster, f"jobs/{job_id}/")
+    assert f"byom/jobs/{job_id}/artifacts/x86_64-cpu.tar.gz" in job_keys
+    assert f"byom/jobs/{job_id}/log.txt" in job_keys
+    for w in cluster["workers"]:
+        assert local_files(w.data / "jobs") == [], "a worker kept the job's files"
+
+    # Deleting the package removes its job's artifacts and, unreferenced now, its bytes.
+    a.check(a.call("DELETE", f"/api/v1/packages/{p1['id']}", alice), 204)
+    assert keys(cluster, f"jobs/{job_id}/") == []
+    assert f"byom/blobs/{p1['sha256'][:2]}/{p1['sha256']}" not in keys(cluster, "blobs/")
+
+
+def test_refused_uploads_leave_no_object(cluster):
+    a, b = cluster["apis"]
+    alice = a.tenant_token("alice", "uploader")
+    before = keys(cluster, "")
+    listed = len(b.check(b.call("GET", "/api/v1/packages", alice), 200, "PackageList")["packages"])
+    # An invalid package, and 12 MiB of garbage (three parts sent before the verdict).
+    a.error(a.upload(alice, bad_package()), 422, "invalid_package")
+    b.error(b.upload(alice, os.urandom(12 * 1024 * 1024)), 422, "invalid_package")
+    # An invalid resumable upload, split over both servers.
+    data = bad_package()
+    r = a.call("POST", "/api/v1/uploads", alice, headers={"Upload-Length": str(len(data))})
+    uid = a.check(r, 201, "UploadStatus")["upload_id"]
+    a.check(a.call("PATCH", f"/api/v1/uploads/{uid}", alice, headers={"Upload-Offset": "0"}, data=data[:100]), 200)
+    b.error(b.call("PATCH", f"/api/v1/uploads/{uid}", alice, headers={"Upload-Offset": "100"}, data=data[100:]),
+            422, "invalid_package")
+    # A resumable upload deleted half-way.
+    r = b.call("POST", "/api/v1/uploads", alice, headers={"Upload-Length": "1000"})
+    uid = b.check(r, 201, "UploadStatus")["upload_id"]
+    b.check(b.call("PATCH", f"/api/v1/uploads/{uid}", alice, headers={"Upload-Offset": "0"}, data=b"x" * 10), 200)
+    assert keys(cluster, f"uploads/{uid}/")
+    a.check(a.call("DELETE", f"/api/v1/uploads/{uid}", alice), 204)
+    assert keys(cluster, "") == before
+    assert cluster["s3"].multipart_uploads(cluster["bucket"]) == [], "a refused upload was not aborted"
+    assert len(a.check(a.call("GET", "/api/v1/packages", alice), 200, "PackageList")["packages"]) == listed
+
+
+def test_a_patch_cut_off_keeps_what_arrived_and_another_server_continues(cluster):
+    a, b = cluster["apis"]
+    alice = a.tenant_token("alice", "uploader")
+    data = good_package("s3-cut")
+    r = a.call("POST", "/api/v1/uploads?name=cut.tar.gz", alice, headers={"Upload-Length": str(len(data))})
+    uid = a.check(r, 201, "UploadStatus")["upload_id"]
+    sent = len(data) // 3
+
+    def cut():
+        yield data[:sent]
+        time.sleep(0.5)  # let the first chunk reach the server
+        raise ConnectionError("dropped")
+
+    with pytest.raises(Exception):
+        a.call("PATCH", f"/api/v1/uploads/{uid}", alice, headers={"Upload-Offset": "0"}, data=cut())
+    deadline = time.time() + 10
+    offset = 0
+    while time.time() < deadline and offset == 0:
+        offset = int(b.call("HEAD", f"/api/v1/uploads/{uid}", alice).headers["Upload-Offset"])
+        time.sleep(0.1)
+    assert 0 < offset <= sent, offset
+    r = b.call("PATCH", f"/api/v1/uploads/{uid}", alice, headers={"Upload-Offset": str(offset)}, data=data[offset:])
+    assert b.check(r, 201, "PackageResponse")["package"]["sha256"] == sha256(data)
+    assert keys(cluster, "uploads/") == [] and keys(cluster, "tmp/") == []
+
+
+# Last: it kills api1.
+def test_an_api_server_killed_mid_upload_leaves_nothing_visible(cluster):
+    a, b = cluster["apis"]
+    alice = b.tenant_token("alice", "uploader")
+    before = keys(cluster, "")
+    listed = len(b.check(b.call("GET", "/api/v1/packages", alice), 200, "PackageList")["packages"])
+    data = good_package("s3-killed")
+    sent = threading.Event()
+
+    def slow():
+        yield data[:1000]
+        sent.set()
+        while True:  # never finishes: the server dies first, and the next send fails
+            time.sleep(0.2)
+            yield b"x"
+
+    def put():
+        try:
+            a.call("PUT", "/api/v1/packages?name=killed.tar.gz", alice, data=slow(), timeout=30)
+        except Exception:
+            pass
+
+    t = threading.Thread(target=put, daemon=True)
+    t.start()
+    assert sent.wait(10)
+    time.sleep(0.5)
+    a.kill9()
+    t.join(timeout=30)
+    assert keys(cluster, "") == before, "a killed upload left a visible object"
+    after = b.check(b.call("GET", "/api/v1/packages", alice), 200, "PackageList")["packages"]
+    assert len(after) == listed
