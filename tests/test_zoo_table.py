@@ -90,6 +90,9 @@ CASES = {
                               ("classification", [1, 3, 224, 224], [1, 5], SOFTMAX)),
     "tv_shufflenet": (lambda: _tv("shufflenet_v2_x0_5", num_classes=3), None,
                       "torchvision/shufflenet_v2_x0_5", 3, 3, {}, None, None),
+    # RegNet's builders compute widths with tensors: the generator runs that part on the CPU.
+    "tv_regnet": (lambda: _tv("regnet_x_400mf", num_classes=6), None,
+                  "torchvision/regnet_x_400mf", 6, 3, {}, None, None),
     "tv_lraspp_segmentation": (lambda: _tv("lraspp_mobilenet_v3_large", num_classes=3), None,
                                "torchvision/lraspp_mobilenet_v3_large", 3, 3, {}, None,
                                ("semantic_segmentation", [1, 3, 256, 256], [1, 3, 256, 256], PER_PIXEL)),

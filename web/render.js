@@ -117,9 +117,54 @@ const KIND_LABEL = {
   not_pytorch: "not a PyTorch file",
 };
 
+/** `forward(x: Tensor) -> Tensor`, as the core's ForwardSignature::display writes it. */
+export function forwardText(f) {
+  const params = (f.params || []).map((p) => `${p.name}: ${p.type}${p.default !== null && p.default !== undefined ? `=${p.default}` : ""}`);
+  return `forward(${params.join(", ")})${f.returns ? ` -> ${f.returns}` : ""}`;
+}
+
 /**
- * The .pt inspection: kind, parameters, minimum torch, safety, architecture, and the largest
- * tensors. `issues` are the model-related issues of the report (categories safety, model,
+ * The root forward of a TorchScript file and whether the server can call it with one tensor
+ * (BYOM631 says it cannot): the server and every bundle call `forward(x)`.
+ */
+function forwardView(forward, issues) {
+  const refused = issues.filter((i) => i.code === "BYOM631");
+  return el("span", { dataset: { testid: "forward", verdict: refused.length ? "refused" : "ok" } },
+    el("code", { class: "mono small", text: forwardText(forward) }), " ",
+    refused.length
+      ? el("span", { class: "badge bad", title: refused[0].message, text: "BYOM631: cannot take one tensor" })
+      : el("span", { class: "badge ok", text: "takes one tensor" }));
+}
+
+/**
+ * The operators a TorchScript file calls, counted by namespace (`aten 12 · torchvision 1`), the
+ * full list one click away; a namespace the server lacks (BYOM630) is marked. The server loads
+ * the file only if it provides every namespace.
+ */
+function operatorsView(operators, issues) {
+  const byNs = new Map();
+  for (const op of operators) {
+    const ns = op.includes("::") ? op.slice(0, op.indexOf("::")) : op;
+    byNs.set(ns, (byNs.get(ns) || 0) + 1);
+  }
+  const missing = issues.filter((i) => i.code === "BYOM630");
+  const refusedNs = new Set(missing.flatMap((i) => [...byNs.keys()].filter((ns) => i.message.includes(`namespace "${ns}"`))));
+  const namespaces = [...byNs.entries()].map(([ns, n]) => el("span", {
+    class: refusedNs.has(ns) ? "badge bad" : "badge",
+    dataset: { namespace: ns },
+    title: refusedNs.has(ns) ? "not provided by the server (BYOM630)" : null,
+    text: `${ns} ${n}`,
+  }));
+  return el("span", { dataset: { testid: "operators", verdict: missing.length ? "refused" : "ok" } },
+    ...namespaces.flatMap((b) => [b, " "]),
+    el("details", { class: "inline" },
+      el("summary", { text: `${operators.length} operator${operators.length === 1 ? "" : "s"}` }),
+      el("div", { class: "mono small", text: operators.join(", ") })));
+}
+
+/**
+ * The .pt inspection: kind, parameters, minimum torch, safety, architecture, the forward and
+ * operators of TorchScript, and the largest tensors. `issues` are the model-related issues of the report (categories safety, model,
  * compatibility).
  */
 export function inspectionView(model, issues = [], topN = 12) {
@@ -142,6 +187,8 @@ export function inspectionView(model, issues = [], topN = 12) {
       : "not recognised"],
     ["Safety", safe],
   ];
+  if (model.forward) rows.push(["Forward", forwardView(model.forward, issues)]);
+  if (model.operators && model.operators.length) rows.push(["Operators", operatorsView(model.operators, issues)]);
   const dl = el("dl", { class: "kv wide" }, rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]));
   const tensors = [...(model.tensors || [])].sort((a, b) => b.bytes - a.bytes).slice(0, topN);
   const table = tensors.length

@@ -96,6 +96,7 @@ test("without a server the page says so and validates with default settings", as
 test("every fixture: the page's verdict and codes == `byom validate --format json`", { skip: !fixtures && "tests/out/fixtures/expected.json is missing: generate the fixtures first (LOUDLY skipped)" }, async (t) => {
   assert.ok(fixtures.length > 0, "no fixture files found");
   let compared = 0;
+  let withForward = 0;
   let shotValid = false;
   let shotInvalid = false;
   for (const fixture of fixtures) {
@@ -103,6 +104,20 @@ test("every fixture: the page's verdict and codes == `byom validate --format jso
     const name = fixture.file.split("/").pop();
     const shown = await validateOnPage(page, fixture.file, name);
     assert.deepEqual(shown, { valid: cli.valid, ...codesOf(cli) }, `${fixture.name}: page and CLI disagree`);
+    // TorchScript: the report view shows the root forward with the server's verdict on it
+    // (BYOM631) and the operators by namespace (BYOM630), as the CLI's report has them.
+    if (cli.model && cli.model.forward) {
+      const forward = page.locator('#model [data-testid="forward"]');
+      assert.match(await forward.textContent(), new RegExp(`^forward\\(${cli.model.forward.params[0]?.name ?? ""}`), fixture.name);
+      const refused = [...cli.errors, ...cli.warnings].some((i) => i.code === "BYOM631");
+      assert.equal(await forward.getAttribute("data-verdict"), refused ? "refused" : "ok", fixture.name);
+      withForward += 1;
+    }
+    if (cli.model && cli.model.operators && cli.model.operators.length) {
+      const shownNs = await page.$$eval('#model [data-testid="operators"] [data-namespace]', (els) => els.map((e) => e.dataset.namespace).sort());
+      const cliNs = [...new Set(cli.model.operators.map((o) => o.split("::")[0]))].sort();
+      assert.deepEqual(shownNs, cliNs, `${fixture.name}: operator namespaces`);
+    }
     // Upload is never possible here: no server, and never for an invalid package.
     assert.equal(await page.isDisabled('[data-testid="upload-button"]'), true, `${fixture.name}: upload enabled`);
     compared += 1;
@@ -115,7 +130,8 @@ test("every fixture: the page's verdict and codes == `byom validate --format jso
       shotInvalid = true;
     }
   }
-  t.diagnostic(`compared ${compared} fixtures in the page`);
+  t.diagnostic(`compared ${compared} fixtures in the page (${withForward} with a TorchScript forward)`);
+  assert.ok(withForward > 0, "no TorchScript fixture showed its forward");
   assert.equal(pageErrors.length, 0, pageErrors.join("\n"));
 });
 

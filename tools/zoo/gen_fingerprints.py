@@ -18,7 +18,7 @@ and tries each wildcard group with a few lookups. `num_batches_tracked` buffers 
 they carry no shape, and a detector fine-tuned from pretrained weights has FrozenBatchNorm2d
 (no such buffer) where `weights=None` builds BatchNorm2d.
 
-Usage: python tools/zoo/gen_fingerprints.py [--out PATH] [--only NAME…] [--check N]
+Usage: python tools/zoo/gen_fingerprints.py [--out PATH] [--only NAME…] [--update NAME…] [--check N]
   --check N  regenerate N entries spread over the table and compare with the checked-in file
              (what tests/test_zoo_table.py runs), plus the library-version stamp.
 """
@@ -78,9 +78,29 @@ def shapes(model) -> dict[str, tuple[int, ...]]:
     }
 
 
+def _regnet_widths_on_cpu() -> None:
+    """torchvision's RegNet builders compute their block widths with tensor arithmetic
+    (`BlockParams.from_init_params`: `torch.pow`, `.tolist()`), which cannot read values back on
+    the meta device. Run that arithmetic on the CPU (a few dozen numbers); the layers themselves
+    stay on meta, so even regnet_y_128gf (645 M parameters) costs no memory."""
+    from torchvision.models import regnet
+
+    if getattr(regnet.BlockParams, "_byom_on_cpu", False):
+        return
+    plain = regnet.BlockParams.from_init_params.__func__
+
+    def on_cpu(cls, *args, **kwargs):
+        with torch.device("cpu"):  # the innermost device context wins over the outer meta one
+            return plain(cls, *args, **kwargs)
+
+    regnet.BlockParams.from_init_params = classmethod(on_cpu)
+    regnet.BlockParams._byom_on_cpu = True
+
+
 def build_tv(name: str, classes: int, kwargs: dict):
     import torchvision
 
+    _regnet_widths_on_cpu()
     extra = {}
     if name in torchvision.models.list_models(module=torchvision.models.detection) or name in torchvision.models.list_models(
         module=torchvision.models.segmentation
@@ -163,7 +183,9 @@ def entry(zoo: str, name: str, family: str, kwargs: dict) -> dict:
         wild.update(wild_ch)
         in_ch = 3
     if not any(v[0] == "classes" for v in wild.values()):
-        raise Skip("no size follows num_classes")
+        # timm's `*_enc` models (vision encoders of Qwen3-VL, Gemma 4, DeepSeek, MobileNetV5) have
+        # no classifier: they return image embeddings for a language model and ignore num_classes.
+        raise Skip("no size follows num_classes: no classifier head (num_classes is ignored)")
     fp, ks = fingerprint(b, wild)
     group = ";".join(f"{k}|{d}|{v}|{a}|{bb}" for (k, d), (v, a, bb) in sorted(wild.items()))
     return {
@@ -317,16 +339,20 @@ def check(n: int) -> int:
 
 
 def merge(files: list[Path], todo: list, out: Path) -> int:
-    """Join JSON-lines pieces (entries have "fp", skips "why") in the builders' order; an entry
-    wins over a skip of the same builder (a piece may have been cut short)."""
+    """Join JSON-lines pieces (entries have "fp", skips "why") in the builders' order."""
+    return write_all([json.loads(line) for f in files for line in f.read_text().splitlines()], todo, out)
+
+
+def write_all(items: list[dict], todo: list, out: Path) -> int:
+    """Write the table and the docs from entries and skips, in the builders' order; an entry wins
+    over an earlier skip of the same builder (a piece may have been cut short), a later item over
+    an earlier one of the same kind (--update)."""
     order = {(z, n, json.dumps(k, sort_keys=True)): i for i, (z, n, _, k) in enumerate(todo)}
     got: dict = {}
-    for f in files:
-        for line in f.read_text().splitlines():
-            x = json.loads(line)
-            key = (x["zoo"], x["name"], json.dumps(x.get("kwargs", {}), sort_keys=True))
-            if "fp" in x or key not in got:
-                got[key] = x
+    for x in items:
+        key = (x["zoo"], x["name"], json.dumps(x.get("kwargs", {}), sort_keys=True))
+        if "fp" in x or key not in got or "fp" not in got[key]:
+            got[key] = x
     missing = [k for k in order if k not in got]
     for z, n, k in missing:
         got[(z, n, k)] = {"zoo": z, "name": n, "why": "not generated (the run was cut short)"}
@@ -340,6 +366,39 @@ def merge(files: list[Path], todo: list, out: Path) -> int:
     return 0
 
 
+def checked_in_skips() -> list[dict]:
+    """The builders the checked-in docs list as not recognisable (the table holds entries only)."""
+    text = DOCS.read_text()
+    block = text[text.index("### Not recognisable"):text.index(END)]
+    out = []
+    for line in block.splitlines():
+        if line.startswith("- ") and "/" in line and ": " in line:
+            who, why = line[2:].split(": ", 1)
+            zoo, name = who.split("/", 1)
+            out.append({"zoo": zoo, "name": name, "why": why})
+    return out
+
+
+def update(names: list[str], todo: list, out: Path) -> int:
+    """Regenerate only `names` (every variant of each) and keep the rest as checked in: a fix to
+    a few builders without the full run (about an hour on two cores). The version stamp must
+    match: otherwise every entry may have changed."""
+    stamp, table = parse(TABLE.read_text())
+    if stamp != versions():
+        print(f"library versions differ ({stamp!r} vs {versions()!r}): run the full generator")
+        return 1
+    fresh = []
+    for zoo, name, fam, kw in todo:
+        if name not in names:
+            continue
+        try:
+            fresh.append(entry(zoo, name, fam, kw))
+        except Exception as ex:  # noqa: BLE001 - reported like the full run does
+            fresh.append({"zoo": zoo, "name": name, "kwargs": kw, "why": f"{type(ex).__name__}: {str(ex)[:200]}"})
+    kept = [x for x in table + checked_in_skips() if x["name"] not in names]
+    return write_all(kept + fresh, todo, out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=TABLE)
@@ -351,6 +410,8 @@ def main() -> int:
     ap.add_argument("--jsonl", type=Path)
     ap.add_argument("--merge", nargs="*", type=Path, metavar="JSONL",
                     help="write the table from JSON-lines pieces (entries and skips)")
+    ap.add_argument("--update", nargs="+", metavar="NAME",
+                    help="regenerate only these builders, keep every other entry and skip as checked in")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
@@ -361,6 +422,8 @@ def main() -> int:
     todo = builders()
     if args.merge:
         return merge(args.merge, todo, args.out)
+    if args.update:
+        return update(args.update, todo, args.out)
     lo, hi = (int(x) for x in args.range.split(":")) if args.range else (0, len(todo))
     pieces = args.jsonl.open("a") if args.jsonl else None
     signal.signal(signal.SIGALRM, _timeout)

@@ -5,13 +5,15 @@
 //! [`zip`] (streaming zip view), [`legacy`] (pre-1.6 format), [`pickle`] (non-executing
 //! walker), [`inventory`] (tensors from the walked pickle), [`safety`] (global allowlist),
 //! [`version`] (minimum torch), [`arch`] (architectures the server builds), [`ops`] (operators
-//! called), [`signature`] (the root `forward`), [`rules`] (codes),
+//! called; [`code_tokens`] is the one tokenizer of TorchScript code both it and [`version`]
+//! read), [`signature`] (the root `forward`), [`rules`] (codes),
 //! [`script_class`] (a TorchScript file's root class) and [`script_code`] (what its code
 //! proves about its first and last layers), [`head`] and [`channels`] (the checks against the
 //! declared classes and input).
 
 pub mod arch;
 pub mod channels;
+pub mod code_tokens;
 pub mod head;
 pub mod inventory;
 pub mod legacy;

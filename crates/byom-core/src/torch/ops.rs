@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diagnostics::Issue;
 use crate::operators::OperatorNamespaces;
+use crate::torch::code_tokens::{self, Token};
 use crate::torch::rules;
 
 /// What the code and the pickles call, each `namespace::name`, sorted.
@@ -28,70 +29,22 @@ pub fn namespace(qualified: &str) -> &str {
     qualified.split("::").next().unwrap_or(qualified)
 }
 
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
-/// Skips a Python string literal starting at `i` (a quote); returns the index after it.
-fn skip_string(code: &[u8], i: usize) -> usize {
-    let quote = code[i];
-    let triple = code.get(i..i + 3) == Some(&[quote; 3][..]);
-    let mut j = i + if triple { 3 } else { 1 };
-    while j < code.len() {
-        match code[j] {
-            b'\\' => j += 2,
-            b if b == quote && (!triple || code.get(j..j + 3) == Some(&[quote; 3][..])) => {
-                return j + if triple { 3 } else { 1 };
-            }
-            b'\n' if !triple => return j,
-            _ => j += 1,
-        }
-    }
-    code.len()
-}
-
 /// Operators and custom classes named in TorchScript `code` (all `code/**.py` records) and in
 /// the pickle `globals` (module, name). String literals are skipped, so an error message that
 /// mentions `ops.x.y` is not a call.
 pub fn scan(code: &str, globals: &[(String, String)]) -> Calls {
     let mut calls = Calls::default();
-    let b = code.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'"' || c == b'\'' {
-            i = skip_string(b, i);
-            continue;
+    let mut toks = code_tokens::tokens(code).peekable();
+    while let Some(t) = toks.next() {
+        // A free dotted name (not an attribute of some value), called when `(` follows.
+        if let Token::Name {
+            text,
+            member: false,
+        } = t
+        {
+            let called = matches!(toks.peek(), Some(Token::Open(b'(')));
+            classify(text, called, &mut calls);
         }
-        if !(c.is_ascii_alphabetic() || c == b'_') {
-            i += 1;
-            continue;
-        }
-        // A dotted name starting here: ident(.ident)*, not itself part of a longer name.
-        let start = i;
-        let preceded = start > 0 && (is_ident_byte(b[start - 1]) || b[start - 1] == b'.');
-        let mut j = i;
-        loop {
-            while j < b.len() && is_ident_byte(b[j]) {
-                j += 1;
-            }
-            if j + 1 < b.len()
-                && b[j] == b'.'
-                && (b[j + 1].is_ascii_alphabetic() || b[j + 1] == b'_')
-            {
-                j += 1;
-                continue;
-            }
-            break;
-        }
-        if !preceded {
-            let called = b[j..]
-                .iter()
-                .find(|x| !x.is_ascii_whitespace())
-                .is_some_and(|&x| x == b'(');
-            classify(&code[start..j], called, &mut calls);
-        }
-        i = j.max(i + 1);
     }
     for (module, name) in globals {
         if let Some(ns) = module.strip_prefix("__torch__.torch.classes.") {

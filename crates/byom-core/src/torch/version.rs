@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::torch_version::{InvalidTorchVersion, TorchVersion, GUIDE, SERVER};
 
+use super::code_tokens::{self, Token};
 use super::op_history::{self, OpTable};
 
 /// The highest archive version libtorch 2.11 reads.
@@ -212,8 +213,9 @@ pub struct AtenCall {
 /// The `aten::` operators TorchScript code calls: `torch.NAME(…)` (how the TorchScript printer
 /// writes every `aten::` operator) and `ops.aten.NAME(…)`, keyed by `NAME`. Module-qualified
 /// functions (`__torch__.torch.nn.functional.layer_norm(…)`), other namespaces (`ops.prim.…`)
-/// and text inside string literals are not operator calls. One pass, no backtracking: the
-/// cost is linear in the code's length whatever its nesting.
+/// and text inside string literals are not operator calls. One pass over the shared tokenizer
+/// ([`code_tokens`], which the operator scan reads too), no backtracking: the cost is linear in
+/// the code's length whatever its nesting.
 pub fn aten_calls(code: &str) -> BTreeMap<String, AtenCall> {
     /// One open bracket: for a call of an aten operator, its name and what it has seen.
     struct Frame<'a> {
@@ -225,71 +227,39 @@ pub fn aten_calls(code: &str) -> BTreeMap<String, AtenCall> {
         /// The current argument is `name=value`.
         keyword: bool,
     }
-    let b = code.as_bytes();
-    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let mut out: BTreeMap<String, AtenCall> = BTreeMap::new();
     let mut stack: Vec<Frame<'_>> = Vec::new();
     // Brackets nested deeper than the stack keeps (counted so that they still close).
     let mut too_deep = 0usize;
-    // Start of the dotted name that ends right before the cursor (`torch.gelu`), if any.
-    let mut dotted: Option<usize> = None;
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if ident(c) {
-            let start = i;
-            while i < b.len() && ident(b[i]) {
-                i += 1;
-            }
-            let chain_start = match dotted {
-                Some(s) if start > 0 && b[start - 1] == b'.' => s,
-                _ => start,
-            };
-            // `name=` (not `==`) opening an argument of a call: a keyword argument.
-            if let Some(f) = stack.last_mut() {
-                if f.op.is_some() && !f.filled {
-                    let mut j = i;
-                    while j < b.len() && b[j] == b' ' {
-                        j += 1;
-                    }
-                    if b.get(j) == Some(&b'=') && b.get(j + 1) != Some(&b'=') {
-                        f.keyword = true;
-                        f.keywords.push(&code[start..i]);
-                    }
-                }
-                f.filled = true;
-            }
-            dotted = Some(chain_start);
-            continue;
-        }
-        if c == b'.' && dotted.is_some() && b.get(i + 1).is_some_and(|&n| ident(n)) {
-            i += 1;
-            continue;
-        }
-        let callee = dotted.take().filter(|&s| s == 0 || b[s - 1] != b'.');
-        match c {
-            b'"' | b'\'' => {
-                // Skip the literal (backslash escapes included); it only fills the argument.
-                i += 1;
-                while i < b.len() && b[i] != c {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
+    let mut toks = code_tokens::tokens(code).peekable();
+    // The free dotted name just before the current token (`torch.gelu`): a callee if `(` follows.
+    let mut callee: Option<&str> = None;
+    while let Some(t) = toks.next() {
+        let before = callee.take();
+        match t {
+            Token::Name { text, member } => {
                 if let Some(f) = stack.last_mut() {
+                    // `name=` opening an argument of a call: a keyword argument.
+                    if f.op.is_some() && !f.filled && toks.peek() == Some(&Token::Assign) {
+                        f.keyword = true;
+                        f.keywords.push(text);
+                    }
                     f.filled = true;
                 }
+                if !member {
+                    callee = Some(text);
+                }
             }
-            b'(' | b'[' | b'{' => {
+            Token::Open(c) => {
                 if let Some(f) = stack.last_mut() {
                     f.filled = true;
                 }
                 if stack.len() >= MAX_CALL_DEPTH {
                     too_deep += 1;
-                    i += 1;
                     continue;
                 }
-                let op = callee
+                let op = before
                     .filter(|_| c == b'(')
-                    .map(|s| &code[s..i])
                     .and_then(|s| {
                         s.strip_prefix("torch.")
                             .or_else(|| s.strip_prefix("ops.aten."))
@@ -303,12 +273,12 @@ pub fn aten_calls(code: &str) -> BTreeMap<String, AtenCall> {
                     keyword: false,
                 });
             }
-            b',' | b')' | b']' | b'}' if too_deep > 0 => {
-                if c != b',' {
+            Token::Comma | Token::Close(_) if too_deep > 0 => {
+                if t != Token::Comma {
                     too_deep -= 1;
                 }
             }
-            b',' | b')' | b']' | b'}' => {
+            Token::Comma | Token::Close(_) => {
                 if let Some(f) = stack.last_mut() {
                     if f.filled && !f.keyword {
                         f.positional += 1;
@@ -316,7 +286,7 @@ pub fn aten_calls(code: &str) -> BTreeMap<String, AtenCall> {
                     f.filled = false;
                     f.keyword = false;
                 }
-                if c != b',' {
+                if t != Token::Comma {
                     if let Some(f) = stack.pop() {
                         if let Some(op) = f.op {
                             let e = out.entry(op.to_string()).or_default();
@@ -329,14 +299,13 @@ pub fn aten_calls(code: &str) -> BTreeMap<String, AtenCall> {
                     }
                 }
             }
-            b' ' | b'\n' | b'\r' | b'\t' => {}
-            _ => {
+            // A literal, a number, an operator: it fills the current argument.
+            Token::Str | Token::Assign | Token::Other => {
                 if let Some(f) = stack.last_mut() {
                     f.filled = true;
                 }
             }
         }
-        i += 1;
     }
     out
 }
