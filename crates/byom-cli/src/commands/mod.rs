@@ -3,6 +3,7 @@
 pub mod inspect;
 pub mod output;
 pub mod pack;
+pub mod parallel_inflate;
 pub mod push;
 pub mod rules;
 pub mod validate;
