@@ -216,7 +216,9 @@ fn consume(
         let mut file = File::open(path).map_err(|e| Fallback(e.to_string()))?;
         let tail = read_at(&mut file, t.min(len), (len - t.min(len)).min(9))
             .map_err(|e| Fallback(e.to_string()))?;
-        stitcher.finish(&tail).map_err(|d| Fallback(d.to_string()))?;
+        stitcher
+            .finish(&tail)
+            .map_err(|d| Fallback(d.to_string()))?;
     }
     Ok(validator.finish_inflated(len))
 }

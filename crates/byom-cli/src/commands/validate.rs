@@ -51,7 +51,12 @@ pub struct Args {
     /// Experimental two-stage parallel gunzip: the report is the same byte for byte, and any
     /// doubt (corrupt data, a bomb, several gzip members, highly compressible data) falls back
     /// to the sequential reader.
-    #[arg(long, env = "BYOM_INFLATE_THREADS", default_value_t = 1, value_name = "N")]
+    #[arg(
+        long,
+        env = "BYOM_INFLATE_THREADS",
+        default_value_t = 1,
+        value_name = "N"
+    )]
     inflate_threads: usize,
     /// Compressed bytes per parallel chunk (files of one chunk or less are read sequentially).
     #[arg(long, env = "BYOM_INFLATE_CHUNK", default_value_t = 1 << 20, value_name = "BYTES")]
@@ -241,7 +246,11 @@ fn sha256_file(path: &Path, cancel: &AtomicBool) -> std::io::Result<String> {
 }
 
 /// Validate one file in 1 MiB chunks, hashing the same chunks on a second thread.
-fn validate_sequential(path: &Path, settings: &Settings, progress: bool) -> std::io::Result<Report> {
+fn validate_sequential(
+    path: &Path,
+    settings: &Settings,
+    progress: bool,
+) -> std::io::Result<Report> {
     let mut file = File::open(path)?;
     let total = file.metadata()?.len();
     let mut bar = (progress && total > PROGRESS_MIN_BYTES).then(|| Progress::new(total));

@@ -49,12 +49,16 @@ pub struct ChunkResult {
     pub decoded: Result<Decoded, deflate::Error>,
 }
 
-/// A chunk's output: bytes and window markers, after a [`WINDOW`]-symbol marker prefix.
+/// A chunk's output: a head of bytes and window markers (up to the last marker), then plain
+/// bytes, narrowed and checksummed on the decoding thread so that the in-order pass only
+/// resolves the head.
 #[derive(Debug)]
 pub struct Decoded {
     pub start_bit: u64,
     pub outcome: deflate::Outcome,
-    pub symbols: Vec<u16>,
+    pub head: Vec<u16>,
+    pub tail: Vec<u8>,
+    pub tail_crc: Hasher,
 }
 
 /// Decode one chunk (any thread).
@@ -73,10 +77,20 @@ pub fn decode_chunk(job: ChunkJob) -> ChunkResult {
             job.max_out,
         ),
     }
-    .map(|(start_bit, outcome)| Decoded {
-        start_bit,
-        outcome,
-        symbols,
+    .map(|(start_bit, outcome)| {
+        let out = &symbols[WINDOW..];
+        let split = out.iter().rposition(|&s| s >= 256).map_or(0, |i| i + 1);
+        let tail: Vec<u8> = out[split..].iter().map(|&s| s as u8).collect();
+        let mut tail_crc = Hasher::new();
+        tail_crc.update(&tail);
+        let head = out[..split].to_vec();
+        Decoded {
+            start_bit,
+            outcome,
+            head,
+            tail,
+            tail_crc,
+        }
     });
     ChunkResult { job, decoded }
 }
@@ -147,7 +161,10 @@ impl Stitcher {
         let blocks: Vec<BlockEnd>;
         match result.decoded {
             Ok(d) if d.start_bit == rel => {
-                self.resolve(&d.symbols[WINDOW..], out)?;
+                self.resolve(&d.head, out)?;
+                self.crc.update(out);
+                self.crc.combine(&d.tail_crc);
+                out.extend_from_slice(&d.tail);
                 blocks = d.outcome.blocks;
                 self.advance(base, d.outcome.end_bit, d.outcome.stream_end);
             }
@@ -157,6 +174,7 @@ impl Stitcher {
                 let outcome = inflate(&job.input, rel, job.stop_bit, &mut buf, job.max_out)
                     .map_err(|e| Doubt::Undecodable(job.offset, e))?;
                 out.extend_from_slice(&buf[self.window.len()..]);
+                self.crc.update(out);
                 blocks = outcome.blocks;
                 self.advance(base, outcome.end_bit, outcome.stream_end);
             }
@@ -166,7 +184,6 @@ impl Stitcher {
         if self.total_out > self.limits.max_uncompressed_bytes {
             return Err(Doubt::TooLarge);
         }
-        self.crc.update(out);
         self.slide_window(out);
         Ok(())
     }

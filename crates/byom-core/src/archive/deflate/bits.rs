@@ -5,12 +5,12 @@ use super::Error;
 
 #[derive(Debug, Clone)]
 pub(super) struct Bits<'a> {
-    data: &'a [u8],
+    pub(super) data: &'a [u8],
     /// Next byte of `data` to load into `buf`.
-    pos: usize,
-    buf: u64,
+    pub(super) pos: usize,
+    pub(super) buf: u64,
     /// Valid bits in `buf`.
-    n: u32,
+    pub(super) n: u32,
 }
 
 impl<'a> Bits<'a> {

@@ -235,8 +235,103 @@ pub(super) fn dynamic_header(bits: &mut Bits<'_>, t: &mut Tables) -> Result<(), 
 }
 
 /// Decode one Huffman block's data up to and including its end-of-block code.
+///
+/// The hot loop of the parallel reader: the bit buffer lives in locals, and while at least 16
+/// input bytes and 258 output slots remain, one refill per symbol guarantees the bits for a
+/// whole length/distance pair (≤ 48), so only the table's "no such code" needs a check. Near
+/// either end every read is checked.
 #[inline(never)]
 fn block<T: Symbol>(
+    bits: &mut Bits<'_>,
+    t: &Tables,
+    out: &mut Vec<T>,
+    limit: usize,
+) -> Result<(), Error> {
+    let data = bits.data;
+    let (mut pos, mut buf, mut n) = (bits.pos, bits.buf, bits.n);
+    let result = loop {
+        if pos + 16 > data.len() || out.len() + 258 > limit {
+            break None;
+        }
+        if n < 48 {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&data[pos..pos + 8]);
+            buf |= u64::from_le_bytes(w) << n;
+            pos += ((63 - n) >> 3) as usize;
+            n |= 56;
+        }
+        let (sym, len) = t.lit.lookup(buf);
+        if len == 0 {
+            break Some(Err(Error::BadSymbol));
+        }
+        buf >>= len;
+        n -= len;
+        if sym < 256 {
+            out.push(T::byte(sym as u8));
+            // A second literal without a refill when the bits are there (weights are mostly
+            // literals).
+            let (sym2, len2) = t.lit.lookup(buf);
+            if sym2 < 256 && len2 != 0 && len2 <= n {
+                buf >>= len2;
+                n -= len2;
+                out.push(T::byte(sym2 as u8));
+            }
+            continue;
+        }
+        if sym == 256 {
+            break Some(Ok(()));
+        }
+        let li = (sym - 257) as usize;
+        if li >= 29 {
+            break Some(Err(Error::BadSymbol));
+        }
+        let e = u32::from(LEN_EXTRA[li]);
+        let length = usize::from(LEN_BASE[li]) + (buf & ((1 << e) - 1)) as usize;
+        buf >>= e;
+        n -= e;
+        let (dsym, dlen) = t.dist.lookup(buf);
+        if dlen == 0 || dsym >= 30 {
+            break Some(Err(Error::BadSymbol));
+        }
+        buf >>= dlen;
+        n -= dlen;
+        let di = dsym as usize;
+        let e = u32::from(DIST_EXTRA[di]);
+        let dist = usize::from(DIST_BASE[di]) + (buf & ((1 << e) - 1)) as usize;
+        buf >>= e;
+        n -= e;
+        if let Err(e) = copy(out, dist, length) {
+            break Some(Err(e));
+        }
+    };
+    (bits.pos, bits.buf, bits.n) = (pos, buf, n);
+    match result {
+        Some(r) => r,
+        None => block_checked(bits, t, out, limit),
+    }
+}
+
+/// Append `length` symbols copied from `dist` back.
+#[inline(always)]
+fn copy<T: Symbol>(out: &mut Vec<T>, dist: usize, length: usize) -> Result<(), Error> {
+    let at = out.len();
+    if dist > at {
+        return Err(Error::TooFarBack);
+    }
+    let from = at - dist;
+    if dist >= length && length >= 16 {
+        out.extend_from_within(from..from + length);
+    } else {
+        for k in 0..length {
+            let v = out[from + k];
+            out.push(v);
+        }
+    }
+    Ok(())
+}
+
+/// [`block`] with every read checked (the last bytes of the input or of the output cap).
+fn block_checked<T: Symbol>(
     bits: &mut Bits<'_>,
     t: &Tables,
     out: &mut Vec<T>,
@@ -273,21 +368,9 @@ fn block<T: Symbol>(
         bits.consume(dlen)?;
         let di = dsym as usize;
         let dist = usize::from(DIST_BASE[di]) + bits.bits(u32::from(DIST_EXTRA[di]))? as usize;
-        let at = out.len();
-        if dist > at {
-            return Err(Error::TooFarBack);
-        }
-        if at + length > limit {
+        if out.len() + length > limit {
             return Err(Error::OutputLimit);
         }
-        let from = at - dist;
-        if dist >= length {
-            out.extend_from_within(from..from + length);
-        } else {
-            for k in 0..length {
-                let v = out[from + k];
-                out.push(v);
-            }
-        }
+        copy(out, dist, length)?;
     }
 }
