@@ -190,7 +190,7 @@ impl Stitcher {
 
     /// After the last chunk: `tail` is everything in the file after the deflate data (it must
     /// be exactly the 8-byte trailer; more members or trailing bytes go to the reference).
-    /// Returns the file offset where `tail` starts via [`Self::trailer_offset`].
+    /// `tail` starts at [`Self::trailer_offset`].
     pub fn finish(mut self, tail: &[u8]) -> Result<(), Doubt> {
         let Some(offset) = self.trailer_offset() else {
             return Err(Doubt::NoEnd);
@@ -203,14 +203,14 @@ impl Stitcher {
         if crc != self.crc.clone().finalize() || u64::from(isize) != self.total_out & 0xFFFF_FFFF {
             return Err(Doubt::Trailer);
         }
-        // Ratio checks after the deflate data, and the final one at the end of the file.
+        // Ratio checks after the deflate data (the trailer), bounded by the whole output, and
+        // the final one at the end of the file.
         let total = self.total_out;
-        let ends = [BlockEnd {
+        let end = [BlockEnd {
             bit: self.file_len * 8,
             out: 0,
         }];
-        self.total_out = total;
-        self.check_ratio(0, &ends)?;
+        self.check_ratio(0, &end)?;
         if self.ratio_exceeded(total, self.file_len) {
             return Err(Doubt::Ratio);
         }
