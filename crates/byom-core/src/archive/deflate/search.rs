@@ -8,10 +8,19 @@ use super::bits::Bits;
 use super::decode::{dynamic_header, inflate_with, Outcome, Tables};
 use super::Error;
 
+/// Most bits tried as a block start: real zlib blocks are tens of KiB, so a chunk without a
+/// dynamic header in its first 256 KiB is handed back (the stitcher decodes it from the proven
+/// bit instead).
+const MAX_SEARCH_BITS: u64 = 256 * 1024 * 8;
+
 /// Search bit offsets `from_bit..search_end_bit` of `input` for a dynamic block from which
 /// decoding succeeds until a block ends at or past `stop_bit` (or the stream ends). Output
 /// goes to `out` after its prefix (normally [`super::WINDOW`] markers). Returns the start bit
 /// and the outcome; `Err` with the last error when no offset works.
+///
+/// Work is bounded against hostile input: at most [`MAX_SEARCH_BITS`] offsets, and the output of
+/// failed candidates may total at most `4 × max_out` symbols (a crafted stream could otherwise
+/// make many offsets decode far before failing).
 pub fn find_and_inflate(
     input: &[u8],
     from_bit: u64,
@@ -22,8 +31,11 @@ pub fn find_and_inflate(
 ) -> Result<(u64, Outcome), Error> {
     let prefix = out.len();
     let mut tables = Tables::new();
-    let end = search_end_bit.min(input.len() as u64 * 8);
+    let end = search_end_bit
+        .min(input.len() as u64 * 8)
+        .min(from_bit.saturating_add(MAX_SEARCH_BITS));
     let mut last_err = Error::Truncated;
+    let mut wasted = 0usize;
     for bit in from_bit..end {
         // Cheap filter on the fixed 17 header bits: BTYPE = 2, HLIT ≤ 29, HDIST ≤ 29.
         let byte = (bit / 8) as usize;
@@ -48,7 +60,11 @@ pub fn find_and_inflate(
             Err(Error::OutputLimit) => return Err(Error::OutputLimit),
             Err(e) => {
                 last_err = e;
+                wasted += out.len() - prefix;
                 out.truncate(prefix);
+                if wasted > max_out.saturating_mul(4) {
+                    return Err(e);
+                }
             }
         }
     }
