@@ -1,7 +1,11 @@
 """Write a >= 300 MB BYOM package holding a real fp32 state dict (torchvision vgg11, random
 weights, ~507 MiB) to target/bench/vgg11.tar.gz. Never committed; regenerate at will.
 
-    /work/main/.venv/bin/python bench/make_package.py [OUT_DIR]
+    /work/main/.venv/bin/python bench/make_package.py [OUT_DIR] [compressible]
+
+With `compressible`, the weights are rounded to multiples of 1/16 (like coarse quantization):
+the package then compresses several times, the case where parallel inflation has to hold far
+more output per chunk. It is written to OUT_DIR/vgg11_compressible.tar.gz.
 """
 import io
 import json
@@ -14,12 +18,16 @@ import torchvision
 
 out_dir = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/bench")
 out_dir.mkdir(parents=True, exist_ok=True)
-pkg = out_dir / "vgg11.tar.gz"
+compressible = len(sys.argv) > 2 and sys.argv[2] == "compressible"
+pkg = out_dir / ("vgg11_compressible.tar.gz" if compressible else "vgg11.tar.gz")
 pt = out_dir / "vgg11.pt"
 
 torch.manual_seed(0)
 model = torchvision.models.vgg11(weights=None, num_classes=2).eval()
-torch.save(model.state_dict(), pt)
+state = model.state_dict()
+if compressible:
+    state = {k: (v * 16).round() / 16 if v.is_floating_point() else v for k, v in state.items()}
+torch.save(state, pt)
 
 shape = [1, 3, 224, 224]
 stage = {"type": "classification", "input_shape": shape, "output_shape": [1, 2], "num_classes": 2}

@@ -5,6 +5,11 @@
 #
 #   bench/validate.sh            # uses target/bench/vgg11.tar.gz, generating it if missing
 #   RUNS=3 bench/validate.sh     # repeat each measurement (default 2, best is reported)
+#   PKG=target/bench/vgg11_compressible.tar.gz bench/validate.sh   # highly compressible weights
+#                                  (make it with: bench/make_package.py target/bench compressible)
+# Single-core and parallel inflation side by side (`--inflate-threads 0` = all cores), with
+# rapidgzip as the reference parallel gunzip when it is on PATH (`pip install rapidgzip`; not a
+# test requirement) or $RAPIDGZIP names it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -32,7 +37,18 @@ measure() { # label, command...
 ls -l "$PKG"
 cat /dev/null "$PKG" > /dev/null # warm the page cache
 printf '%-34s %10s %13s\n' "what" "wall" "peak RSS"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 measure "byom validate"                   $T/release/byom validate --no-progress "$PKG"
+measure "byom validate --inflate-threads 0" $T/release/byom validate --no-progress --inflate-threads 0 "$PKG"
+BYOM_INFLATE_TRACE=1 $T/release/byom validate --no-progress --inflate-threads 0 "$PKG" 2>&1 >/dev/null | sed 's/^/  /' || true
 measure "bare inflate (zlib-rs)"          $T/release/examples/inflate "$PKG" zlib-rs
 measure "bare inflate (miniz_oxide)"      $T/release/examples/inflate "$PKG" miniz
 measure "guide validate_dda_package (py)" "$PY" bench/guide_validate.py "$PKG"
+RG=${RAPIDGZIP:-$(command -v rapidgzip || true)}
+if [ -n "$RG" ]; then
+  measure "rapidgzip -P 1 (reference)"      "$RG" -d -c -P 1 "$PKG"
+  measure "rapidgzip -P $(nproc) (reference)" "$RG" -d -c -P "$(nproc)" "$PKG"
+else
+  echo "rapidgzip not found: pip install rapidgzip (or set RAPIDGZIP) for the parallel reference"
+fi
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

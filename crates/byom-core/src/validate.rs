@@ -71,6 +71,9 @@ pub struct Validator<S: ExtractSink = NoExtract> {
     tar: TarWalker,
     sink: Collector<S>,
     fatal: bool,
+    /// Fed already-inflated tar bytes ([`Validator::feed_inflated`]): the gzip layer was checked
+    /// by the caller.
+    inflated: bool,
 }
 
 /// Where the current member's bytes go.
@@ -218,7 +221,31 @@ impl<S: ExtractSink> Validator<S> {
                 extract,
             },
             fatal: false,
+            inflated: false,
         }
+    }
+
+    /// Feed the next inflated (tar) bytes, for a caller that inflated the gzip stream itself and
+    /// proved it equal to what [`Validator::feed`] would inflate, with no gzip issue and no limit
+    /// of the gzip layer reached (the CLI's parallel reader, through
+    /// [`crate::archive::chunked::Stitcher`]). Do not mix with [`Validator::feed`]; end with
+    /// [`Validator::finish_inflated`]. The report is then the same, byte for byte.
+    pub fn feed_inflated(&mut self, tar_bytes: &[u8]) {
+        self.inflated = true;
+        if self.fatal {
+            return;
+        }
+        if let Err(issue) = self.tar.push(tar_bytes, &mut self.sink) {
+            self.fail(issue);
+        }
+    }
+
+    /// The final report after [`Validator::feed_inflated`]; `compressed_bytes` is the size of the
+    /// whole `.tar.gz` (what [`Validator::feed`] would have counted).
+    pub fn finish_inflated(mut self, compressed_bytes: u64) -> Report {
+        self.inflated = true;
+        self.fed = compressed_bytes;
+        self.finish()
     }
 
     /// Feed the next chunk of the `.tar.gz` (any size, including 0 or 1 byte).
@@ -292,7 +319,12 @@ impl<S: ExtractSink> Validator<S> {
     /// The report, and the contents it was made from.
     fn conclude(mut self) -> (Report, Contents) {
         if !self.fatal {
-            if let Err(issue) = self.gzip.finish().and_then(|()| self.tar.finish()) {
+            let gzip = if self.inflated {
+                Ok(())
+            } else {
+                self.gzip.finish()
+            };
+            if let Err(issue) = gzip.and_then(|()| self.tar.finish()) {
                 self.fail(issue);
             }
         }

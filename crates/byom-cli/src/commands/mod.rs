@@ -3,6 +3,7 @@
 pub mod inspect;
 pub mod output;
 pub mod pack;
+pub mod parallel_inflate;
 pub mod push;
 mod resumable;
 pub mod rules;

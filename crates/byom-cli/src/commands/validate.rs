@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -19,6 +20,7 @@ use std::time::Instant;
 use byom_core::{Report, Settings, Validator};
 
 use super::output::{self, Format};
+use super::parallel_inflate;
 use sha2::{Digest, Sha256};
 
 /// Read size: large enough for full inflate speed, small enough to keep memory flat.
@@ -45,6 +47,20 @@ pub struct Args {
     /// Never show a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Inflate on this many threads (0 = all cores; 1 = the sequential reader, the default).
+    /// Experimental two-stage parallel gunzip: the report is the same byte for byte, and any
+    /// doubt (corrupt data, a bomb, several gzip members, highly compressible data) falls back
+    /// to the sequential reader.
+    #[arg(
+        long,
+        env = "BYOM_INFLATE_THREADS",
+        default_value_t = 1,
+        value_name = "N"
+    )]
+    inflate_threads: usize,
+    /// Compressed bytes per parallel chunk (files of one chunk or less are read sequentially).
+    #[arg(long, env = "BYOM_INFLATE_CHUNK", default_value_t = 1 << 20, value_name = "BYTES")]
+    inflate_chunk: u64,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -58,13 +74,21 @@ pub fn run(args: Args) -> ExitCode {
     let stdout_tty = std::io::stdout().is_terminal();
     let color = stdout_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let progress = !args.no_progress && std::io::stderr().is_terminal();
+    let threads = match args.inflate_threads {
+        0 => thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let parallel = (threads > 1).then_some(parallel_inflate::Options {
+        threads,
+        chunk: args.inflate_chunk,
+    });
 
     // Every path is validated on its own: one that cannot be read is reported in its place
     // and the others are still validated. The exit code is the worst outcome.
     let outcomes: Vec<(&PathBuf, Result<Report, std::io::Error>)> = args
         .paths
         .iter()
-        .map(|p| (p, validate_file(p, &settings, progress)))
+        .map(|p| (p, validate_file(p, &settings, progress, parallel)))
         .collect();
     let code = outcomes
         .iter()
@@ -161,8 +185,72 @@ fn load_settings(args: &Args) -> Result<Settings, String> {
     Ok(settings)
 }
 
+/// Validate one file: with the parallel inflater when asked and the file is more than one
+/// chunk, falling back to the sequential reader on any doubt.
+fn validate_file(
+    path: &Path,
+    settings: &Settings,
+    progress: bool,
+    parallel: Option<parallel_inflate::Options>,
+) -> std::io::Result<Report> {
+    let trace = std::env::var_os("BYOM_INFLATE_TRACE").is_some_and(|v| !v.is_empty());
+    let len = std::fs::metadata(path)?.len();
+    if let Some(opts) = parallel.filter(|o| len > o.chunk) {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let hasher = {
+            let (path, cancel) = (path.to_path_buf(), Arc::clone(&cancel));
+            thread::spawn(move || sha256_file(&path, &cancel))
+        };
+        match parallel_inflate::validate(path, len, settings, opts)? {
+            Ok((mut report, stats)) => {
+                if trace {
+                    eprintln!(
+                        "byom: parallel inflate: {} chunks on {} threads ({} in flight)",
+                        stats.chunks, stats.threads, stats.in_flight
+                    );
+                }
+                let sha = hasher
+                    .join()
+                    .map_err(|_| std::io::Error::other("hashing thread panicked"))??;
+                report.sha256 = Some(sha);
+                return Ok(report);
+            }
+            Err(parallel_inflate::Fallback(why)) => {
+                cancel.store(true, Ordering::Relaxed);
+                let _ = hasher.join();
+                if trace {
+                    eprintln!("byom: parallel inflate: sequential instead: {why}");
+                }
+            }
+        }
+    }
+    validate_sequential(path, settings, progress)
+}
+
+/// The package sha256, read on its own thread beside the parallel inflater.
+fn sha256_file(path: &Path, cancel: &AtomicBool) -> std::io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("cancelled"));
+        }
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(hex::encode(h.finalize())),
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Validate one file in 1 MiB chunks, hashing the same chunks on a second thread.
-fn validate_file(path: &Path, settings: &Settings, progress: bool) -> std::io::Result<Report> {
+fn validate_sequential(
+    path: &Path,
+    settings: &Settings,
+    progress: bool,
+) -> std::io::Result<Report> {
     let mut file = File::open(path)?;
     let total = file.metadata()?.len();
     let mut bar = (progress && total > PROGRESS_MIN_BYTES).then(|| Progress::new(total));

@@ -472,3 +472,15 @@ fn not_gzip(bytes: &[u8]) -> Issue {
     }
     NOT_GZIP.issue(None, PORTAL)
 }
+
+/// Length of the gzip member header at the start of `bytes`, parsed and checked exactly as
+/// [`GzipDecoder`] does (method, reserved flags, FEXTRA/FNAME/FCOMMENT, FHCRC); `None` when the
+/// bytes are not a complete valid header. The parallel reader starts inflating there.
+pub fn member_header_len(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 2 || bytes[..2] != [0x1f, 0x8b] {
+        return None;
+    }
+    let mut h = Header::new();
+    let used = header_step(&mut h, bytes).ok()?;
+    header_done(&h).then_some(used)
+}

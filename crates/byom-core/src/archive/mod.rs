@@ -5,6 +5,8 @@
 //! accepted regular files to a [`tar::TarSink`] piece by piece. Every limit comes from
 //! [`crate::Limits`].
 
+pub mod chunked;
+pub mod deflate;
 pub mod gzip;
 pub mod path;
 pub mod tar;

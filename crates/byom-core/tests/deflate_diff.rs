@@ -1,0 +1,292 @@
+//! Differential tests of the parallel-gunzip decoder (archive::deflate, archive::chunked)
+//! against zlib-rs, the sequential reference: on every input the two give identical bytes, or
+//! ours refuses (a refusal only sends the caller back to zlib-rs, so it is always safe).
+//! Accepting what zlib-rs refuses, or decoding differently, fails these tests.
+
+use std::io::Write;
+
+use byom_core::archive::chunked::{decode_chunk, ChunkJob, Stitcher};
+use byom_core::archive::deflate::{inflate, MARKER, WINDOW};
+use byom_core::archive::gzip::member_header_len;
+use byom_core::Limits;
+use flate2::{Compression, Decompress, FlushDecompress, Status};
+
+/// A small deterministic generator (no rand dependency in the core's tests).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// fp32 values like trained weights: small, normal-ish, barely compressible (~1.1×).
+fn weights(n: usize, seed: u64) -> Vec<u8> {
+    let mut r = Rng(seed | 1);
+    let mut v = Vec::with_capacity(n * 4);
+    for _ in 0..n {
+        let s: f32 = (0..4)
+            .map(|_| (r.next() >> 40) as f32 / (1u64 << 24) as f32)
+            .sum();
+        v.extend_from_slice(&((s - 2.0) * 0.05).to_le_bytes());
+    }
+    v
+}
+
+/// Text-like, highly compressible data with long and overlapping matches.
+fn text(n: usize, seed: u64) -> Vec<u8> {
+    let mut r = Rng(seed | 1);
+    let words: [&[u8]; 6] = [
+        b"layer",
+        b".weight ",
+        b"bias",
+        b"\n",
+        b"aaaaaaaaaaaaaaaa",
+        b"0123",
+    ];
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        v.extend_from_slice(words[(r.next() % 6) as usize]);
+    }
+    v.truncate(n);
+    v
+}
+
+fn raw_deflate(data: &[u8], level: u32) -> Vec<u8> {
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), Compression::new(level));
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn gzip(data: &[u8], level: u32) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::new(level));
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// The reference: zlib-rs, whole raw deflate stream; `Err` on any refusal or a missing end.
+fn zlib(raw: &[u8]) -> Result<Vec<u8>, ()> {
+    let mut d = Decompress::new(false);
+    let mut out = Vec::with_capacity(raw.len() * 4 + 1024);
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.len());
+        }
+        let before = d.total_in();
+        let st = d
+            .decompress_vec(
+                &raw[d.total_in() as usize..],
+                &mut out,
+                FlushDecompress::Finish,
+            )
+            .map_err(|_| ())?;
+        if st == Status::StreamEnd {
+            return Ok(out);
+        }
+        if d.total_in() == before && out.len() < out.capacity() {
+            return Err(());
+        }
+    }
+}
+
+fn ours(raw: &[u8]) -> Result<(Vec<u8>, u64), ()> {
+    let mut out = Vec::new();
+    let o = inflate::<u8>(raw, 0, u64::MAX, &mut out, usize::MAX).map_err(|_| ())?;
+    if !o.stream_end {
+        return Err(());
+    }
+    Ok((out, o.end_bit))
+}
+
+#[test]
+fn whole_streams_match_zlib_at_every_level() {
+    for level in 0..=9 {
+        for (i, data) in [
+            weights(40_000, 7),
+            text(300_000, 3),
+            Vec::new(),
+            vec![0; 70_000],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let raw = raw_deflate(&data, level);
+            let (out, end) = ours(&raw).unwrap_or_else(|()| panic!("level {level} input {i}"));
+            assert_eq!(out, data, "level {level} input {i}");
+            assert_eq!(end.div_ceil(8), raw.len() as u64, "ends at the last byte");
+        }
+    }
+}
+
+/// Corrupt and truncated streams: ours refuses, or gives exactly zlib-rs's bytes.
+#[test]
+fn corrupt_streams_never_disagree_with_zlib() {
+    let mut r = Rng(99);
+    let mut agreed = 0;
+    for case in 0..3000 {
+        let data = if case % 2 == 0 {
+            weights(2000, case)
+        } else {
+            text(20_000, case)
+        };
+        let mut raw = raw_deflate(&data, (case % 10) as u32);
+        match case % 3 {
+            0 => {
+                let n = (r.next() % 4 + 1) as usize;
+                for _ in 0..n {
+                    let i = (r.next() as usize) % raw.len();
+                    raw[i] ^= 1 << (r.next() % 8);
+                }
+            }
+            1 => raw.truncate((r.next() as usize) % raw.len()),
+            _ => {
+                let i = (r.next() as usize) % raw.len();
+                raw[i] = r.next() as u8;
+            }
+        }
+        let reference = zlib(&raw);
+        if let Ok((out, _)) = ours(&raw) {
+            assert_eq!(
+                Ok(&out),
+                reference.as_ref(),
+                "case {case}: accepted what zlib-rs did not"
+            );
+            agreed += 1;
+        }
+    }
+    assert!(
+        agreed > 0,
+        "some corruptions still decode (e.g. a flipped literal)"
+    );
+}
+
+/// Random bytes as deflate: every block type and header path, mostly invalid.
+#[test]
+fn random_bytes_never_disagree_with_zlib() {
+    let mut r = Rng(5);
+    for len in 0..20_000usize {
+        let n = len % 64;
+        let raw: Vec<u8> = (0..n).map(|_| r.next() as u8).collect();
+        if let Ok((out, _)) = ours(&raw) {
+            assert_eq!(Ok(out), zlib(&raw), "input {raw:?}");
+        }
+    }
+}
+
+/// Decode a gzip file the way the CLI's parallel reader does (chunks decoded independently,
+/// stitched in order), single-threaded here.
+fn chunked(gz: &[u8], chunk: usize, max_out: usize) -> Result<Vec<u8>, String> {
+    let header = member_header_len(gz).ok_or("header")?;
+    let len = gz.len();
+    let mut st = Stitcher::new(&Limits::default(), len as u64, header as u64);
+    let mut all = Vec::new();
+    let mut out = Vec::new();
+    let mut start = 0;
+    // zlib-rs level 1 writes fixed-Huffman blocks of up to ~100 KiB compressed.
+    let overlap = 1 << 20;
+    while start < len && !st.stream_ended() {
+        let end = (start + chunk).min(len);
+        let input = gz[start..(end + overlap).min(len)].to_vec();
+        let job = ChunkJob {
+            offset: start as u64,
+            input,
+            start_bit: (start == 0).then_some(header as u64 * 8),
+            stop_bit: ((end - start) * 8) as u64,
+            max_out,
+        };
+        st.accept(decode_chunk(job), &mut out)
+            .map_err(|e| e.to_string())?;
+        all.extend_from_slice(&out);
+        start = end;
+    }
+    let t = st.trailer_offset().ok_or("no end")? as usize;
+    st.finish(&gz[t.min(len)..]).map_err(|e| e.to_string())?;
+    Ok(all)
+}
+
+#[test]
+fn chunked_decoding_equals_the_data() {
+    let mut data = weights(300_000, 11);
+    data.extend_from_slice(&text(200_000, 4));
+    data.extend_from_slice(&weights(100_000, 12));
+    for level in [1, 6, 9] {
+        let gz = gzip(&data, level);
+        for chunk in [4096, 50_000, 300_000, 10 << 20] {
+            match chunked(&gz, chunk, 8 << 20) {
+                Ok(got) => assert!(got == data, "level {level} chunk {chunk}"),
+                // zlib-rs level 1 writes one block of over 1 MB here: no chunk of it can end
+                // within its input, and the reader says so instead of guessing.
+                Err(e) => assert!(
+                    level == 1 && chunk < 1 << 20,
+                    "level {level} chunk {chunk}: {e}"
+                ),
+            }
+        }
+        // A cap smaller than a chunk's output is refused (then the sequential reader runs).
+        assert!(chunked(&gz, 1 << 20, 100_000).is_err());
+    }
+}
+
+#[test]
+fn chunked_decoding_refuses_corrupt_gzip() {
+    let data = weights(200_000, 21);
+    let gz = gzip(&data, 6);
+    let mut r = Rng(8);
+    for case in 0..60 {
+        let mut bad = gz.clone();
+        match case % 3 {
+            0 => {
+                let i = 20 + (r.next() as usize) % (bad.len() - 20);
+                bad[i] ^= 1 << (r.next() % 8);
+            }
+            1 => bad.truncate(10 + (r.next() as usize) % (bad.len() - 10)),
+            _ => bad.extend_from_slice(&gz), // a second member: the sequential reader decides
+        }
+        let seq = {
+            let mut d = flate2::read::GzDecoder::new(&bad[..]);
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut d, &mut v).ok().map(|_| v)
+        };
+        if let Ok(got) = chunked(&bad, 100_000, 8 << 20) {
+            // Accepted: must be a flip that zlib-rs also decodes to the same bytes (none here,
+            // the CRC catches every changed byte) and a single member.
+            assert_eq!(Some(got), seq, "case {case}");
+            panic!("case {case}: a corrupt file was accepted");
+        }
+    }
+}
+
+#[test]
+fn markers_stand_for_the_unknown_window() {
+    // A stream whose second half copies from its first half, decoded from the second half's
+    // block with an unknown window, resolves to the right bytes.
+    let mut data = weights(50_000, 2);
+    data.extend_from_slice(&text(100_000, 9));
+    let raw = raw_deflate(&data, 6);
+    let mut out = Vec::new();
+    // Stop after the first block that ends past 100 kB of compressed data (> 32 KiB output).
+    let o = inflate::<u8>(&raw, 0, 800_000, &mut out, usize::MAX).unwrap();
+    assert!(!o.stream_end, "several blocks");
+    let first = *o.blocks.last().unwrap();
+    let mut syms: Vec<u16> = (0..WINDOW as u16).map(|i| MARKER + i).collect();
+    let rest = inflate::<u16>(&raw, first.bit, u64::MAX, &mut syms, usize::MAX).unwrap();
+    assert!(rest.stream_end);
+    let before = &data[..first.out as usize];
+    let resolved: Vec<u8> = syms[WINDOW..]
+        .iter()
+        .map(|&s| {
+            if s < 256 {
+                s as u8
+            } else {
+                before[before.len() - WINDOW + usize::from(s - MARKER)]
+            }
+        })
+        .collect();
+    assert!(resolved == data[first.out as usize..]);
+    assert!(
+        syms[WINDOW..].iter().any(|&s| s >= MARKER),
+        "the test used markers"
+    );
+}
