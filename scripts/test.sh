@@ -106,14 +106,15 @@ run_pytest() {
 step "pytest" run_pytest
 
 # The server API and compile tests once more, each server on a fresh database of a throwaway
-# PostgreSQL (tests/pg.py): the cluster configuration answers the same. (The cluster's own
+# PostgreSQL (tests/pg.py) and a bucket of a throwaway S3 server (tests/s3.py, moto): the
+# cluster configuration answers the same. (The cluster's own
 # multi-node test, tests/test_server_cluster.py, runs in the step above.)
 run_pytest_postgres() {
   # shellcheck disable=SC2046
-  BYOM_TEST_CLUSTER=1 python -m pytest tests/test_server_api.py tests/test_server_compile.py -q -ra \
+  BYOM_TEST_CLUSTER=1 BYOM_TEST_STORAGE=s3 python -m pytest tests/test_server_api.py tests/test_server_compile.py -q -ra \
     $(pytest_parallel)
 }
-step "pytest on PostgreSQL (server API + compile)" run_pytest_postgres
+step "pytest on PostgreSQL + S3 (server API + compile)" run_pytest_postgres
 
 if [ -d tests/browser ] && [ -z "${BYOM_SKIP_BROWSER:-}" ]; then
   step "browser tests (node --test, headless Chromium)" node --test tests/browser/

@@ -269,8 +269,7 @@ def test_torchvision_state_dict_matches_torchvision(tmp_path, compile_bin, arch,
 
 
 # Families the hand-written builders never had; the core recognises them from the zoo
-# fingerprint table. (torchvision's regnet_* are not in the table yet: they cannot be built on
-# the meta device the generator uses; docs/architectures.md lists them.)
+# fingerprint table. The rest of the zoo: bench/zoo_compile.py, results in docs/zoo-compile.md.
 ZOO_CASES = [
     ("shufflenet_v2_x0_5", "classification", (1, 3)),
     ("mnasnet0_5", "classification", (1, 3)),
