@@ -300,6 +300,41 @@ class Server:
         raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s")
 
 
+class Worker:
+    """One `byom-server worker` process (the cluster's compile role); stderr goes to `log_path`."""
+
+    def __init__(self, name: str, data_dir: Path, log_path: Path, database: str, *args: str,
+                 env: dict | None = None):
+        self.name = name
+        self.log_path = log_path
+        self.cmd = [str(byom_server_bin()), "worker", "--database", database, "--data-dir", str(data_dir),
+                    "--workers", "1", *args]
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Worker":
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=log, env=self.env)
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("worker "), f"{self.name} did not start:\n{self.log()}"
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def lines(self, what: str, job: str) -> list[str]:
+        return [ln for ln in self.log().splitlines() if what in ln and job in ln]
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 def worker_pids(server: Server) -> list[int]:
     """Worker processes started by this server (children running `byom-server worker`)."""
     pids = []

@@ -9,56 +9,20 @@ recorded once."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 import pg
-from helpers import Server, byom_server_bin, good_package
+from helpers import Server, Worker, good_package
 
 # Long enough that a loaded 2-core CI machine (two compiles, two API servers, PostgreSQL) renews
 # every lease in time (heartbeats every 2 s at most): with 3 s a job lost its lease twice and
 # failed. The killed-worker step waits this long once.
 LEASE_S = 8
 ADMIN = "byom_" + "c1" * 32
-
-
-class Worker:
-    """One `byom-server worker` process."""
-
-    def __init__(self, name: str, data_dir: Path, database: str, *args: str):
-        self.name = name
-        self.log_path = data_dir.parent / f"{name}.log"
-        self.cmd = [str(byom_server_bin()), "worker", "--database", database, "--data-dir", str(data_dir),
-                    "--workers", "1", "--lease-s", str(LEASE_S), *args]
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Worker":
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=log, env=dict(os.environ))
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("worker "), f"{self.name} did not start:\n{self.log()}"
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def lines(self, what: str, job: str) -> list[str]:
-        return [ln for ln in self.log().splitlines() if what in ln and job in ln]
-
-    def stop(self, sig=signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +48,10 @@ def cluster(tmp_path_factory):
 
 def start_workers(cluster, *args: str) -> list[Worker]:
     for i in (1, 2):
+        name = f"worker{i}-{len(cluster['workers'])}"
+        log = cluster["data"].parent / f"{name}.log"
         cluster["workers"].append(
-            Worker(f"worker{i}-{len(cluster['workers'])}", cluster["data"], cluster["database"], *args).start())
+            Worker(name, cluster["data"], log, cluster["database"], "--lease-s", str(LEASE_S), *args).start())
     return cluster["workers"][-2:]
 
 

@@ -10,8 +10,6 @@ API server killed with SIGKILL mid-upload leaves nothing half-visible."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -20,38 +18,10 @@ import pytest
 
 import pg
 import s3
-from helpers import Server, bad_package, byom_server_bin, good_package, sha256
+from helpers import Server, Worker, bad_package, good_package, sha256
 
 ADMIN = "byom_" + "5e" * 32
 LEASE_S = 8
-
-
-class Worker:
-    """One `byom-server worker` process with its own scratch directory."""
-
-    def __init__(self, root: Path, name: str, database: str, storage: str, env: dict):
-        self.data = root / name
-        self.log_path = root / f"{name}.log"
-        self.cmd = [str(byom_server_bin()), "worker", "--database", database, "--storage", storage,
-                    "--data-dir", str(self.data), "--workers", "1", "--lease-s", str(LEASE_S)]
-        self.env = {**os.environ, **env}
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Worker":
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=open(self.log_path, "ab"),
-                                     env=self.env)
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("worker "), f"worker did not start:\n{self.log_path.read_text()}"
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +40,8 @@ def cluster(tmp_path_factory):
                        "--storage-part-mib", "5", env=env)
             apis.append(s.start())  # one after the other: the first creates the schema
         for name in ("worker1", "worker2"):
-            workers.append(Worker(root, name, database, storage, env).start())
+            workers.append(Worker(name, root / name, root / f"{name}.log", database, "--storage", storage,
+                                  "--lease-s", str(LEASE_S), env=env).start())
         yield {"apis": apis, "workers": workers, "s3": server, "bucket": bucket, "root": root}
     finally:
         for w in workers:

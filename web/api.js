@@ -2,6 +2,7 @@
 // Every call under /api/v1 except format-spec carries the bearer token.
 
 import { resumableUpload, useResumable } from "./resumable.js";
+import { responseBody } from "./xhr.js";
 
 const TOKEN_KEY = "byom.token";
 
@@ -123,12 +124,7 @@ export function uploadPackage(file, name, onProgress, onResume) {
     xhr.setRequestHeader("Content-Type", "application/gzip");
     xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
     xhr.onload = () => {
-      let body = null;
-      try {
-        body = xhr.responseText ? JSON.parse(xhr.responseText) : null;
-      } catch {
-        body = { message: xhr.responseText.slice(0, 300) };
-      }
+      const body = responseBody(xhr);
       resolve({ status: xhr.status, body });
     };
     xhr.onerror = () => reject(new Error("The upload failed: the connection to the server was lost."));

@@ -6,6 +6,7 @@
 // server's offset (HEAD) instead of byte 0. Each PATCH is an XHR for progress events. Failures
 // are retried with a doubling wait (at most MAX_RETRIES in a row). The answer has the shape of a
 // PUT's: {status: 201, body: {package}} or the refusal's status and error body.
+import { responseBody } from "./xhr.js";
 
 const TUS = { "Tus-Resumable": "1.0.0" };
 /** Files at least this large go resumable (localStorage "byom.resumableThreshold" overrides). */
@@ -96,12 +97,7 @@ export function resumableUpload(file, name, headers, onProgress, onResume = () =
       xhr.setRequestHeader("Content-Type", "application/offset+octet-stream");
       xhr.upload.onprogress = (event) => onProgress(offset + event.loaded, file.size);
       xhr.onload = () => {
-        let body = null;
-        try {
-          body = xhr.responseText ? JSON.parse(xhr.responseText) : null;
-        } catch {
-          body = { message: xhr.responseText.slice(0, 300) };
-        }
+        const body = responseBody(xhr);
         resolve({
           status: xhr.status,
           offset: Number(xhr.getResponseHeader("Upload-Offset")),
