@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from helpers import Server, bad_package, files_under, good_package, byom_server_bin
+from helpers import Server, bad_package, byom_server_bin, files_under, good_package, sha256
 
 ADMIN = "byom_upload_limits_admin_secret"
 
@@ -282,6 +282,40 @@ def test_delete_while_a_patch_is_sending_cancels_it_and_frees_its_bytes(tmp_path
         s.error(s.call("GET", f"/api/v1/uploads/{uid}", tok), 404, "not_found")
         actions = [(e["action"], e["subject"]) for e in audit_actions(s)]
         assert ("upload.abort", uid) in actions and ("upload.create", uid) in actions
+    finally:
+        if sock:
+            sock.close()
+        s.stop()
+
+
+def test_a_retried_patch_takes_over_from_one_whose_connection_died_unseen(tmp_path):
+    """A client whose connection died without the server seeing it (a proxy or NAT dropped it)
+    retries: its new PATCH supersedes the old one, which keeps what it wrote, instead of a 409
+    until the old one's idle timeout (60 s here)."""
+    s = Server(tmp_path / "data", "--idle-timeout-s", "60").start()
+    sock = None
+    try:
+        tok = s.tenant_token("takeover", "uploader")
+        data = good_package("takeover")
+        uid = s.check(create(s, tok, len(data)), 201, "UploadStatus")["upload_id"]
+        first = len(data) // 2
+        # The "dead" request: declares every byte, sends half, then nothing (its socket stays open).
+        sock = slow_request(s, "PATCH", f"/api/v1/uploads/{uid}", tok, len(data), data[:first],
+                            headers={"Upload-Offset": "0", "Tus-Resumable": "1.0.0",
+                                     "Content-Type": "application/offset+octet-stream"})
+        deadline = time.time() + 10
+        while int(s.call("HEAD", f"/api/v1/uploads/{uid}", tok).headers["Upload-Offset"]) < first:
+            assert time.time() < deadline, "the first PATCH did not write its half"
+            time.sleep(0.1)
+        started = time.time()
+        r = s.call("PATCH", f"/api/v1/uploads/{uid}", tok, headers={"Upload-Offset": str(first)},
+                   data=data[first:])
+        s.check(r, 204)
+        assert time.time() - started < 30, "the retry waited for the old request's idle timeout"
+        done = s.check(s.call("GET", f"/api/v1/uploads/{uid}", tok), 200, "UploadStatus")
+        assert done["state"] == "stored" and done["package"]["sha256"] == sha256(data)
+        # The superseded request was answered, saying why.
+        assert status_of(sock, timeout=10) == 409
     finally:
         if sock:
             sock.close()

@@ -22,11 +22,24 @@ use crate::routes;
 use crate::storage::{BlobStore, DiskBudget};
 
 /// A resumable upload's in-memory state between requests.
+/// What the holder of an upload's slot is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Go on.
+    Running,
+    /// The upload was deleted (termination).
+    Deleted,
+    /// A newer PATCH to the same upload takes over: a client whose connection died unseen
+    /// (a proxy or NAT dropped it) retries, and the old request would hold the slot until its
+    /// idle timeout.
+    Superseded,
+}
+
 pub enum UploadSlot {
-    /// A PATCH is writing to it now. Sending `true` tells it that the upload was deleted: it
-    /// stops reading, drops its buffers and removes the file. The `Arc` is the PATCH's own, so
-    /// it can tell its slot from a later one.
-    Busy(Arc<tokio::sync::watch::Sender<bool>>),
+    /// A PATCH is writing to it now. Sending a [`Stop`] other than `Running` makes it stop
+    /// reading and drain what it has (a deleted upload's bytes then go). The `Arc` is the
+    /// PATCH's own, so it can tell its slot from a later one.
+    Busy(Arc<tokio::sync::watch::Sender<Stop>>),
     /// Idle, with the validator state for the bytes on disk.
     Ready(Box<IngestState>),
 }

@@ -40,14 +40,17 @@ use sqlx::Row;
 use super::packages::{
     audit_rejected, clean_name, commit, discard, disk_gate, open_reserved, usage, NameQuery, Source,
 };
-use crate::app::{AppState, UploadSlot};
+use crate::app::{AppState, Stop, UploadSlot};
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::ingest::{self, Allowance, IngestState, OverLimit};
 use crate::metrics::Metrics;
 
-/// The token of one holder of an upload's slot; `send(true)` cancels that holder.
-type SlotToken = Arc<tokio::sync::watch::Sender<bool>>;
+/// The token of one holder of an upload's slot; sending a [`Stop`] stops that holder.
+type SlotToken = Arc<tokio::sync::watch::Sender<Stop>>;
+
+/// How long a PATCH waits for the one it supersedes to drain and give the slot back.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
 
 fn part_path(state: &AppState, id: &str) -> PathBuf {
     state
@@ -366,7 +369,7 @@ pub async fn abort(
         .insert(id.clone(), UploadSlot::Busy(Arc::clone(&token)));
     match previous {
         Some(UploadSlot::Busy(writer)) => {
-            writer.send_replace(true);
+            writer.send_replace(Stop::Deleted);
         }
         _ => remove_bytes(&state, &id).await,
     }
@@ -399,11 +402,11 @@ async fn remove_bytes(state: &AppState, id: &str) {
     }
 }
 
-/// Resolves when the slot's holder is told that its upload was deleted.
+/// Resolves when the slot's holder is told to stop (its upload deleted, or superseded).
 fn cancelled(token: &SlotToken) -> impl std::future::Future<Output = ()> {
     let mut cancel = token.subscribe();
     async move {
-        let closed = cancel.wait_for(|&c| c).await.is_err();
+        let closed = cancel.wait_for(|&c| c != Stop::Running).await.is_err();
         if closed {
             std::future::pending::<()>().await; // no sender: never cancelled
         }
@@ -411,14 +414,19 @@ fn cancelled(token: &SlotToken) -> impl std::future::Future<Output = ()> {
 }
 
 fn new_token() -> SlotToken {
-    Arc::new(tokio::sync::watch::channel(false).0)
+    Arc::new(tokio::sync::watch::channel(Stop::Running).0)
 }
 
-/// Take the upload's validator state for this request (409 while another request holds it).
-fn take_slot(
+fn busy() -> ApiError {
+    ApiError::Conflict("another request is writing to this upload".into())
+}
+
+/// Take the upload's validator state for this request; `Err(holder)` while another request
+/// holds it.
+fn try_take_slot(
     state: &AppState,
     id: &str,
-) -> Result<(SlotToken, Option<Box<IngestState>>), ApiError> {
+) -> Result<(SlotToken, Option<Box<IngestState>>), SlotToken> {
     let token = new_token();
     let mut map = state
         .uploads
@@ -426,14 +434,48 @@ fn take_slot(
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     match map.insert(id.to_string(), UploadSlot::Busy(Arc::clone(&token))) {
-        Some(busy @ UploadSlot::Busy(_)) => {
-            map.insert(id.to_string(), busy);
-            Err(ApiError::Conflict(
-                "another request is writing to this upload".into(),
-            ))
+        Some(UploadSlot::Busy(holder)) => {
+            map.insert(id.to_string(), UploadSlot::Busy(Arc::clone(&holder)));
+            Err(holder)
         }
         Some(UploadSlot::Ready(s)) => Ok((token, Some(s))),
         None => Ok((token, None)),
+    }
+}
+
+/// [`try_take_slot`], 409 while another request holds it.
+fn take_slot(
+    state: &AppState,
+    id: &str,
+) -> Result<(SlotToken, Option<Box<IngestState>>), ApiError> {
+    try_take_slot(state, id).map_err(|_| busy())
+}
+
+/// The slot for a PATCH: a PATCH already writing to this upload on this server is told to stop
+/// (as tusd does: the client retrying is the one that is alive; the old request keeps what it
+/// wrote and drains), then its slot is taken once given back, within [`TAKEOVER_WAIT`]. A
+/// DELETE under way is not superseded (409, then 404).
+async fn take_slot_over(
+    state: &AppState,
+    id: &str,
+) -> Result<(SlotToken, Option<Box<IngestState>>), ApiError> {
+    let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
+    loop {
+        let holder = match try_take_slot(state, id) {
+            Ok(taken) => return Ok(taken),
+            Err(holder) => holder,
+        };
+        if *holder.borrow() == Stop::Deleted || tokio::time::Instant::now() >= deadline {
+            return Err(busy());
+        }
+        holder.send_if_modified(|stop| {
+            let running = *stop == Stop::Running;
+            if running {
+                *stop = Stop::Superseded;
+            }
+            running
+        });
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -490,7 +532,7 @@ pub async fn append(
         .uploads
         .limiter
         .try_start(&state.config, &principal.tenant)?;
-    let (token, slot) = take_slot(&state, &id)?;
+    let (token, slot) = take_slot_over(&state, &id).await?;
     let upload = Upload {
         id: &id,
         name: &name,
@@ -517,6 +559,12 @@ pub async fn append(
     if !put_back(&state, &id, &token, kept) {
         remove_bytes(&state, &id).await;
     }
+    let result = match result {
+        Err(_) if *token.borrow() == Stop::Superseded => Err(ApiError::Conflict(
+            "a newer request to this upload took it over; what this one sent so far is kept".into(),
+        )),
+        other => other,
+    };
     if let Err(e) = &result {
         audit_rejected(&state, &principal, &id, &name, e).await;
     }
@@ -593,13 +641,7 @@ async fn write_part(
     };
     let idle = std::time::Duration::from_secs(state.config.idle_timeout_s);
     let before = ingest_state.bytes;
-    let mut cancel = token.subscribe();
-    let cancelled = async move {
-        let closed = cancel.wait_for(|&c| c).await.is_err();
-        if closed {
-            std::future::pending::<()>().await; // no sender: never cancelled
-        }
-    };
+    let cancelled = cancelled(token);
     let (ingest_state, outcome) = ingest::receive(
         ingest_state,
         file,
