@@ -306,6 +306,7 @@ class Worker:
     def __init__(self, name: str, data_dir: Path, log_path: Path, database: str, *args: str,
                  env: dict | None = None):
         self.name = name
+        self.data_dir = data_dir
         self.log_path = log_path
         self.cmd = [str(byom_server_bin()), "worker", "--database", database, "--data-dir", str(data_dir),
                     "--workers", "1", *args]

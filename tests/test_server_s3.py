@@ -120,7 +120,7 @@ def test_packages_uploads_jobs_and_artifacts_live_in_the_bucket(cluster):
     assert f"byom/jobs/{job_id}/artifacts/x86_64-cpu.tar.gz" in job_keys
     assert f"byom/jobs/{job_id}/log.txt" in job_keys
     for w in cluster["workers"]:
-        assert local_files(w.data / "jobs") == [], "a worker kept the job's files"
+        assert local_files(w.data_dir / "jobs") == [], "a worker kept the job's files"
 
     # Deleting the package removes its job's artifacts and, unreferenced now, its bytes.
     a.check(a.call("DELETE", f"/api/v1/packages/{p1['id']}", alice), 204)
