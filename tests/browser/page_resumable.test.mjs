@@ -61,7 +61,7 @@ after(async () => {
   await server?.stop();
 });
 
-test("a lost connection is retried from the server's offset", { skip, timeout: 60_000 }, async () => {
+test("a lost connection is retried from the server's offset", { skip, timeout: 120_000 }, async () => {
   let patches = 0;
   let dropped = 0;
   await page.route("**/api/v1/uploads/*", (route) => {
@@ -73,7 +73,7 @@ test("a lost connection is retried from the server's offset", { skip, timeout: 6
   });
   await pickAndValidate();
   await page.click('[data-testid="upload-button"]');
-  await page.locator("#upload-result .ok").waitFor({ timeout: 30_000 });
+  await page.locator("#upload-result .ok").waitFor({ timeout: 90_000 });
   await page.unroute("**/api/v1/uploads/*");
   assert.equal(dropped, 1);
   assert.ok(patches >= 5, `4 chunks and one retry, saw ${patches} PATCHes`);
@@ -82,7 +82,7 @@ test("a lost connection is retried from the server's offset", { skip, timeout: 6
   assert.deepEqual(pageErrors, []);
 });
 
-test("after a reload the same file resumes instead of starting again", { skip, timeout: 60_000 }, async () => {
+test("after a reload the same file resumes instead of starting again", { skip, timeout: 120_000 }, async () => {
   // The second PATCH never answers: the page is reloaded while it hangs.
   let patches = 0;
   let posts = 0;
@@ -106,7 +106,7 @@ test("after a reload the same file resumes instead of starting again", { skip, t
   });
   await pickAndValidate();
   await page.click('[data-testid="upload-button"]');
-  await page.locator("#upload-result .ok").waitFor({ timeout: 30_000 });
+  await page.locator("#upload-result .ok").waitFor({ timeout: 90_000 });
   assert.equal(posts, 1);
   assert.equal(resumedPosts, 0, "the reloaded page created a new upload instead of resuming");
   assert.ok(Number(await page.locator("#upload-progress-text").getAttribute("data-resumed-at")) > 0);
