@@ -533,6 +533,11 @@ pub async fn append(
         .limiter
         .try_start(&state.config, &principal.tenant)?;
     let (token, slot) = take_slot_over(&state, &id).await?;
+    let held = HeldSlot {
+        state: &state,
+        id: &id,
+        token: &token,
+    };
     let upload = Upload {
         id: &id,
         name: &name,
@@ -556,6 +561,7 @@ pub async fn append(
     };
     // Whatever happened, the slot is this request's no more. If the upload was deleted
     // meanwhile, this request removes the bytes the DELETE left to it.
+    std::mem::forget(held);
     if !put_back(&state, &id, &token, kept) {
         remove_bytes(&state, &id).await;
     }
@@ -569,6 +575,30 @@ pub async fn append(
         audit_rejected(&state, &principal, &id, &name, e).await;
     }
     result
+}
+
+/// A PATCH's hold on its upload's slot while it runs. hyper drops a handler's future when the
+/// client's connection closes mid-request (a browser reloading during an upload does that), so
+/// the code after the write never runs: without this the slot would stay busy for good and
+/// every later PATCH would answer 409. Dropped, it gives the slot back without a state (the
+/// next PATCH re-reads the bytes on disk); a deleted upload's bytes go. The normal end
+/// `forget`s it and puts the slot back itself.
+struct HeldSlot<'a> {
+    state: &'a AppState,
+    id: &'a str,
+    token: &'a SlotToken,
+}
+
+impl Drop for HeldSlot<'_> {
+    fn drop(&mut self) {
+        tracing::info!(
+            upload = self.id,
+            "a PATCH ended with its connection; its slot is given back"
+        );
+        if !end_slot(self.state, self.id, self.token) && self.state.objects.is_none() {
+            discard(self.state, &part_path(self.state, self.id));
+        }
+    }
 }
 
 /// How a `PATCH` ended: the state to keep for the next one (`None`: forget it), and the answer.
