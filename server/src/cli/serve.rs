@@ -492,19 +492,28 @@ async fn recover(
 async fn sweep_blobs(db: &Db, store: &dyn BlobStore) -> Result<(), Box<dyn std::error::Error>> {
     let _guard = db.blob_lock().await?;
     for sha in store.list()? {
-        let used = sqlx::query("SELECT 1 FROM packages WHERE sha256 = $1 LIMIT 1")
-            .bind(&sha)
-            .fetch_optional(&db.pool)
-            .await?;
-        if used.is_none() {
-            tracing::info!(sha256 = %sha, "removing unreferenced blob");
-            store.delete(&sha)?;
-            sqlx::query("DELETE FROM blobs WHERE sha256 = $1")
-                .bind(&sha)
-                .execute(&db.pool)
-                .await?;
-        }
+        let bytes = sha.clone();
+        remove_if_unreferenced(db, &sha, async move { store.delete(&bytes) }).await?;
     }
+    Ok(())
+}
+
+/// Blob `sha`'s bytes (through `delete`, which runs only then) and then its row go unless a
+/// package references it; for either store. The caller holds the blob lock.
+async fn remove_if_unreferenced(
+    db: &Db,
+    sha: &str,
+    delete: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if crate::routes::packages::blob_referenced(&db.pool, sha).await? {
+        return Ok(());
+    }
+    tracing::info!(sha256 = %sha, "removing unreferenced blob");
+    delete.await?;
+    sqlx::query("DELETE FROM blobs WHERE sha256 = $1")
+        .bind(sha)
+        .execute(&db.pool)
+        .await?;
     Ok(())
 }
 
@@ -524,18 +533,7 @@ async fn sweep_objects(
             let Some(sha) = meta.location.filename().map(str::to_string) else {
                 continue;
             };
-            let used = sqlx::query("SELECT 1 FROM packages WHERE sha256 = $1 LIMIT 1")
-                .bind(&sha)
-                .fetch_optional(&db.pool)
-                .await?;
-            if used.is_none() {
-                tracing::info!(sha256 = %sha, "removing unreferenced blob");
-                objects.delete(&meta.location).await?;
-                sqlx::query("DELETE FROM blobs WHERE sha256 = $1")
-                    .bind(&sha)
-                    .execute(&db.pool)
-                    .await?;
-            }
+            remove_if_unreferenced(db, &sha, objects.delete(&meta.location)).await?;
         }
     }
     for meta in objects.list_area("tmp").await? {

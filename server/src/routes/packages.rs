@@ -378,6 +378,16 @@ impl Source<'_> {
     }
 }
 
+/// Whether a package of any tenant references blob `sha256` (ask under the blob lock for an
+/// answer that holds until it is released).
+pub async fn blob_referenced(db: &sqlx::AnyPool, sha256: &str) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT 1 FROM packages WHERE sha256 = $1 LIMIT 1")
+        .bind(sha256)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.is_some())
+}
+
 /// Remove a blob nothing references (the caller holds the blob lock).
 async fn delete_blob(state: &AppState, sha256: &str) -> std::io::Result<()> {
     match &state.objects {
@@ -519,11 +529,7 @@ pub async fn commit(
         drop(tx);
         // The bytes are in the blob store now: remove them unless a package has them (the
         // blob lock is held, so no other commit or delete of this blob runs meanwhile).
-        let referenced = sqlx::query("SELECT 1 FROM packages WHERE sha256 = $1 LIMIT 1")
-            .bind(sha256)
-            .fetch_optional(&state.db)
-            .await?;
-        if referenced.is_none() {
+        if !blob_referenced(&state.db, sha256).await? {
             let _ = delete_blob(state, sha256).await;
         }
         return Err(deleted_meanwhile());

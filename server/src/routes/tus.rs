@@ -104,10 +104,15 @@ pub fn metadata_name(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(name)
 }
 
-/// `Upload-Expires` for an upload whose last byte arrived at `last` (an HTTP date).
-pub fn expires(state: &AppState, last: std::time::SystemTime) -> Option<HeaderValue> {
+/// When an upload whose last byte arrived at `last` expires, as an HTTP date.
+pub fn expiry_date(state: &AppState, last: std::time::SystemTime) -> Option<String> {
     let at = last.checked_add(std::time::Duration::from_secs(state.config.upload_expiry_s))?;
-    HeaderValue::from_str(&httpdate::fmt_http_date(at)).ok()
+    Some(httpdate::fmt_http_date(at))
+}
+
+/// `Upload-Expires` for an upload whose last byte arrived at `last`.
+pub fn expires(state: &AppState, last: std::time::SystemTime) -> Option<HeaderValue> {
+    HeaderValue::from_str(&expiry_date(state, last)?).ok()
 }
 
 #[cfg(test)]

@@ -300,8 +300,7 @@ pub async fn show(
     let body = match find(&state, &principal.tenant, &id).await {
         Ok((name, length)) => {
             let (offset, at) = progress(&state, &id).await?;
-            let expires =
-                httpdate::fmt_http_date(at + Duration::from_secs(state.config.upload_expiry_s));
+            let expires = super::tus::expiry_date(&state, at);
             json!({ "upload_id": id, "name": name, "offset": offset, "length": length,
                     "state": "receiving", "expires": expires })
         }
