@@ -130,6 +130,31 @@ def test_roles(server, good):
     server.check(server.call("GET", "/api/v1/admin/tokens", server.admin), 200, "TokenList")
 
 
+def test_malformed_json_bodies_get_the_documented_error_shape(server, good):
+    """Every JSON body the API reads (compile, tenants, tokens) refuses a malformed one with the
+    documented {"error", "message"} body, never the framework's plain text."""
+    uploader = server.tenant_token("malformed", "uploader")
+    pkg = server.check(server.upload(uploader, good), 201, "PackageResponse")["package"]
+    compile_path = f"/api/v1/packages/{pkg['id']}/compile"
+    json_type = {"Content-Type": "application/json"}
+    for path, token in [(compile_path, uploader), ("/api/v1/admin/tenants", server.admin),
+                        ("/api/v1/admin/tokens", server.admin)]:
+        body = server.error(server.call("POST", path, token, data=b'{"targets": [', headers=json_type),
+                            400, "bad_request")
+        assert "JSON" in body["message"], body
+        # JSON, but not the request's shape (a required field missing)
+        body = server.error(server.call("POST", path, token, json={"unexpected": 1}), 400, "bad_request")
+        assert "missing field" in body["message"], body
+        server.error(server.call("POST", path, token, data=b"{}", headers={"Content-Type": "text/plain"}),
+                     415, "unsupported_media_type")
+    # a list where the targets belong, named in the message
+    body = server.error(server.call("POST", compile_path, uploader, json={"targets": "x86_64-cpu"}),
+                        400, "bad_request")
+    assert "targets" in body["message"], body
+    # nothing was queued by any of these
+    assert server.call("GET", "/api/v1/jobs", uploader).json()["jobs"] == []
+
+
 def test_tenants_are_isolated(server, good):
     a = server.tenant_token("iso-a", "uploader")
     b = server.tenant_token("iso-b", "uploader")

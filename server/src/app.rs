@@ -1,6 +1,5 @@
 //! Shared state and the router: which handler serves which route, plus the access log.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,42 +13,11 @@ use sqlx::AnyPool;
 use tower_http::services::ServeDir;
 
 use crate::config::Config;
-use crate::ingest::IngestState;
 use crate::jobs::queue::JobQueue;
 use crate::jobs::runner::Runner;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::storage::{BlobStore, DiskBudget};
-
-/// A resumable upload's in-memory state between requests.
-/// What the holder of an upload's slot is told.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stop {
-    /// Go on.
-    Running,
-    /// The upload was deleted (termination).
-    Deleted,
-    /// A newer PATCH to the same upload takes over: a client whose connection died unseen
-    /// (a proxy or NAT dropped it) retries, and the old request would hold the slot until its
-    /// idle timeout.
-    Superseded,
-}
-
-pub enum UploadSlot {
-    /// A PATCH is writing to it now. Sending a [`Stop`] other than `Running` makes it stop
-    /// reading and drain what it has (a deleted upload's bytes then go). The `Arc` is the
-    /// PATCH's own, so it can tell its slot from a later one.
-    Busy(Arc<tokio::sync::watch::Sender<Stop>>),
-    /// Idle, with the validator state for the bytes on disk.
-    Ready(Box<IngestState>),
-}
-
-/// Uploads in memory: the resumable uploads' slots and the limits on uploads receiving at once.
-#[derive(Default)]
-pub struct Uploads {
-    pub slots: std::sync::Mutex<HashMap<String, UploadSlot>>,
-    pub limiter: crate::ingest::Limiter,
-}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -65,7 +33,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub queue: Arc<dyn JobQueue>,
     pub runner: Arc<Runner>,
-    pub uploads: Arc<Uploads>,
+    pub uploads: Arc<crate::service::uploads::Uploads>,
     /// Rate limits the audit rows of refused (401/403) requests.
     pub auth_failures: Arc<crate::audit::AuthFailures>,
 }

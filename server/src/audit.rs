@@ -11,12 +11,58 @@ use sqlx::Row;
 use crate::app::AppState;
 use crate::auth::Principal;
 
+/// What an audit record says happened; stored in `audit.action` (TEXT) as [`Action::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    TenantCreate,
+    TokenCreate,
+    TokenRevoke,
+    PackageUpload,
+    PackageDelete,
+    UploadCreate,
+    UploadComplete,
+    UploadAbort,
+    UploadExpire,
+    UploadReject,
+    JobCreate,
+    JobCancel,
+    /// A request refused with 401.
+    AuthUnauthorized,
+    /// A request refused with 403.
+    AuthForbidden,
+    /// The count of refusals past the rate limit, recorded as one row.
+    AuthSuppressed,
+}
+
+impl Action {
+    /// The name stored and shown in `GET /api/v1/admin/audit` (documented in docs/api.md).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::TenantCreate => "tenant.create",
+            Action::TokenCreate => "token.create",
+            Action::TokenRevoke => "token.revoke",
+            Action::PackageUpload => "package.upload",
+            Action::PackageDelete => "package.delete",
+            Action::UploadCreate => "upload.create",
+            Action::UploadComplete => "upload.complete",
+            Action::UploadAbort => "upload.abort",
+            Action::UploadExpire => "upload.expire",
+            Action::UploadReject => "upload.reject",
+            Action::JobCreate => "job.create",
+            Action::JobCancel => "job.cancel",
+            Action::AuthUnauthorized => "auth.unauthorized",
+            Action::AuthForbidden => "auth.forbidden",
+            Action::AuthSuppressed => "auth.suppressed",
+        }
+    }
+}
+
 /// Append one audit record. Runs on the caller's executor so that it commits (or not) with the
 /// change it records.
 pub async fn record<'e>(
     db: impl sqlx::Executor<'e, Database = sqlx::Any>,
     who: Option<&Principal>,
-    action: &str,
+    action: Action,
     subject: &str,
     detail: &str,
 ) -> Result<(), sqlx::Error> {
@@ -35,7 +81,7 @@ async fn insert<'e>(
     db: impl sqlx::Executor<'e, Database = sqlx::Any>,
     tenant: Option<&str>,
     token_id: Option<&str>,
-    action: &str,
+    action: Action,
     subject: &str,
     detail: &str,
 ) -> Result<(), sqlx::Error> {
@@ -45,7 +91,7 @@ async fn insert<'e>(
     .bind(crate::ids::now())
     .bind(tenant)
     .bind(token_id)
-    .bind(action)
+    .bind(action.as_str())
     .bind(subject)
     .bind(detail)
     .execute(db)
@@ -54,7 +100,11 @@ async fn insert<'e>(
 }
 
 /// The actions of refused requests: the only rows ever pruned.
-const REFUSED: [&str; 3] = ["auth.unauthorized", "auth.forbidden", "auth.suppressed"];
+const REFUSED: [Action; 3] = [
+    Action::AuthUnauthorized,
+    Action::AuthForbidden,
+    Action::AuthSuppressed,
+];
 
 /// How long one rate window of refusal records lasts.
 const WINDOW: Duration = Duration::from_secs(60);
@@ -168,7 +218,7 @@ async fn try_auth_failure(
             &state.db,
             tenant.as_deref(),
             None,
-            "auth.suppressed",
+            Action::AuthSuppressed,
             "",
             &detail,
         )
@@ -192,9 +242,9 @@ async fn try_auth_failure(
         let tenant: Option<String> = token.as_ref().map(|r| r.get("tenant_id"));
         let token_id: Option<String> = token.as_ref().map(|r| r.get("id"));
         let action = if forbidden {
-            "auth.forbidden"
+            Action::AuthForbidden
         } else {
-            "auth.unauthorized"
+            Action::AuthUnauthorized
         };
         // The path is the client's: bounded so that a long URL is not a long row.
         let subject = format!("{method} {}", truncate(path, 256));
@@ -221,9 +271,9 @@ async fn prune(state: &AppState) -> Result<(), sqlx::Error> {
     let sql = "DELETE FROM audit WHERE action IN ($1, $2, $3) AND id <= \
                (SELECT id FROM audit WHERE action IN ($1, $2, $3) ORDER BY id DESC LIMIT 1 OFFSET $4)";
     sqlx::query(sql)
-        .bind(REFUSED[0])
-        .bind(REFUSED[1])
-        .bind(REFUSED[2])
+        .bind(REFUSED[0].as_str())
+        .bind(REFUSED[1].as_str())
+        .bind(REFUSED[2].as_str())
         .bind(keep)
         .execute(&state.db)
         .await?;
@@ -258,6 +308,50 @@ mod tests {
         assert!(next.write);
         assert_eq!(next.carried, 7);
         assert_eq!(limiter.admit(None, 3, t0 + WINDOW).carried, 0);
+    }
+
+    /// Every action keeps the name docs/api.md documents and rows already hold.
+    #[test]
+    fn action_names_are_the_stored_ones() {
+        use Action::*;
+        let all = [
+            TenantCreate,
+            TokenCreate,
+            TokenRevoke,
+            PackageUpload,
+            PackageDelete,
+            UploadCreate,
+            UploadComplete,
+            UploadAbort,
+            UploadExpire,
+            UploadReject,
+            JobCreate,
+            JobCancel,
+            AuthUnauthorized,
+            AuthForbidden,
+            AuthSuppressed,
+        ];
+        let names: Vec<&str> = all.iter().map(|a| a.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "tenant.create",
+                "token.create",
+                "token.revoke",
+                "package.upload",
+                "package.delete",
+                "upload.create",
+                "upload.complete",
+                "upload.abort",
+                "upload.expire",
+                "upload.reject",
+                "job.create",
+                "job.cancel",
+                "auth.unauthorized",
+                "auth.forbidden",
+                "auth.suppressed",
+            ]
+        );
     }
 
     #[test]

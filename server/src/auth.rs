@@ -203,7 +203,14 @@ async fn insert_token(
     .execute(&mut *tx)
     .await?;
     let detail = format!("tenant={} role={}", token.tenant, token.role);
-    crate::audit::record(&mut *tx, by, "token.create", &token.id, &detail).await?;
+    crate::audit::record(
+        &mut *tx,
+        by,
+        crate::audit::Action::TokenCreate,
+        &token.id,
+        &detail,
+    )
+    .await?;
     tx.commit().await
 }
 
@@ -264,7 +271,7 @@ pub async fn revoke_token(
         });
     }
     let detail = format!("tenant={tenant}");
-    crate::audit::record(&mut *tx, by, "token.revoke", id, &detail).await?;
+    crate::audit::record(&mut *tx, by, crate::audit::Action::TokenRevoke, id, &detail).await?;
     tx.commit().await?;
     Ok(Revoked::Done)
 }

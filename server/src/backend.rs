@@ -3,8 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 pub use byom_compile::PythonRuntime;
 
 /// The Python that rebuilds state dicts: `configured`, else `$BYOM_PYTHON`, else `python3` on
@@ -60,19 +58,14 @@ pub fn run_job(job_dir: &Path, job: &byom_compile::Job) -> i32 {
 pub const NO_RESULT: i32 = byom_compile::exit::NO_RESULT;
 
 /// `byom-server compile`: compile `package` for `targets` into `out_dir` under `settings`;
-/// returns the report as JSON and whether every target succeeded. `Err` when the job failed
+/// returns the report and whether every target succeeded. `Err` when the job failed
 /// before any target (its `report.json` is written all the same).
 pub fn compile_package(
     package: &Path,
-    targets: &[String],
+    targets: &[byom_compile::Target],
     out_dir: &Path,
     settings: &byom_core::Settings,
-) -> Result<(Value, bool), String> {
-    let targets = targets
-        .iter()
-        .map(|t| t.parse::<byom_compile::Target>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+) -> Result<(byom_compile::CompileReport, bool), String> {
     let python = match python_path(None).and_then(|p| probe_python(&p)) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -85,11 +78,8 @@ pub fn compile_package(
         python,
         ..Default::default()
     };
-    let report = byom_compile::compile_package(package, &targets, out_dir, &opts)
+    let report = byom_compile::compile_package(package, targets, out_dir, &opts)
         .map_err(|e| e.to_string())?;
     let ok = report.succeeded();
-    Ok((
-        serde_json::to_value(&report).map_err(|e| e.to_string())?,
-        ok,
-    ))
+    Ok((report, ok))
 }

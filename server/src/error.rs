@@ -6,7 +6,6 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -109,20 +108,36 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// The documented error body: `{"error", "message"}` plus `report` (an invalid package) or
+/// `offset` (an upload offset conflict).
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<&'a byom_core::Report>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
 impl ApiError {
-    /// The documented error body: `{"error", "message"}` plus `report` or `offset`. A completed
-    /// resumable upload keeps it as its verdict (see `routes::uploads`).
-    pub fn body(&self) -> serde_json::Value {
-        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+    /// The error body ([`ErrorBody`]). A completed resumable upload keeps it as its verdict
+    /// (see `service::uploads`).
+    pub fn body(&self) -> ErrorBody<'_> {
+        let mut body = ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+            report: None,
+            offset: None,
+        };
         match self {
             ApiError::InvalidPackage(report) => {
                 let errors = report.errors.len();
-                body["message"] = json!(format!(
-                    "the package is invalid ({errors} error(s)); nothing was stored"
-                ));
-                body["report"] = serde_json::to_value(report.as_ref()).unwrap_or_default();
+                body.message =
+                    format!("the package is invalid ({errors} error(s)); nothing was stored");
+                body.report = Some(report);
             }
-            ApiError::OffsetMismatch { offset } => body["offset"] = json!(offset),
+            ApiError::OffsetMismatch { offset } => body.offset = Some(*offset),
             _ => {}
         }
         body

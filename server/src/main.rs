@@ -15,13 +15,16 @@ mod cli;
 mod config;
 mod db;
 mod error;
+mod extract;
 mod ids;
 mod ingest;
 mod jobs;
 mod metrics;
 mod objects;
 mod routes;
+mod service;
 mod storage;
+mod views;
 
 use std::process::ExitCode;
 

@@ -6,6 +6,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::jobs::JobStatus;
+
 #[derive(Default)]
 pub struct Metrics {
     pub uploads_accepted: AtomicU64,
@@ -30,7 +32,7 @@ impl Metrics {
     }
 
     /// Render everything; `jobs` are the current counts per job state from the database.
-    pub fn render(&self, jobs: &[(String, i64)]) -> String {
+    pub fn render(&self, jobs: &[(JobStatus, i64)]) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, labels: &[(&str, u64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -77,14 +79,15 @@ impl Metrics {
             out,
             "# HELP byom_jobs Jobs by state.\n# TYPE byom_jobs gauge"
         );
-        for state in crate::jobs::STATES {
-            let n = jobs.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
-            let _ = writeln!(out, "byom_jobs{{state=\"{state}\"}} {n}");
+        let count = |state: JobStatus| {
+            jobs.iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n)
+        };
+        for state in JobStatus::ALL {
+            let _ = writeln!(out, "byom_jobs{{state=\"{state}\"}} {}", count(state));
         }
-        let queued = jobs
-            .iter()
-            .find(|(s, _)| s == "queued")
-            .map_or(0, |(_, n)| *n);
+        let queued = count(JobStatus::Queued);
         let _ = writeln!(out, "# HELP byom_queue_depth Jobs waiting for a worker.\n# TYPE byom_queue_depth gauge\nbyom_queue_depth {queued}");
         let _ = writeln!(out, "# HELP byom_http_requests_total HTTP requests by method and status.\n# TYPE byom_http_requests_total counter");
         if let Ok(map) = self.requests.lock() {

@@ -51,17 +51,19 @@ pub fn run(args: Args) -> ExitCode {
         return ExitCode::from(1);
     }
     match crate::backend::compile_package(&args.package, &targets, &args.out, &settings) {
-        Ok((summary, ok)) => {
-            if let Some(ts) = summary.get("targets").and_then(|t| t.as_array()) {
-                for t in ts {
-                    println!(
-                        "{:<14} {:<10} {:>7} ms  {}",
-                        t["target"].as_str().unwrap_or("?"),
-                        t["status"].as_str().unwrap_or("?"),
-                        t["duration_ms"].as_u64().unwrap_or(0),
-                        t["failure_reason"].as_str().unwrap_or(""),
-                    );
-                }
+        Ok((report, ok)) => {
+            for t in &report.targets {
+                let status = match t.status {
+                    byom_compile::TargetStatus::Succeeded => "succeeded",
+                    byom_compile::TargetStatus::Failed => "failed",
+                };
+                println!(
+                    "{:<14} {:<10} {:>7} ms  {}",
+                    t.target.as_str(),
+                    status,
+                    t.duration_ms,
+                    t.failure_reason.as_deref().unwrap_or(""),
+                );
             }
             println!("report: {}", args.out.join("report.json").display());
             ExitCode::from(if ok { 0 } else { 1 })

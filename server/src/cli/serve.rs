@@ -505,7 +505,7 @@ async fn remove_if_unreferenced(
     sha: &str,
     delete: impl std::future::Future<Output = std::io::Result<()>>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    if crate::routes::packages::blob_referenced(&db.pool, sha).await? {
+    if crate::service::packages::blob_referenced(&db.pool, sha).await? {
         return Ok(());
     }
     tracing::info!(sha256 = %sha, "removing unreferenced blob");
@@ -573,7 +573,7 @@ fn chrono_age(seconds: u64) -> chrono::DateTime<chrono::Utc> {
 async fn sweep_uploads(state: AppState) {
     let every = Duration::from_secs((state.config.upload_expiry_s / 2).clamp(1, 300));
     loop {
-        match crate::routes::uploads::expire_stale(&state).await {
+        match crate::service::uploads::expire_stale(&state).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(uploads = n, "expired abandoned resumable uploads"),
             Err(e) => tracing::warn!(error = %e, "could not expire abandoned uploads"),

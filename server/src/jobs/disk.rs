@@ -222,7 +222,7 @@ fn clean_artifacts(path: &Path, meta: &std::fs::Metadata) {
         };
         let wanted = entry.file_name().to_str().is_some_and(|n| {
             n.strip_suffix(".tar.gz")
-                .is_some_and(|t| super::TARGETS.contains(&t))
+                .is_some_and(|t| t.parse::<super::Target>().is_ok())
         });
         if !(wanted && m.is_file()) {
             remove(&p, &m);
@@ -272,8 +272,8 @@ pub async fn sweep(queue: &dyn JobQueue, data_dir: &Path) -> Result<Swept, sqlx:
             Some(id) => queue.status(id).await?,
             None => None,
         };
-        match status.as_deref() {
-            Some("queued" | "running") => {}
+        match status {
+            Some(s) if s.is_active() => {}
             Some(_) => {
                 clean_finished(&path);
                 swept.cleaned += 1;

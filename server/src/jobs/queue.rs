@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::{JobStatus, Target};
 use crate::db::{Db, Engine};
 
 /// One row of the `jobs` table.
@@ -21,8 +22,8 @@ pub struct JobRow {
     pub id: String,
     pub tenant_id: String,
     pub package_id: String,
-    pub status: String,
-    pub targets: Vec<String>,
+    pub status: JobStatus,
+    pub targets: Vec<Target>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -36,7 +37,7 @@ pub struct JobRow {
 /// How a job ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub status: &'static str,
+    pub status: JobStatus,
     pub failure_reason: Option<String>,
     pub result_json: Option<String>,
     pub log_tail: Option<String>,
@@ -83,7 +84,7 @@ pub trait JobQueue: Send + Sync + 'static {
         &'a self,
         tenant: &'a str,
         package_id: &'a str,
-        targets: &'a [String],
+        targets: &'a [Target],
         max_queued: u64,
     ) -> BoxFuture<'a, Result<Option<JobRow>, sqlx::Error>>;
     /// Take the oldest queued job, mark it running and hold a lease on it.
@@ -119,7 +120,7 @@ pub trait JobQueue: Send + Sync + 'static {
         package_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<JobRow>, sqlx::Error>>;
     /// Count jobs per state (for metrics).
-    fn counts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, sqlx::Error>>;
+    fn counts(&self) -> BoxFuture<'_, Result<Vec<(JobStatus, i64)>, sqlx::Error>>;
     /// Embedded server only (one node): after a restart, jobs left `running` by the dead
     /// server are marked failed. Returns how many. A cluster node never calls this: other
     /// nodes' jobs are running; expired leases are the reaper's.
@@ -128,7 +129,7 @@ pub trait JobQueue: Send + Sync + 'static {
     fn reap(&self, max_attempts: u32) -> BoxFuture<'_, Result<Reaped, sqlx::Error>>;
     /// The state of any job, whichever tenant's (`None`: no such job). For the start-up sweep
     /// of job directories.
-    fn status<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, sqlx::Error>>;
+    fn status<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobStatus>, sqlx::Error>>;
 }
 
 /// The queue in the `jobs` table, on either engine.
@@ -222,7 +223,7 @@ impl JobQueue for DbQueue {
         &'a self,
         tenant: &'a str,
         package_id: &'a str,
-        targets: &'a [String],
+        targets: &'a [Target],
         max_queued: u64,
     ) -> BoxFuture<'a, Result<Option<JobRow>, sqlx::Error>> {
         Box::pin(async move {
@@ -396,7 +397,7 @@ impl JobQueue for DbQueue {
         })
     }
 
-    fn counts(&self) -> BoxFuture<'_, Result<Vec<(String, i64)>, sqlx::Error>> {
+    fn counts(&self) -> BoxFuture<'_, Result<Vec<(JobStatus, i64)>, sqlx::Error>> {
         Box::pin(async move {
             let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
                 .fetch_all(&self.db.pool)
@@ -419,7 +420,7 @@ impl JobQueue for DbQueue {
         })
     }
 
-    fn status<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<String>, sqlx::Error>> {
+    fn status<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobStatus>, sqlx::Error>> {
         Box::pin(async move {
             let row = sqlx::query("SELECT status FROM jobs WHERE id = $1")
                 .bind(id)
@@ -473,7 +474,7 @@ mod tests {
     #[tokio::test]
     async fn expired_leases_are_requeued_then_failed_and_never_finished_twice() {
         let (q, _dir) = queue_with_a_package("lease").await;
-        let targets = vec!["x86_64-cpu".to_string()];
+        let targets = vec![Target::X86_64Cpu];
         let job = q.enqueue("t", "p", &targets, 16).await.unwrap().unwrap();
         let (a, b) = (lease("a"), lease("b"));
         let claimed = q.claim(&a).await.unwrap().unwrap();
@@ -493,7 +494,7 @@ mod tests {
         let second = q.claim(&b).await.unwrap().unwrap();
         assert_eq!(second.attempts, 2);
         let done = Outcome {
-            status: "succeeded",
+            status: JobStatus::Succeeded,
             failure_reason: None,
             result_json: None,
             log_tail: None,
@@ -505,7 +506,7 @@ mod tests {
         let r = q.reap_at(2, later + 31).await.unwrap();
         assert_eq!(r.failed, 1);
         let failed = q.get("t", &job.id).await.unwrap().unwrap();
-        assert_eq!(failed.status, "failed");
+        assert_eq!(failed.status, JobStatus::Failed);
         let reason = failed.failure_reason.unwrap();
         assert!(
             reason.contains("stopped renewing its lease") && reason.contains("2 attempts"),
@@ -517,7 +518,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancel_reaches_the_worker_through_its_heartbeat_and_the_queue_limit_holds() {
         let (q, _dir) = queue_with_a_package("cancel").await;
-        let targets = vec!["x86_64-cpu".to_string()];
+        let targets = vec![Target::X86_64Cpu];
         let job = q.enqueue("t", "p", &targets, 1).await.unwrap().unwrap();
         assert!(
             q.enqueue("t", "p", &targets, 1).await.unwrap().is_none(),
@@ -535,7 +536,7 @@ mod tests {
         assert_eq!(r.cancelled, 1);
         assert_eq!(
             q.get("t", &job.id).await.unwrap().unwrap().status,
-            "cancelled"
+            JobStatus::Cancelled
         );
     }
 }

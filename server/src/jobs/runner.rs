@@ -20,10 +20,12 @@ use tokio::sync::{watch, Notify};
 use super::disk::{self, JobDisk};
 use super::queue::{Heartbeat, JobQueue, JobRow, Lease, Outcome};
 use super::sandbox;
+use super::{JobStatus, Target};
 use crate::backend::PythonRuntime;
 use crate::config::Config;
 use crate::db::Db;
 use crate::storage::{BlobStore, Stores};
+use byom_compile::{CompileReport, TargetStatus};
 
 /// Lines of `log.txt` / `worker.log` kept with a job.
 const LOG_TAIL_LINES: usize = 40;
@@ -175,7 +177,7 @@ impl Runner {
                     .await
             }
             Err(e) => Outcome {
-                status: "failed",
+                status: JobStatus::Failed,
                 failure_reason: Some(format!("could not prepare the job: {e}")),
                 result_json: None,
                 log_tail: None,
@@ -198,8 +200,8 @@ impl Runner {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
                 match stored {
                     Ok(()) => outcome,
-                    Err(e) if outcome.status == "succeeded" => Outcome {
-                        status: "failed",
+                    Err(e) if outcome.status == JobStatus::Succeeded => Outcome {
+                        status: JobStatus::Failed,
                         failure_reason: Some(format!(
                             "compiled, but the artifacts could not be stored: {e}"
                         )),
@@ -216,7 +218,7 @@ impl Runner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&job.id);
-        tracing::info!(job = %job.id, status = outcome.status, reason = ?outcome.failure_reason, "job finished");
+        tracing::info!(job = %job.id, status = %outcome.status, reason = ?outcome.failure_reason, "job finished");
         match self.queue.finish(&job.id, &self.lease, outcome).await {
             Ok(true) => {}
             // The lease ran out meanwhile (this node was cut off from the database for longer
@@ -437,7 +439,7 @@ impl Runner {
             }
             End::Cancelled => {
                 return Outcome {
-                    status: "cancelled",
+                    status: JobStatus::Cancelled,
                     failure_reason: Some("cancelled while running; the worker was killed".into()),
                     result_json: None,
                     log_tail,
@@ -472,33 +474,38 @@ impl Runner {
             }
             return failed(reason, log_tail);
         }
-        let result = read_result(dir);
+        let result = match read_result(dir) {
+            Ok(result) => result,
+            Err(why) => return failed(why, log_tail),
+        };
         if let Some(report) = &result {
             collect_bundles(dir, report);
         }
         match (status.code(), result) {
             (_, Some(report)) => {
-                let failed_targets: Vec<String> = job
+                let failed_targets: Vec<&str> = job
                     .targets
                     .iter()
-                    .filter(|t| {
-                        super::view::target_result(&report, t)
-                            .is_none_or(|r| r["status"] != "succeeded")
+                    .filter(|&&t| {
+                        !report
+                            .targets
+                            .iter()
+                            .any(|r| r.target == t && r.status == TargetStatus::Succeeded)
                     })
-                    .cloned()
+                    .map(|t| t.as_str())
                     .collect();
                 let (st, reason) = if failed_targets.is_empty() {
-                    ("succeeded", None)
+                    (JobStatus::Succeeded, None)
                 } else {
                     (
-                        "failed",
+                        JobStatus::Failed,
                         Some(format!("failed targets: {}", failed_targets.join(", "))),
                     )
                 };
                 Outcome {
                     status: st,
                     failure_reason: reason,
-                    result_json: Some(report.to_string()),
+                    result_json: serde_json::to_string(&report).ok(),
                     log_tail,
                 }
             }
@@ -518,11 +525,11 @@ async fn store_job_outputs(
     job: &str,
     dir: &Path,
 ) -> std::io::Result<()> {
-    for target in super::TARGETS {
+    for target in Target::ALL {
         let path = dir.join("artifacts").join(format!("{target}.tar.gz"));
         if path.symlink_metadata().is_ok() {
             objects
-                .upload_file(&path, &objects.artifact_key(job, target))
+                .upload_file(&path, &objects.artifact_key(job, target.as_str()))
                 .await?;
         }
     }
@@ -545,20 +552,31 @@ fn heartbeat_every(lease_s: u64) -> Duration {
 
 fn failed(reason: String, log_tail: Option<String>) -> Outcome {
     Outcome {
-        status: "failed",
+        status: JobStatus::Failed,
         failure_reason: Some(reason),
         result_json: None,
         log_tail,
     }
 }
 
-/// `result.json` as JSON, if the worker wrote a readable one (it is untrusted output: only
-/// read as data, never as paths).
-fn read_result(dir: &Path) -> Option<serde_json::Value> {
-    let bytes = read_capped(&dir.join("result.json"), MAX_RESULT_BYTES)?;
-    serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .filter(|v| v.is_object())
+/// The worker's report (`result.json`, byom-compile's [`CompileReport`]); `Ok(None)` when it
+/// wrote none. It is untrusted output, read only as data: a link, a file over
+/// [`MAX_RESULT_BYTES`] or one that is not a report is an error that fails the job, saying so.
+fn read_result(dir: &Path) -> Result<Option<CompileReport>, String> {
+    let path = dir.join("result.json");
+    match path.symlink_metadata() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
+    let bytes = read_capped(&path, MAX_RESULT_BYTES).ok_or_else(|| {
+        format!(
+            "the worker's result.json is unreadable (not a regular file, or over {} MiB)",
+            MAX_RESULT_BYTES / (1024 * 1024)
+        )
+    })?;
+    serde_json::from_slice::<CompileReport>(&bytes)
+        .map(Some)
+        .map_err(|e| format!("the worker's result.json is not a compile report: {e}"))
 }
 
 /// The last lines of the worker's logs.
@@ -625,27 +643,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Move each target's bundle to `<job>/artifacts/<target>.tar.gz`, where downloads are served
 /// from. The worker's report is untrusted: a bundle path is used only if it resolves inside
 /// the job directory and is a regular file (no symlinks out to the database or tokens).
-fn collect_bundles(dir: &Path, report: &serde_json::Value) {
+fn collect_bundles(dir: &Path, report: &CompileReport) {
     let Ok(root) = dir.canonicalize() else { return };
     let artifacts = dir.join("artifacts");
     if std::fs::create_dir_all(&artifacts).is_err() {
         return;
     }
-    let Some(targets) = report.get("targets").and_then(serde_json::Value::as_array) else {
-        return;
-    };
-    for entry in targets {
-        let (Some(target), Some(bundle)) = (
-            entry.get("target").and_then(serde_json::Value::as_str),
-            entry.get("bundle").and_then(serde_json::Value::as_str),
-        ) else {
+    for entry in &report.targets {
+        let (target, Some(bundle)) = (entry.target, entry.bundle.as_deref()) else {
             continue;
         };
-        if !super::TARGETS.contains(&target) {
-            continue;
-        }
-        let candidate = if Path::new(bundle).is_absolute() {
-            PathBuf::from(bundle)
+        let candidate = if bundle.is_absolute() {
+            bundle.to_path_buf()
         } else {
             dir.join(bundle)
         };
@@ -679,12 +688,24 @@ mod tests {
         assert!(!tail.contains("SECRET"), "{tail}");
         assert!(tail.ends_with("last line"));
         assert!(tail.len() <= LOG_TAIL_BYTES as usize);
-        // result.json: a link is no result, neither is one over the cap
+        // result.json: none is no result; a link, or JSON that is not a report, fails the job
+        assert_eq!(read_result(&d), Ok(None));
         std::os::unix::fs::symlink(&secret, d.join("result.json")).unwrap();
-        assert!(read_result(&d).is_none());
+        assert!(read_result(&d).unwrap_err().contains("unreadable"));
         std::fs::remove_file(d.join("result.json")).unwrap();
         std::fs::write(d.join("result.json"), br#"{"targets":[]}"#).unwrap();
-        assert!(read_result(&d).is_some());
+        let why = read_result(&d).unwrap_err();
+        assert!(
+            why.contains("not a compile report") && why.contains("missing field"),
+            "{why}"
+        );
+        let report = CompileReport::job_failed(
+            &[Target::Arm64Cpu],
+            byom_compile::Failure::new(byom_compile::FailureKind::Forward, "boom"),
+            vec![],
+        );
+        std::fs::write(d.join("result.json"), serde_json::to_vec(&report).unwrap()).unwrap();
+        assert_eq!(read_result(&d), Ok(Some(report)));
         assert!(read_capped(&d.join("result.json"), 3).is_none());
         let _ = std::fs::remove_dir_all(&d);
     }

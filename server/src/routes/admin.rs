@@ -10,12 +10,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::app::AppState;
 use crate::auth::{self, Principal, Revoked, Role};
 use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::views::admin::{
+    AuditEventView, AuditList, TenantList, TenantResponse, TenantView, TokenList, TokenView,
+};
 
 #[derive(Deserialize)]
 pub struct TenantRequest {
@@ -26,7 +29,7 @@ pub struct TenantRequest {
 pub async fn create_tenant(
     State(state): State<AppState>,
     principal: Principal,
-    Json(req): Json<TenantRequest>,
+    ApiJson(req): ApiJson<TenantRequest>,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
     if !auth::valid_tenant_name(&req.name) {
@@ -41,34 +44,34 @@ pub async fn create_tenant(
     crate::audit::record(
         &state.db,
         Some(&principal),
-        "tenant.create",
+        crate::audit::Action::TenantCreate,
         &req.name,
         &detail,
     )
     .await?;
-    let tenant = tenant_json(&state, &req.name).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "tenant": tenant }))).into_response())
+    let tenant = tenant_view(&state, &req.name).await?;
+    Ok((StatusCode::CREATED, Json(TenantResponse { tenant })).into_response())
 }
 
-async fn tenant_json(state: &AppState, id: &str) -> Result<Value, ApiError> {
+async fn tenant_view(state: &AppState, id: &str) -> Result<TenantView, ApiError> {
     let row = sqlx::query("SELECT id, quota_bytes, created_at FROM tenants WHERE id = $1")
         .bind(id)
         .fetch_optional(&state.db)
         .await?
         .ok_or(ApiError::NotFound("tenant"))?;
-    let (used, quota) = super::packages::usage(state, id).await?;
-    Ok(json!({
-        "name": row.get::<String, _>("id"),
-        "quota_bytes": quota,
-        "used_bytes": used,
-        "created_at": row.get::<String, _>("created_at"),
-    }))
+    let (used, quota) = crate::service::packages::usage(state, id).await?;
+    Ok(TenantView {
+        name: row.get("id"),
+        quota_bytes: quota,
+        used_bytes: used,
+        created_at: row.get("created_at"),
+    })
 }
 
 pub async fn list_tenants(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantList>, ApiError> {
     principal.require(Role::Admin)?;
     let ids: Vec<String> =
         sqlx::query("SELECT id FROM tenants WHERE $1 IS NULL OR id = $1 ORDER BY id")
@@ -80,9 +83,9 @@ pub async fn list_tenants(
             .collect();
     let mut tenants = Vec::new();
     for id in ids {
-        tenants.push(tenant_json(&state, &id).await?);
+        tenants.push(tenant_view(&state, &id).await?);
     }
-    Ok(Json(json!({ "tenants": tenants })))
+    Ok(Json(TenantList { tenants }))
 }
 
 #[derive(Deserialize)]
@@ -94,7 +97,7 @@ pub struct TokenRequest {
 pub async fn create_token(
     State(state): State<AppState>,
     principal: Principal,
-    Json(req): Json<TokenRequest>,
+    ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Admin)?;
     let role = Role::parse(&req.role)
@@ -118,13 +121,13 @@ pub async fn create_token(
     auth::check_role_for_tenant(&req.tenant, role)
         .map_err(|why| ApiError::BadRequest(why.into()))?;
     let token = auth::create_token(&state.db, &req.tenant, role, Some(&principal)).await?;
-    Ok((StatusCode::CREATED, Json(json!(token))).into_response())
+    Ok((StatusCode::CREATED, Json(token)).into_response())
 }
 
 pub async fn list_tokens(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenList>, ApiError> {
     principal.require(Role::Admin)?;
     let rows = sqlx::query(
         "SELECT id, tenant_id, role, created_at, revoked_at FROM tokens \
@@ -133,19 +136,17 @@ pub async fn list_tokens(
     .bind(principal.admin_scope())
     .fetch_all(&state.db)
     .await?;
-    let tokens: Vec<Value> = rows
+    let tokens = rows
         .iter()
-        .map(|r| {
-            json!({
-                "id": r.get::<String, _>("id"),
-                "tenant": r.get::<String, _>("tenant_id"),
-                "role": r.get::<String, _>("role"),
-                "created_at": r.get::<String, _>("created_at"),
-                "revoked_at": r.get::<Option<String>, _>("revoked_at"),
-            })
+        .map(|r| TokenView {
+            id: r.get("id"),
+            tenant: r.get("tenant_id"),
+            role: r.get("role"),
+            created_at: r.get("created_at"),
+            revoked_at: r.get("revoked_at"),
         })
         .collect();
-    Ok(Json(json!({ "tokens": tokens })))
+    Ok(Json(TokenList { tokens }))
 }
 
 pub async fn revoke_token(
@@ -173,7 +174,7 @@ pub async fn audit(
     State(state): State<AppState>,
     principal: Principal,
     Query(q): Query<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditList>, ApiError> {
     principal.require(Role::Admin)?;
     let limit = q.limit.unwrap_or(200).clamp(1, 10_000);
     // A tenant admin sees the events its own tenant's tokens caused (including refused
@@ -186,19 +187,17 @@ pub async fn audit(
     .bind(i64::from(limit))
     .fetch_all(&state.db)
     .await?;
-    let events: Vec<Value> = rows
+    let events = rows
         .iter()
-        .map(|r| {
-            json!({
-                "id": r.get::<i64, _>("id"),
-                "at": r.get::<String, _>("at"),
-                "tenant": r.get::<Option<String>, _>("tenant_id"),
-                "token_id": r.get::<Option<String>, _>("token_id"),
-                "action": r.get::<String, _>("action"),
-                "subject": r.get::<Option<String>, _>("subject"),
-                "detail": r.get::<Option<String>, _>("detail"),
-            })
+        .map(|r| AuditEventView {
+            id: r.get("id"),
+            at: r.get("at"),
+            tenant: r.get("tenant_id"),
+            token_id: r.get("token_id"),
+            action: r.get("action"),
+            subject: r.get("subject"),
+            detail: r.get("detail"),
         })
         .collect();
-    Ok(Json(json!({ "events": events })))
+    Ok(Json(AuditList { events }))
 }

@@ -3,13 +3,13 @@
 
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
+use crate::views::meta::{FormatSpecView, WhoAmIView};
 
 /// The OpenAPI 3.1 document of this API (kept next to the code in `server/openapi.json`).
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -37,34 +37,22 @@ pub async fn metrics(
 
 /// The settings (limits, required torch) in force, so the browser validates under exactly
 /// these and reaches the same verdict as the server.
-pub async fn format_spec(State(state): State<AppState>) -> Json<serde_json::Value> {
+pub async fn format_spec(State(state): State<AppState>) -> Response {
     let settings = &state.config.settings;
-    Json(json!({
-        "settings": settings,
-        "settings_hash": settings.hash(),
-        "byom_version": byom_core::VERSION,
-        "max_upload_bytes": state.config.max_upload_bytes,
-    }))
+    Json(FormatSpecView {
+        settings,
+        settings_hash: settings.hash(),
+        byom_version: byom_core::VERSION,
+        max_upload_bytes: state.config.max_upload_bytes,
+    })
+    .into_response()
 }
 
 /// `GET /api/v1/whoami`: the caller's tenant and role, and what the role may do, so the page
 /// can say who is signed in and disable what the token cannot do (with the reason) before the
 /// user tries it. A missing or wrong token is 401 like every other authenticated route.
-pub async fn whoami(principal: Principal) -> Json<serde_json::Value> {
-    let role = principal.role;
-    Json(json!({
-        "tenant": principal.tenant,
-        "role": role.as_str(),
-        "token_id": principal.token_id,
-        "can": {
-            "read": true,
-            "upload": role >= Role::Uploader,
-            "compile": role >= Role::Uploader,
-            "delete": role >= Role::Uploader,
-            "manage_tokens": role >= Role::Admin,
-            "operate": role == Role::Operator,
-        },
-    }))
+pub async fn whoami(principal: Principal) -> Json<WhoAmIView> {
+    Json(WhoAmIView::of(principal))
 }
 
 pub async fn openapi() -> impl IntoResponse {

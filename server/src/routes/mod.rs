@@ -6,4 +6,3 @@ pub mod meta;
 pub mod packages;
 pub mod tus;
 pub mod uploads;
-pub mod uploads_s3;

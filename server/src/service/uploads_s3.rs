@@ -19,6 +19,7 @@ use axum::http::StatusCode;
 use futures_util::StreamExt;
 
 use super::packages::{commit, Source};
+use super::uploads::{Finished, Patched};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -97,7 +98,7 @@ pub async fn write_part(
     patch: Patch<'_>,
     body: Body,
     cancelled: impl std::future::Future<Output = ()>,
-) -> Result<axum::response::Response, ApiError> {
+) -> Result<Patched, ApiError> {
     let Patch {
         id,
         name,
@@ -160,10 +161,11 @@ pub async fn write_part(
     };
     read?;
     if now_at < length {
-        let now = std::time::SystemTime::now();
-        return Ok(super::uploads::progress_response(
-            state, now_at, length, now,
-        ));
+        return Ok(Patched::Progress {
+            offset: now_at,
+            length,
+            last: std::time::SystemTime::now(),
+        });
     }
     complete(state, objects, principal, id, name).await
 }
@@ -175,7 +177,7 @@ async fn complete(
     principal: &Principal,
     id: &str,
     name: &str,
-) -> Result<axum::response::Response, ApiError> {
+) -> Result<Patched, ApiError> {
     let key = objects.tmp_key(id);
     let (ingest_state, writer) = assemble(state, objects, id, &key).await?;
     let size = ingest_state.bytes;
@@ -199,14 +201,13 @@ async fn complete(
         remove(objects, id).await;
     }
     committed.map(|package| {
-        let done = super::uploads::Finished {
+        Patched::Done(Finished {
             name: name.to_string(),
             length: size,
-            package_id: package["id"].as_str().map(str::to_owned),
+            package_id: Some(package.id),
             status: StatusCode::CREATED,
             error: None,
-        };
-        super::uploads::verdict_response(&done, false)
+        })
     })
 }
 
