@@ -47,9 +47,10 @@ class S3Server:
                 self.log.seek(0)
                 raise RuntimeError(f"moto_server exited:\n{self.log.read().decode(errors='replace')}")
             try:
-                requests.get(self.endpoint, timeout=1)
+                requests.get(self.endpoint, timeout=5)
                 return self
-            except requests.ConnectionError:
+            # Refused while it starts; slow to answer its first request on a loaded machine.
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         raise RuntimeError("moto_server did not answer in 30 s")
 

@@ -2,19 +2,24 @@
 PostgreSQL (tests/pg.py) and one bucket of a throwaway S3 server (tests/s3.py), with NO shared
 data directory (every node has its own local scratch directory). Uploads on either server are
 visible on the other, a resumable upload started on one finishes on the other (also after a
-PATCH cut off mid-way: what arrived counts), a worker fetches
+PATCH cut off mid-way: what arrived counts; and with a standard tus client), a worker fetches
 the package from the bucket and puts the artifact there, both API servers serve it, tenants
-stay apart, identical bytes are stored once, refused uploads leave no object behind, and an
-API server killed with SIGKILL mid-upload leaves nothing half-visible."""
+stay apart, identical bytes are stored once, refused uploads leave no object behind, a worker
+that loses its lease mid-compile or is killed with SIGKILL mid-compile never completes its job
+(another worker re-runs it once, after the lease), and an API server killed with SIGKILL
+mid-upload leaves nothing half-visible."""
 
 from __future__ import annotations
 
+import io
 import os
+import signal
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from tusclient import client as tus_client
 
 import pg
 import s3
@@ -42,7 +47,8 @@ def cluster(tmp_path_factory):
         for name in ("worker1", "worker2"):
             workers.append(Worker(name, root / name, root / f"{name}.log", database, "--storage", storage,
                                   "--lease-s", str(LEASE_S), env=env).start())
-        yield {"apis": apis, "workers": workers, "s3": server, "bucket": bucket, "root": root}
+        yield {"apis": apis, "workers": workers, "s3": server, "bucket": bucket, "root": root,
+               "database": database, "storage": storage, "env": env}
     finally:
         for w in workers:
             w.stop()
@@ -56,6 +62,52 @@ def keys(cluster, area: str) -> list[str]:
 
 def local_files(d: Path) -> list[str]:
     return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
+
+
+def psql(cluster, sql: str) -> list[list[str]]:
+    """Rows of a query on the cluster's database, as strings."""
+    out = pg.shared().psql(sql, db=cluster["database"].rsplit("/", 1)[1])
+    return [line.split("|") for line in out.splitlines()]
+
+
+def job_row(cluster, job_id: str) -> tuple[str, int, str]:
+    """The job's status, attempts (claims) and lease holder, from its row."""
+    [[status, attempts, owner]] = psql(
+        cluster, f"SELECT status, attempts, coalesce(lease_owner, '') FROM jobs WHERE id = '{job_id}'")
+    return status, int(attempts), owner
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (an orphan's may wait for a reaper that does
+    not come, in a container)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def compile_child(worker: Worker, timeout: float = 60) -> int:
+    """The pid of the worker's sandboxed compile process (`byom-server worker --job-dir …`)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for proc in Path("/proc").iterdir():
+            try:
+                if not proc.name.isdigit():
+                    continue
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if ppid == worker.proc.pid and b"--job-dir" in (proc / "cmdline").read_bytes():
+                    return int(proc.name)
+            except OSError:
+                continue
+        time.sleep(0.1)
+    raise AssertionError(f"{worker.name} started no compile:\n{worker.log()[-3000:]}")
+
+
+def until(what: str, check, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        assert time.time() < deadline, f"not the case after {timeout} s: {what}"
+        time.sleep(0.1)
 
 
 def test_packages_uploads_jobs_and_artifacts_live_in_the_bucket(cluster):
@@ -180,6 +232,98 @@ def test_a_patch_cut_off_keeps_what_arrived_and_another_server_continues(cluster
     done = a.check(a.call("GET", f"/api/v1/uploads/{uid}", alice), 200, "UploadStatus")
     assert done["state"] == "stored" and done["package"]["sha256"] == sha256(data)
     assert keys(cluster, "uploads/") == [] and keys(cluster, "tmp/") == []
+
+
+def test_a_standard_tus_client_starts_on_one_server_and_resumes_on_the_other(cluster):
+    a, b = cluster["apis"]
+    alice = a.tenant_token("alice", "uploader")
+    auth = {"Authorization": f"Bearer {alice}"}
+    data = good_package("s3-tuspy")
+    half = len(data) // 2 + 1
+    first = tus_client.TusClient(a.url + "/api/v1/uploads", headers=auth).uploader(
+        file_stream=io.BytesIO(data), chunk_size=half, metadata={"filename": "tuspy.tar.gz"})
+    first.upload_chunk()  # creates the upload and sends the first half, to api1
+    assert first.offset == half
+    path = first.url[len(a.url):]
+    # The client resumes through api2: it asks there for the offset, then sends the rest.
+    second = tus_client.TusClient(b.url + "/api/v1/uploads", headers=auth).uploader(
+        file_stream=io.BytesIO(data), url=b.url + path, chunk_size=half)
+    assert second.offset == half
+    second.upload()
+    done = b.check(b.call("GET", path, alice), 200, "UploadStatus")
+    assert done["state"] == "stored" and done["package"]["sha256"] == sha256(data)
+    assert done["package"]["name"] == "tuspy.tar.gz"
+    a.check(a.call("GET", f"/api/v1/packages/{done['package']['id']}", alice), 200, "PackageDetail")
+    assert keys(cluster, "uploads/") == [] and keys(cluster, "tmp/") == []
+
+
+# Next to last: it stops the module's workers.
+def test_a_worker_that_loses_its_lease_or_is_killed_mid_compile_never_completes_its_job(cluster):
+    a, b = cluster["apis"]
+    alice = a.tenant_token("alice", "uploader")
+    root = cluster["root"]
+    for w in cluster["workers"]:
+        w.stop()
+    p = a.check(a.upload(alice, good_package("s3-lease")), 201, "PackageResponse")["package"]
+
+    def worker(name: str, *args: str) -> Worker:
+        w = Worker(name, root / name, root / f"{name}.log", cluster["database"], "--storage", cluster["storage"],
+                   "--lease-s", str(LEASE_S), *args, env=cluster["env"]).start()
+        cluster["workers"].append(w)
+        return w
+
+    def compile_job() -> str:
+        r = a.call("POST", f"/api/v1/packages/{p['id']}/compile", alice, json={"targets": ["x86_64-cpu"]})
+        job = a.check(r, 202, "JobResponse")["job"]["id"]
+        a.wait_job(alice, job, timeout=60, until=("running",))
+        return job
+
+    # The only worker, and every compile of it waits a minute first: stopped mid-compile.
+    slow = worker("slow", "--test-worker-delay-ms", "60000")
+
+    # Its lease is taken while it compiles (as when the reaper hands a job on after the worker
+    # was cut off from the database for longer than the lease): it kills the compile, and
+    # stores and records nothing; the job stays its new holder's.
+    lost = compile_job()
+    child = compile_child(slow)
+    # (Its lease_until moves an hour on, so that no reaper re-queues it meanwhile.)
+    psql(cluster, f"UPDATE jobs SET lease_owner = 'test-thief', lease_until = lease_until + 3600 WHERE id = '{lost}'")
+    until("the compile killed", lambda: not alive(child), timeout=30)
+    until("the loss logged", lambda: slow.lines("lost the job's lease", lost), timeout=30)
+    assert not slow.lines("job finished", lost)
+    assert job_row(cluster, lost) == ("running", 1, "test-thief")
+    assert keys(cluster, f"jobs/{lost}/") == []
+    until("its scratch removed", lambda: local_files(slow.data_dir / "jobs") == [], timeout=10)
+
+    # kill -9 of the worker mid-compile; a worker that compiles at once takes over.
+    killed = compile_job()
+    child = compile_child(slow)
+    slow.stop(signal.SIGKILL)
+    killed_at = time.time()
+    until("the compile died with its worker", lambda: not alive(child), timeout=10)
+    fast = worker("fast")
+    # The first job's thief was asked to cancel it and died too (no compile spent on it here).
+    psql(cluster, f"UPDATE jobs SET cancel_requested = 1, lease_until = 0 WHERE id = '{lost}'")
+    job = b.wait_job(alice, killed, timeout=300)
+    assert job["status"] == "succeeded", (job.get("failure_reason"), job.get("log_tail"), fast.log()[-3000:])
+    assert time.time() - killed_at >= LEASE_S - 1, "re-run before the lease ran out"
+    # It ran to completion once, on its second claim, and the bucket holds that run's outputs.
+    assert job_row(cluster, killed) == ("succeeded", 2, "")
+    assert not slow.lines("job finished", killed)
+    assert len(fast.lines("job finished", killed)) == 1, fast.log()[-3000:]
+    assert keys(cluster, f"jobs/{killed}/") == [f"byom/jobs/{killed}/{k}" for k in (
+        "artifacts/x86_64-cpu.tar.gz", "log.txt", "worker.log")]
+    r = a.call("GET", job["targets"][0]["artifact_url"], alice)
+    assert r.status_code == 200 and r.content[:2] == b"\x1f\x8b"
+    logs = a.log() + b.log() + fast.log()
+    assert any("stopped renewing its lease" in ln and "requeued=1" in ln for ln in logs.splitlines()), \
+        "no node logged the re-queue"
+    # The first job: cancelled by the reaper, never finished by anyone, nothing in the bucket.
+    lost_job = b.wait_job(alice, lost, timeout=60)
+    assert lost_job["status"] == "cancelled", lost_job
+    assert job_row(cluster, lost) == ("cancelled", 1, "")
+    assert not slow.lines("job finished", lost) and not fast.lines("job started", lost)
+    assert keys(cluster, f"jobs/{lost}/") == []
 
 
 # Last: it kills api1.

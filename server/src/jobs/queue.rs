@@ -431,12 +431,15 @@ impl JobQueue for DbQueue {
     }
 }
 
+/// A queue on a throwaway SQLite database holding tenant `t` and its package `p`, for the
+/// queue's and the runner's tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use super::DbQueue;
+    use crate::db::Db;
 
-    /// Removes the test's SQLite directory when the test ends, passed or not.
-    struct TempDir(std::path::PathBuf);
+    /// Removes the test's directory when the test ends, passed or not.
+    pub struct TempDir(pub std::path::PathBuf);
 
     impl Drop for TempDir {
         fn drop(&mut self) {
@@ -444,7 +447,7 @@ mod tests {
         }
     }
 
-    async fn queue_with_a_package(name: &str) -> (DbQueue, TempDir) {
+    pub async fn queue_with_a_package(name: &str) -> (DbQueue, Db, TempDir) {
         let dir = std::env::temp_dir().join(format!("byom-queue-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -459,8 +462,14 @@ mod tests {
         ] {
             sqlx::query(sql).execute(&db.pool).await.unwrap();
         }
-        (DbQueue::new(db), guard)
+        (DbQueue::new(db.clone()), db, guard)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::queue_with_a_package;
+    use super::*;
 
     fn lease(owner: &str) -> Lease {
         Lease {
@@ -473,7 +482,7 @@ mod tests {
     /// record an end, and a job that loses its worker on every attempt is failed, saying why.
     #[tokio::test]
     async fn expired_leases_are_requeued_then_failed_and_never_finished_twice() {
-        let (q, _dir) = queue_with_a_package("lease").await;
+        let (q, _db, _dir) = queue_with_a_package("lease").await;
         let targets = vec![Target::X86_64Cpu];
         let job = q.enqueue("t", "p", &targets, 16).await.unwrap().unwrap();
         let (a, b) = (lease("a"), lease("b"));
@@ -517,7 +526,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancel_reaches_the_worker_through_its_heartbeat_and_the_queue_limit_holds() {
-        let (q, _dir) = queue_with_a_package("cancel").await;
+        let (q, _db, _dir) = queue_with_a_package("cancel").await;
         let targets = vec![Target::X86_64Cpu];
         let job = q.enqueue("t", "p", &targets, 1).await.unwrap().unwrap();
         assert!(

@@ -166,64 +166,34 @@ impl Runner {
 
     async fn run(&self, job: JobRow, shutdown: watch::Receiver<bool>) {
         tracing::info!(job = %job.id, tenant = %job.tenant_id, package = %job.package_id, targets = ?job.targets, attempt = job.attempts, "job started");
+        // From here until the end is recorded, one task renews the lease; every step below
+        // stops when it says the lease is lost.
+        let mut lease =
+            LeaseKeeper::start(Arc::clone(&self.queue), job.id.clone(), self.lease.clone());
         let cancel = Arc::new(Notify::new());
         self.cancels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(job.id.clone(), Arc::clone(&cancel));
-        let outcome = match self.keeping_lease(&job, self.prepare(&job)).await {
-            Ok((dir, allowance)) => {
-                self.supervise(&job, &dir, allowance, &cancel, shutdown)
-                    .await
-            }
-            Err(e) => Outcome {
-                status: JobStatus::Failed,
-                failure_reason: Some(format!("could not prepare the job: {e}")),
-                result_json: None,
-                log_tail: None,
-            },
-        };
-        // Only the bundles and logs stay: the package copy, scratch and whatever the model
-        // wrote go, also when preparing failed half-way.
-        let dir = sandbox::job_dir(&self.config.data_dir, &job.id);
-        let d = dir.clone();
-        let _ = tokio::task::spawn_blocking(move || disk::clean_finished(&d)).await;
-        // With an object store, what the job keeps goes there (before the job's end is
-        // recorded, so every API server can serve it as soon as it says "succeeded"), and the
-        // local directory goes.
-        let outcome = match &self.objects {
-            None => outcome,
-            Some(objects) => {
-                let stored = self
-                    .keeping_lease(&job, store_job_outputs(objects, &job.id, &dir))
-                    .await;
-                let _ = tokio::fs::remove_dir_all(&dir).await;
-                match stored {
-                    Ok(()) => outcome,
-                    Err(e) if outcome.status == JobStatus::Succeeded => Outcome {
-                        status: JobStatus::Failed,
-                        failure_reason: Some(format!(
-                            "compiled, but the artifacts could not be stored: {e}"
-                        )),
-                        ..outcome
-                    },
-                    Err(e) => {
-                        tracing::warn!(job = %job.id, error = %e, "could not store the job's logs");
-                        outcome
-                    }
-                }
-            }
-        };
+        let ended = self.run_leased(&job, &mut lease, &cancel, shutdown).await;
         self.cancels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&job.id);
+        // No renewal may race with the end being recorded (or come after it).
+        drop(lease);
+        let outcome = match ended {
+            Ok(outcome) => outcome,
+            Err(LeaseLost) => {
+                tracing::warn!(job = %job.id, attempt = job.attempts, "lost the job's lease (it was not renewed for --lease-s, and the reaper re-queued or failed the job); its compile was stopped, and nothing of this attempt is stored or recorded");
+                return;
+            }
+        };
         tracing::info!(job = %job.id, status = %outcome.status, reason = ?outcome.failure_reason, "job finished");
         match self.queue.finish(&job.id, &self.lease, outcome).await {
             Ok(true) => {}
-            // The lease ran out meanwhile (this node was cut off from the database for longer
-            // than a lease): the reaper has re-queued or failed the job; this run counts for
-            // nothing, so the job is never finished twice.
+            // The lease ran out after the last heartbeat (the reaper has re-queued or failed
+            // the job); this run counts for nothing, so the job is never finished twice.
             Ok(false) => {
                 tracing::warn!(job = %job.id, "lost the job's lease before it ended; its outcome here is not recorded")
             }
@@ -231,27 +201,64 @@ impl Runner {
         }
     }
 
-    /// Run `work` while renewing the job's lease: preparing a job (the first job's Python probe
-    /// imports torch; a large package comes from the object store) and storing its outputs can
-    /// take longer than a lease. What the heartbeat says is acted on by [`Runner::supervise`]
-    /// and [`JobQueue::finish`], not here.
-    async fn keeping_lease<T>(
+    /// Prepare, compile and store one job while `lease` holds; `Err(LeaseLost)` as soon as it
+    /// does not (the compile is killed, nothing more is stored). Whatever happens, the job's
+    /// local directory is reduced to what it keeps (with an object store: removed).
+    async fn run_leased(
         &self,
         job: &JobRow,
-        work: impl std::future::Future<Output = T>,
-    ) -> T {
-        tokio::pin!(work);
-        let mut beat = tokio::time::interval(heartbeat_every(self.lease.seconds));
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        beat.tick().await; // the first tick is immediate; the claim has just set the lease
-        loop {
-            tokio::select! {
-                done = &mut work => return done,
-                _ = beat.tick() => {
-                    if let Err(e) = self.queue.heartbeat(&job.id, &self.lease).await {
-                        tracing::warn!(job = %job.id, error = %e, "cannot renew the job's lease");
-                    }
+        lease: &mut LeaseKeeper,
+        cancel: &Notify,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Outcome, LeaseLost> {
+        let dir = sandbox::job_dir(&self.config.data_dir, &job.id);
+        let outcome = match lease.while_held(self.prepare(job)).await {
+            Ok(Ok((dir, allowance))) => {
+                self.supervise(job, &dir, allowance, cancel, lease, shutdown)
+                    .await
+            }
+            Ok(Err(e)) => Ok(failed(format!("could not prepare the job: {e}"), None)),
+            Err(lost) => Err(lost),
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(lost) => {
+                // Without an object store the data directory is shared, and the job's
+                // directory is its new holder's now (whose preparation starts it afresh); with
+                // one, it is this node's scratch.
+                if self.objects.is_some() {
+                    let _ = tokio::fs::remove_dir_all(&dir).await;
                 }
+                return Err(lost);
+            }
+        };
+        // Only the bundles and logs stay: the package copy, scratch and whatever the model
+        // wrote go, also when preparing failed half-way.
+        let d = dir.clone();
+        let _ = tokio::task::spawn_blocking(move || disk::clean_finished(&d)).await;
+        let Some(objects) = &self.objects else {
+            return Ok(outcome);
+        };
+        // With an object store, what the job keeps goes there (before the job's end is
+        // recorded, so every API server can serve it as soon as it says "succeeded"), and the
+        // local directory goes. Storing stops if the lease is lost: the job's keys are then
+        // its new holder's.
+        let stored = lease
+            .while_held(store_job_outputs(objects, &job.id, &dir))
+            .await;
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        match stored? {
+            Ok(()) => Ok(outcome),
+            Err(e) if outcome.status == JobStatus::Succeeded => Ok(Outcome {
+                status: JobStatus::Failed,
+                failure_reason: Some(format!(
+                    "compiled, but the artifacts could not be stored: {e}"
+                )),
+                ..outcome
+            }),
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "could not store the job's logs");
+                Ok(outcome)
             }
         }
     }
@@ -352,8 +359,9 @@ impl Runner {
         dir: &Path,
         allowance: JobDisk,
         cancel: &Notify,
+        lease: &mut LeaseKeeper,
         mut shutdown: watch::Receiver<bool>,
-    ) -> Outcome {
+    ) -> Result<Outcome, LeaseLost> {
         let spec = sandbox::Spec {
             exe: &self.exe,
             job_dir: dir,
@@ -364,7 +372,7 @@ impl Runner {
         };
         let mut child = match sandbox::spawn(&spec) {
             Ok(c) => c,
-            Err(e) => return failed(format!("could not start the worker: {e}"), None),
+            Err(e) => return Ok(failed(format!("could not start the worker: {e}"), None)),
         };
         let pid = child.id().unwrap_or(0);
         let limit = Duration::from_secs(self.config.job_timeout_s);
@@ -379,24 +387,17 @@ impl Runner {
         let deadline = tokio::time::sleep(limit);
         let watch = disk::watch(dir, allowance.limit);
         tokio::pin!(deadline, watch);
-        let mut beat = tokio::time::interval(heartbeat_every(self.lease.seconds));
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let end = loop {
-            tokio::select! {
-                status = child.wait() => break End::Exited(status),
-                _ = &mut deadline => break End::Timeout,
-                _ = cancel.notified() => break End::Cancelled,
-                _ = shutdown.changed() => break End::Shutdown,
-                used = &mut watch => break End::DiskFull(used),
-                _ = beat.tick() => match self.queue.heartbeat(&job.id, &self.lease).await {
-                    Ok(Heartbeat::Held) => {}
-                    Ok(Heartbeat::CancelRequested) => break End::Cancelled,
-                    Ok(Heartbeat::Lost) => break End::LeaseLost,
-                    // The database is unreachable: keep compiling; if it stays away past the
-                    // lease, the next heartbeat that gets through says Lost.
-                    Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot renew the job's lease"),
-                },
-            }
+        let end = tokio::select! {
+            status = child.wait() => End::Exited(status),
+            _ = &mut deadline => End::Timeout,
+            _ = cancel.notified() => End::Cancelled,
+            _ = shutdown.changed() => End::Shutdown,
+            used = &mut watch => End::DiskFull(used),
+            // A cancel made through any API server arrives with a heartbeat.
+            news = lease.news() => match news {
+                LeaseNews::Lost => End::LeaseLost,
+                LeaseNews::CancelRequested => End::Cancelled,
+            },
         };
         if !matches!(end, End::Exited(_)) {
             sandbox::kill_group(pid);
@@ -412,7 +413,7 @@ impl Runner {
         // precise one.)
         let end = match end {
             End::Exited(Ok(status)) if status.signal() == Some(libc::SIGXFSZ) => {
-                return failed(allowance.file_too_large(), log_tail)
+                return Ok(failed(allowance.file_too_large(), log_tail))
             }
             End::Exited(_) => {
                 let d = dir.to_path_buf();
@@ -429,36 +430,31 @@ impl Runner {
         };
         let status = match end {
             End::Timeout => {
-                return failed(
+                return Ok(failed(
                     format!(
                         "the job ran past its time limit of {} s and was killed",
                         self.config.job_timeout_s
                     ),
                     log_tail,
-                )
+                ))
             }
             End::Cancelled => {
-                return Outcome {
+                return Ok(Outcome {
                     status: JobStatus::Cancelled,
                     failure_reason: Some("cancelled while running; the worker was killed".into()),
                     result_json: None,
                     log_tail,
-                }
+                })
             }
             End::Shutdown => {
-                return failed(
+                return Ok(failed(
                     "the server shut down while this job was running".into(),
                     log_tail,
-                )
+                ))
             }
-            End::DiskFull(used) => return failed(allowance.total_exceeded(used), log_tail),
-            End::LeaseLost => {
-                return failed(
-                    "this worker lost the job's lease (cut off from the database for longer than --lease-s); the job was handed on".into(),
-                    log_tail,
-                )
-            }
-            End::Exited(Err(e)) => return failed(format!("lost the worker: {e}"), log_tail),
+            End::DiskFull(used) => return Ok(failed(allowance.total_exceeded(used), log_tail)),
+            End::LeaseLost => return Err(LeaseLost),
+            End::Exited(Err(e)) => return Ok(failed(format!("lost the worker: {e}"), log_tail)),
             End::Exited(Ok(status)) => status,
         };
         if let Some(sig) = status.signal() {
@@ -472,16 +468,16 @@ impl Runner {
                     self.config.worker_memory_mb
                 ));
             }
-            return failed(reason, log_tail);
+            return Ok(failed(reason, log_tail));
         }
         let result = match read_result(dir) {
             Ok(result) => result,
-            Err(why) => return failed(why, log_tail),
+            Err(why) => return Ok(failed(why, log_tail)),
         };
         if let Some(report) = &result {
             collect_bundles(dir, report);
         }
-        match (status.code(), result) {
+        Ok(match (status.code(), result) {
             (_, Some(report)) => {
                 let failed_targets: Vec<&str> = job
                     .targets
@@ -514,7 +510,7 @@ impl Runner {
                 log_tail,
             ),
             (None, None) => failed("the worker ended without a result".into(), log_tail),
-        }
+        })
     }
 }
 
@@ -548,6 +544,103 @@ async fn store_job_outputs(
 /// server reaches the worker quickly.
 fn heartbeat_every(lease_s: u64) -> Duration {
     Duration::from_millis((lease_s.saturating_mul(1000) / 3).clamp(200, 2000))
+}
+
+/// The job's lease was lost: the reaper re-queued or failed it, and whatever this node does with
+/// it from then on counts for nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LeaseLost;
+
+/// What a running job's lease keeper has to say, once there is something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaseNews {
+    /// Someone asked (through any API server) to cancel the job; the lease is still held.
+    CancelRequested,
+    /// The lease is lost; the keeper has stopped renewing it.
+    Lost,
+}
+
+/// The one task that renews a job's lease, from its claim until its end is recorded (preparing
+/// a job, compiling it and storing its outputs can each take longer than a lease). It reports
+/// a cancel request and, once, the loss of the lease, after which it stops; dropping the
+/// keeper stops it too.
+struct LeaseKeeper {
+    state: watch::Receiver<Heartbeat>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    fn start(queue: Arc<dyn JobQueue>, job: String, lease: Lease) -> LeaseKeeper {
+        let (tx, state) = watch::channel(Heartbeat::Held);
+        let task = tokio::spawn(async move {
+            let mut beat = tokio::time::interval(heartbeat_every(lease.seconds));
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            beat.tick().await; // the first tick is immediate; the claim has just set the lease
+            loop {
+                beat.tick().await;
+                match queue.heartbeat(&job, &lease).await {
+                    Ok(Heartbeat::Lost) => {
+                        tx.send_replace(Heartbeat::Lost);
+                        return;
+                    }
+                    Ok(news) => {
+                        tx.send_if_modified(|s| std::mem::replace(s, news) != news);
+                    }
+                    // The database is unreachable: keep going; if it stays away past the
+                    // lease, the next heartbeat that gets through says Lost.
+                    Err(e) => {
+                        tracing::warn!(job = %job, error = %e, "cannot renew the job's lease")
+                    }
+                }
+            }
+        });
+        LeaseKeeper { state, task }
+    }
+
+    /// Resolves when there is news: at once if there already is. Never while the lease is
+    /// merely held.
+    async fn news(&mut self) -> LeaseNews {
+        // Copied out at once: the channel's read guard must not live across an await.
+        let news = self
+            .state
+            .wait_for(|s| *s != Heartbeat::Held)
+            .await
+            .map(|s| *s);
+        match news {
+            Ok(Heartbeat::Lost) => LeaseNews::Lost,
+            Ok(_) => LeaseNews::CancelRequested,
+            // The keeper ended without news: only when it is being dropped.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Resolves when the lease is lost: at once if it already is.
+    async fn lost(&mut self) -> LeaseLost {
+        let lost = self.state.wait_for(|s| *s == Heartbeat::Lost).await.is_ok();
+        if !lost {
+            // The keeper ended without news: only when it is being dropped.
+            std::future::pending::<()>().await;
+        }
+        LeaseLost
+    }
+
+    /// Run `work` unless the lease is lost first (then `work` is dropped unfinished).
+    async fn while_held<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, LeaseLost> {
+        tokio::select! {
+            biased;
+            lost = self.lost() => Err(lost),
+            done = work => Ok(done),
+        }
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 fn failed(reason: String, log_tail: Option<String>) -> Outcome {
@@ -671,6 +764,7 @@ fn collect_bundles(dir: &Path, report: &CompileReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::queue;
 
     #[test]
     fn worker_output_is_read_bounded_and_never_through_links() {
@@ -708,5 +802,166 @@ mod tests {
         assert_eq!(read_result(&d), Ok(Some(report)));
         assert!(read_capped(&d.join("result.json"), 3).is_none());
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    async fn sql(db: &Db, statement: &str) {
+        sqlx::query(statement).execute(&db.pool).await.unwrap();
+    }
+
+    /// Wait (up to a minute: a hang guard, not a timing) until `check` holds.
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..1200 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("still not the case after a minute: {what}");
+    }
+
+    async fn lease_until(db: &Db) -> i64 {
+        sqlx::query("SELECT lease_until FROM jobs")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            .get("lease_until")
+    }
+
+    async fn within_a_minute<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: still waiting after a minute"))
+    }
+
+    #[tokio::test]
+    async fn the_lease_keeper_renews_reports_a_cancel_and_the_loss_once_then_stops() {
+        let (q, db, _dir) = queue::test_support::queue_with_a_package("keeper").await;
+        let q: Arc<dyn JobQueue> = Arc::new(q);
+        let job = q
+            .enqueue("t", "p", &[Target::X86_64Cpu], 16)
+            .await
+            .unwrap()
+            .unwrap();
+        // A one-second lease: renewed every third of a second.
+        let lease = Lease {
+            owner: "a".into(),
+            seconds: 1,
+        };
+        q.claim(&lease).await.unwrap().unwrap();
+        // As if the lease were about to run out: the keeper renews it.
+        sql(&db, "UPDATE jobs SET lease_until = 0").await;
+        let mut keeper = LeaseKeeper::start(Arc::clone(&q), job.id.clone(), lease.clone());
+        within_a_minute("the lease renewed", async {
+            while lease_until(&db).await == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(q.request_cancel(&job.id).await.unwrap());
+        assert_eq!(
+            within_a_minute("the cancel request", keeper.news()).await,
+            LeaseNews::CancelRequested
+        );
+        // The reaper handed the job to another node.
+        sql(&db, "UPDATE jobs SET lease_owner = 'b'").await;
+        within_a_minute("the loss", keeper.lost()).await;
+        assert_eq!(keeper.news().await, LeaseNews::Lost);
+        // Work under a lost lease stops at once, and the keeper has stopped renewing.
+        assert_eq!(
+            keeper.while_held(std::future::pending::<()>()).await,
+            Err(LeaseLost)
+        );
+        within_a_minute("the keeper's end", &mut keeper.task)
+            .await
+            .unwrap();
+    }
+
+    /// A worker whose lease is taken while it compiles kills the compile and records nothing:
+    /// the job stays its new holder's.
+    #[tokio::test]
+    async fn a_lost_lease_kills_the_compile_and_records_nothing() {
+        let (q, db, dir) = queue::test_support::queue_with_a_package("lost").await;
+        let data = dir.0.clone();
+        // The package's bytes (what they are does not matter: the "worker" never reads them).
+        let sha = "ab".repeat(32);
+        sql(
+            &db,
+            &format!("INSERT INTO blobs (sha256, size, created_at) VALUES ('{sha}', 1, 'x')"),
+        )
+        .await;
+        sql(&db, &format!("UPDATE packages SET sha256 = '{sha}'")).await;
+        std::fs::create_dir_all(data.join("blobs/ab")).unwrap();
+        std::fs::write(data.join("blobs/ab").join(&sha), b"x").unwrap();
+        // The compile child: says who it is, then takes "for ever".
+        let exe = data.join("compile.sh");
+        std::fs::write(&exe, "#!/bin/sh\necho $$ > pid.txt\nexec sleep 600\n").unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let config = Config::resolve(crate::config::ServeArgs {
+            data_dir: Some(data.clone()),
+            lease_s: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+        let stores = Stores {
+            blobs: Arc::new(
+                crate::storage::FsBlobStore::new(
+                    data.join("blobs"),
+                    crate::storage::DiskBudget::new(None, 0),
+                )
+                .unwrap(),
+            ),
+            objects: None,
+        };
+        let runner = Runner::new(
+            Arc::new(q),
+            db.clone(),
+            stores,
+            Arc::new(config),
+            exe,
+            false,
+            None,
+        );
+        let job = runner
+            .queue
+            .enqueue("t", "p", &[Target::X86_64Cpu], 16)
+            .await
+            .unwrap()
+            .unwrap();
+        let claimed = runner.queue.claim(&runner.lease).await.unwrap().unwrap();
+        // Once the compile runs, the reaper hands the job to node "b".
+        let pid_file = sandbox::job_dir(&data, &job.id).join("pid.txt");
+        let thief = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                eventually("the compile started", || {
+                    std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
+                })
+                .await;
+                sql(&db, "UPDATE jobs SET lease_owner = 'b'").await;
+                std::fs::read_to_string(&pid_file)
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            })
+        };
+        let (_stop, shutdown) = watch::channel(false);
+        within_a_minute(
+            "the run after its lease was lost",
+            runner.run(claimed, shutdown),
+        )
+        .await;
+        let pid = thief.await.unwrap();
+        assert!(
+            !Path::new("/proc").join(&pid).exists(),
+            "the compile (pid {pid}) outlived the lease"
+        );
+        let row = sqlx::query("SELECT status, lease_owner, finished_at FROM jobs")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(row.get::<String, _>("status"), "running");
+        assert_eq!(row.get::<String, _>("lease_owner"), "b");
+        assert_eq!(row.get::<Option<String>, _>("finished_at"), None);
     }
 }
