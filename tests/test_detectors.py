@@ -328,6 +328,22 @@ def server(tmp_path_factory):
     yield from serve(tmp_path_factory, "detectors")
 
 
+@pytest.mark.parametrize("name,code", [("pt_custom_operator", "BYOM630"), ("pt_forward_takes_a_list", "BYOM631")])
+def test_cli_and_server_agree_on_the_fixtures_the_server_cannot_run(server, fixtures_dir, name, code):
+    """The generated fixtures the page's tests show with an error badge (tests/browser/
+    page_validate.test.mjs compares the page, i.e. wasm, with the CLI): the server refuses them
+    on upload with the CLI's verdict and codes."""
+    pkg = fixtures_dir / f"{name}.tar.gz"
+    cli = json.loads(run_byom(byom_bin(), "validate", "--format", "json", pkg, text=True).stdout)
+    assert not cli["valid"] and code in [e["code"] for e in cli["errors"]], cli["errors"]
+    token = server.tenant_token("vision", "uploader")
+    body = server.error(server.upload(token, pkg.read_bytes(), pkg.name), 422, "invalid_package")
+    served = body["report"]
+    assert served["valid"] is False
+    for severity in ("errors", "warnings"):
+        assert sorted(e["code"] for e in served[severity]) == sorted(e["code"] for e in cli[severity]), severity
+
+
 def test_server_publishes_its_namespaces_refuses_the_unwrapped_and_compiles_the_wrapped(server, built):
     spec = server.check(server.call("GET", "/api/v1/format-spec"), 200, "FormatSpec")
     assert {"aten", "prim", "torchvision"} <= set(spec["settings"]["operator_namespaces"])
