@@ -41,8 +41,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools" / "zoo"))
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+sys.path.insert(0, str(REPO / "crates" / "byom-compile" / "python"))
 import gen_fingerprints as gen  # noqa: E402
 import make_packages as mp  # noqa: E402
+from zoo_build import DEFAULT_DETECTIONS, Detections  # noqa: E402  (the worker's detector wrapper)
 
 CLASSES = 5
 SIZES = (32, 64, 96, 128, 160, 192, 224, 256, 288, 299, 320, 384, 448, 512, 518)
@@ -155,13 +157,18 @@ def run_case(e: dict, compile_bin: Path, max_mb: float, work: Path) -> dict:
     torch.manual_seed(0)
     model = random_bn(build(e).eval())
     task = task_of(e["name"]) if e["zoo"] == "torchvision" else "classification"
+    if task == "object_detection":
+        # What the worker deploys for a detector's state dict: the wrapper of docs/detectors.md
+        # (one tensor in, [B, 100, 6] rows out); the state dict is the detector's own.
+        detector = model
+        model = Detections(detector, DEFAULT_DETECTIONS).eval()
     side, eager = smallest_input(e, model)
     shape = [1, 3, side, side]
     row["input"] = shape
     ref = first_tensor(eager)
-    out_shape = list(ref.shape) if task != "object_detection" and ref is not None else None
+    out_shape = list(ref.shape) if ref is not None else None
     buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
+    torch.save((detector if task == "object_detection" else model).state_dict(), buf)
     pkg = mp.Package(
         "unused", f"{e['name']}.pt", task, shape, out_shape, CLASSES, [f"class_{i}" for i in range(CLASSES)],
         preprocessing={"resize": [side, side], "normalize": mp.IMAGENET, "channel_order": "RGB"},

@@ -1,5 +1,7 @@
 """Real users' detectors (issue 11): torchvision's operators in the compile worker, the
-forward-signature check (BYOM631) and the custom-operator check (BYOM630).
+forward-signature check (BYOM631), the custom-operator check (BYOM630), and a detector's STATE
+DICT rebuilt by torchvision's own builder in the worker, wrapped and scripted as this page's
+wrapper is, and compiled.
 
 Three torchvision detectors with random weights (no downloads), 320×320, 3 classes, wrapped as
 docs/detectors.md shows (the wrapper is read from that page, so the page stays true) and
@@ -165,6 +167,89 @@ def built(tmp_path_factory):
     return out
 
 
+def _calibrated(model, seed: int):
+    """The batch-norm half of `_conditioned` (the running statistics are part of a state dict;
+    the texture is not, so a state dict's detector sees the compiler's fixed input as it is)."""
+    g = torch.Generator().manual_seed(seed)
+    for bn in model.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.reset_running_stats()
+            bn.momentum = None
+    model.backbone.train()
+    with torch.no_grad():
+        images, _ = model.transform(list(torch.rand(2, *SHAPE[1:], generator=g).unbind(0)))
+        model.backbone(images.tensors)
+    return model.eval()
+
+
+# The smallest torchvision detector (9 MB): its state dict compiles in ~40 s here. Seed: see the
+# module doc (one whose detections stay apart after the compiler's passes, as a trained model's do).
+STATE_DICT_DETECTOR, STATE_DICT_SEED = "ssdlite320_mobilenet_v3_large", 0
+
+
+def test_the_workers_wrapper_is_the_documented_one():
+    """The compile worker wraps a detector rebuilt from a state dict in its own copy of the
+    page's `Detections` (it runs sandboxed, without the docs): the two must stay the same."""
+    import ast
+
+    page = (REPO / "docs" / "detectors.md").read_text()
+    code = next(block for block in re.findall(r"```python\n(.*?)```", page, re.S) if "class Detections" in block)
+    worker = (REPO / "crates" / "byom-compile" / "python" / "zoo_build.py").read_text()
+
+    def detections(source):
+        [cls] = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "Detections"]
+        return ast.dump(cls)
+
+    assert detections(code) == detections(worker)
+
+
+def test_a_detector_state_dict_is_rebuilt_scripted_compiled_and_matches_python(tmp_path):
+    """A state dict of torchvision's SSDlite (random weights): valid and named in `byom
+    validate`, rebuilt by torchvision's builder in the worker, wrapped as docs/detectors.md shows,
+    scripted, compiled for x86_64-cpu with torchvision's operators loaded; the artifact computes
+    what the eager wrapped model computes in Python."""
+    torch.manual_seed(STATE_DICT_SEED)
+    builder = getattr(torchvision.models.detection, STATE_DICT_DETECTOR)
+    detector = _calibrated(builder(weights=None, weights_backbone=None, num_classes=3), STATE_DICT_SEED)
+    buf = io.BytesIO()
+    torch.save(detector.state_dict(), buf)
+    pkg = package(tmp_path, "ssdlite_state_dict", buf.getvalue())
+
+    r = run_byom(byom_bin(), "validate", "--format", "json", pkg, text=True)
+    report = json.loads(r.stdout)
+    assert r.returncode == 0 and report["valid"], report["errors"]
+    assert report["model"]["kind"] == "state_dict"
+    assert report["model"]["architecture"] == f"torchvision/{STATE_DICT_DETECTOR}", report["model"]
+
+    out = tmp_path / "out"
+    p = subprocess.run([str(compile_bin()), str(pkg), "-o", str(out), "--target", "x86_64-cpu", "--runs", "1",
+                        "--python", sys.executable], capture_output=True, text=True, timeout=900)
+    report = json.loads((out / "report.json").read_text())
+    assert p.returncode == 0, (report["failure_reason"], report["log"], [t["log"] for t in report["targets"]])
+    model = report["model"]
+    assert model["kind"] == "state_dict" and model["architecture"] == f"torchvision/{STATE_DICT_DETECTOR}"
+    assert [lib["name"] for lib in model["operator_libraries"]] == ["torchvision"]
+    assert "torchvision::nms" in model["operator_libraries"][0]["operators"]
+    assert any("scripted to TorchScript" in line and "docs/detectors.md" in line for line in report["log"]), \
+        report["log"]
+    [target] = report["targets"]
+    assert target["status"] == "succeeded", target["failure_reason"]
+    dep = json.loads((out / "x86_64-cpu" / "deployment.json").read_text())
+    assert dep["input"]["shape"] == list(SHAPE) and dep["output"]["shape"] == OUTPUT
+    assert dep["runtime"]["operator_libraries"] == model["operator_libraries"]
+
+    artifact = torch.jit.load(str(out / "x86_64-cpu" / "model.pt"), map_location="cpu")
+    Detections = wrapper_class(tmp_path)
+    with torch.no_grad():
+        expected = Detections(detector, MAX_DETECTIONS).eval()(fixed_input())
+        got = artifact(fixed_input())
+    assert got.shape == expected.shape == tuple(OUTPUT)
+    assert int((expected[0, :, 4] > 0).sum()) > 1, "the random detector detects something"
+    err = ((got - expected).abs().max() / expected.abs().max()).item()
+    print(f"{STATE_DICT_DETECTOR} state dict: max relative error {err:.2e}, compile log: {target['log']}")
+    assert err <= TOLERANCE, err
+
+
 def compile_bin() -> Path:
     import os
 
@@ -241,6 +326,22 @@ def test_custom_operator_is_refused_naming_it_and_the_setting_decides(built, tmp
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     yield from serve(tmp_path_factory, "detectors")
+
+
+@pytest.mark.parametrize("name,code", [("pt_custom_operator", "BYOM630"), ("pt_forward_takes_a_list", "BYOM631")])
+def test_cli_and_server_agree_on_the_fixtures_the_server_cannot_run(server, fixtures_dir, name, code):
+    """The generated fixtures the page's tests show with an error badge (tests/browser/
+    page_validate.test.mjs compares the page, i.e. wasm, with the CLI): the server refuses them
+    on upload with the CLI's verdict and codes."""
+    pkg = fixtures_dir / f"{name}.tar.gz"
+    cli = json.loads(run_byom(byom_bin(), "validate", "--format", "json", pkg, text=True).stdout)
+    assert not cli["valid"] and code in [e["code"] for e in cli["errors"]], cli["errors"]
+    token = server.tenant_token("vision", "uploader")
+    body = server.error(server.upload(token, pkg.read_bytes(), pkg.name), 422, "invalid_package")
+    served = body["report"]
+    assert served["valid"] is False
+    for severity in ("errors", "warnings"):
+        assert sorted(e["code"] for e in served[severity]) == sorted(e["code"] for e in cli[severity]), severity
 
 
 def test_server_publishes_its_namespaces_refuses_the_unwrapped_and_compiles_the_wrapped(server, built):

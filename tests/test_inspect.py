@@ -310,3 +310,40 @@ def test_inspect_accepts_a_package(pt_dir, made, tmp_path):
     assert _pack(pt, out, "--input", "1,3,224,224").returncode == 0
     rc, res = inspect(out)
     assert rc == 0 and res["model"]["architecture"] == "torchvision/resnet18"
+
+
+class _StringStem(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 4, stride=4)
+
+    def forward(self, tag: str, x: torch.Tensor) -> torch.Tensor:
+        if tag == ")":
+            raise ValueError("tag \"(\" or ')', not " + tag)
+        return self.conv(x)
+
+
+class _StringNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = _StringStem()
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor, sep: str = '"(,') -> torch.Tensor:
+        y = self.stem("a)(,\"", x)
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(y, 1).flatten(1))
+
+
+def test_brackets_quotes_and_commas_in_scripted_strings_are_text(tmp_path):
+    """TorchScript prints string constants as they are: a call `self.stem("a)(,\\"", x)`, a
+    default `'"(,'` and a raise message with `(` and `')'` must not open brackets or split
+    arguments for the code reader (before, it found neither the signature nor either layer)."""
+    path = tmp_path / "strings.pt"
+    torch.jit.script(_StringNet().eval()).save(str(path))
+    rc, out = inspect(path)
+    assert rc == 0, out
+    m = out["model"]
+    assert m["forward"]["params"] == [{"name": "x", "type": "Tensor", "default": None},
+                                      {"name": "sep", "type": "str", "default": '"\\"(,"'}], m["forward"]
+    assert (m["input_layer"]["path"], m["input_layer"]["in_channels"]) == ("stem.conv", 3), m["input_layer"]
+    assert (m["output_layer"]["path"], m["output_layer"]["outputs"]) == ("fc", 2), m["output_layer"]

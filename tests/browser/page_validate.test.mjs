@@ -135,6 +135,31 @@ test("every fixture: the page's verdict and codes == `byom validate --format jso
   assert.equal(pageErrors.length, 0, pageErrors.join("\n"));
 });
 
+test("what the server cannot run is an error badge: an operator it lacks (BYOM630), a forward that takes no tensor (BYOM631)", { skip: !fixtures && "no fixtures" }, async () => {
+  const cases = [
+    { name: "pt_custom_operator", code: "BYOM630", testid: "operators", badge: '[data-namespace="byomfixture"].badge.bad', says: "byomfixture::scale" },
+    { name: "pt_forward_takes_a_list", code: "BYOM631", testid: "forward", badge: ".badge.bad", says: "List[Tensor]" },
+  ];
+  for (const c of cases) {
+    const fixture = fixtures.find((f) => f.name === c.name);
+    assert.ok(fixture, `fixture ${c.name} is missing: regenerate the fixtures`);
+    const cli = await cliReport(fixture.file);
+    const name = fixture.file.split("/").pop();
+    const shown = await validateOnPage(page, fixture.file, name);
+    assert.deepEqual(shown, { valid: cli.valid, ...codesOf(cli) }, `${c.name}: page and CLI disagree`);
+    assert.equal(shown.valid, false, c.name);
+    assert.ok(shown.errors.includes(c.code), `${c.name}: ${JSON.stringify(shown)}`);
+    const issue = page.locator(`#issues [data-testid="issue"][data-code="${c.code}"][data-severity="error"]`);
+    assert.equal(await issue.count(), 1, c.name);
+    assert.ok((await issue.textContent()).includes(c.says), `${c.name}: ${await issue.textContent()}`);
+    const view = page.locator(`#model [data-testid="${c.testid}"]`);
+    assert.equal(await view.getAttribute("data-verdict"), "refused", c.name);
+    assert.equal(await view.locator(c.badge).count(), 1, `${c.name}: no error badge`);
+    assert.equal(await page.isDisabled('[data-testid="upload-button"]'), true, `${c.name}: upload enabled`);
+  }
+  assert.equal(pageErrors.length, 0, pageErrors.join("\n"));
+});
+
 test("cancel stops a running validation and the page stays usable", { skip: !fixtures && "no fixtures" }, async () => {
   const big = [...fixtures].sort((a, b) => b.expected.size - a.expected.size)[0];
   await page.setInputFiles('[data-testid="package-input"]', big.file);

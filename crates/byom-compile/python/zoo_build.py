@@ -13,7 +13,17 @@ this program writes into the request's `out_dir`:
 - `reference.json` + `reference-N.bin` (little-endian f32): the EAGER Python model's outputs on
   the fixed input, so the worker's parity checks compare against the library's own model, not
   against the trace;
-- `result.json`: `{"ok": true, ...versions}` or `{"ok": false, "error": "one line"}`.
+- `result.json`: `{"ok": true, ...versions, "export": "trace"|"script"}` or `{"ok": false,
+  "error": "one line"}`.
+
+torchvision's detection builders (SSD, SSDlite, Faster/Mask/Keypoint R-CNN, RetinaNet, FCOS) take
+a list of images and return a list of dicts, which neither the server nor a bundle can feed or
+read, and tracing would freeze the example image's number of detections into the graph. They are
+wrapped in `Detections` (below; docs/detectors.md shows the same class to users who export
+TorchScript themselves): `forward(x: Tensor[B, 3, H, W]) -> Tensor[B, max_detections, 6]`, and
+the wrapper is SCRIPTED, as torchvision documents for its detectors. `max_detections` is the
+declared `output_shape[1]` (100 when none is declared). A scripted module keeps its weights as
+parameters, so the worker casts it to fp16 itself: no `eager-fp16.pt` for a detector.
 
 The fixed input is `linspace(-1, 1, numel).reshape(shape)`, as in crates/byom-compile/src/forward.rs.
 """
@@ -21,6 +31,38 @@ The fixed input is `linspace(-1, 1, numel).reshape(shape)`, as in crates/byom-co
 import json
 import sys
 import traceback
+
+import torch
+from torch import Tensor
+
+# Rows a detector's output has when the package declares no output_shape.
+DEFAULT_DETECTIONS = 100
+
+
+# Kept identical to the class docs/detectors.md shows (tests/test_detectors.py checks it), so a
+# rebuilt state dict deploys exactly what a user exporting TorchScript by that page deploys.
+class Detections(torch.nn.Module):
+    """forward(x: Tensor[B, 3, H, W]) -> Tensor[B, max_detections, 6] of
+    (x1, y1, x2, y2, score, label) rows, best first, zero rows after the last detection."""
+
+    def __init__(self, detector: torch.nn.Module, max_detections: int = 100):
+        super().__init__()
+        self.detector = detector.eval()
+        self.max_detections = max_detections
+
+    def forward(self, x: Tensor) -> Tensor:
+        images = list(x.unbind(0))
+        if torch.jit.is_scripting():
+            detections = self.detector(images)[1]  # scripted detectors return (losses, detections)
+        else:
+            detections = self.detector(images)
+        out = torch.zeros(x.shape[0], self.max_detections, 6, dtype=x.dtype, device=x.device)
+        for i, d in enumerate(detections):
+            n = min(d["boxes"].shape[0], self.max_detections)
+            out[i, :n, :4] = d["boxes"][:n]
+            out[i, :n, 4] = d["scores"][:n]
+            out[i, :n, 5] = d["labels"][:n].to(x.dtype)
+        return out
 
 
 def fail(out_dir, message):
@@ -59,11 +101,32 @@ def construct(req):
     raise ValueError(f"unknown model library {zoo!r}")
 
 
+def is_detector(req) -> bool:
+    if req["zoo"] != "torchvision":
+        return False
+    import torchvision
+
+    return req["name"] in torchvision.models.list_models(module=torchvision.models.detection)
+
+
+def detection_rows(req) -> int:
+    """`max_detections`: the declared output_shape's rows; it must be the wrapper's layout."""
+    declared = req.get("output_shape")
+    if declared is None:
+        return DEFAULT_DETECTIONS
+    batch = req["input_shape"][0]
+    if len(declared) == 3 and declared[0] == batch and declared[2] == 6 and declared[1] > 0:
+        return int(declared[1])
+    raise ValueError(
+        f"torchvision's {req['name']} is deployed as [batch, max_detections, 6] rows (x1, y1, x2, y2, "
+        f"score, label; docs/detectors.md), but output_shape {declared} is declared: declare "
+        f"[{batch}, {DEFAULT_DETECTIONS}, 6] (or another row count)"
+    )
+
+
 def flat_outputs(out):
     """(selector, tensor) for each tensor output, with the worker's selectors (forward.rs):
     "" the tensor itself, "#i" a tuple/list element, else a dict key."""
-    import torch
-
     if isinstance(out, torch.Tensor):
         return [("", out)]
     if isinstance(out, (tuple, list)):
@@ -78,8 +141,6 @@ def main():
         req = json.load(f)
     out_dir = req["out_dir"]
     try:
-        import torch
-
         torch.set_num_threads(max(1, int(req.get("threads") or 1)))
         # byom's own non-executing pickle reader has already judged this file safe (only
         # allowlisted globals) before the worker started this program; torch's weights-only
@@ -108,6 +169,8 @@ def main():
         if metadata is not None:
             state._metadata = metadata
         dtype = next((v.dtype for v in state.values() if v.is_floating_point()), torch.float32)
+        detector = is_detector(req)
+        rows = detection_rows(req) if detector else None
         model, library = construct(req)
         model = model.to(dtype).eval()
         # strict, except for batch-norm step counters (they do not affect inference, and some
@@ -126,6 +189,8 @@ def main():
         for d in shape:
             n *= d
         x = torch.linspace(-1.0, 1.0, n).reshape(shape)
+        if detector:
+            model = Detections(model, rows).eval()
         with torch.no_grad():
             outputs = flat_outputs(model(x.to(dtype)))
             refs = []
@@ -135,13 +200,18 @@ def main():
                 refs.append({"selector": selector, "shape": list(t.shape), "file": name})
             with open(f"{out_dir}/reference.json", "w") as f:
                 json.dump({"dtype": str(dtype).removeprefix("torch."), "outputs": refs}, f)
-            traced = torch.jit.trace(model, x.to(dtype), strict=False, check_trace=False)
-            traced.save(f"{out_dir}/eager.pt")
-            if req.get("half"):
+            if detector:
+                # Scripted, not traced: the number of detections depends on the image.
+                torch.jit.script(model).save(f"{out_dir}/eager.pt")
+            else:
+                traced = torch.jit.trace(model, x.to(dtype), strict=False, check_trace=False)
+                traced.save(f"{out_dir}/eager.pt")
+            if req.get("half") and not detector:
                 model = model.half()
                 torch.jit.trace(model, x.half(), strict=False, check_trace=False).save(f"{out_dir}/eager-fp16.pt")
         with open(f"{out_dir}/result.json", "w") as f:
-            json.dump({"ok": True, "library": library, "torch": torch.__version__, "dtype": str(dtype).removeprefix("torch.")}, f)
+            json.dump({"ok": True, "library": library, "torch": torch.__version__,
+                       "dtype": str(dtype).removeprefix("torch."), "export": "script" if detector else "trace"}, f)
     except SystemExit:
         raise
     except BaseException as e:  # noqa: BLE001 - every failure becomes one line for the report

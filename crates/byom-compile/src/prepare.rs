@@ -63,7 +63,7 @@ pub fn prepare(
     log.push(format!("model file kind: {}", kind_name(inspection.kind)));
     let eager_path = work.join("eager.pt");
     let mut eager_half_path = None;
-    let operator_libraries =
+    let mut operator_libraries =
         ops::ensure(&inspection.operators, log).map_err(CompileError::Operators)?;
     // The library's eager outputs, for a state dict rebuilt by `zoo`.
     let mut zoo_references = None;
@@ -105,6 +105,7 @@ pub fn prepare(
                 state_dict: &package.model_path,
                 checkpoint_key: inspection.checkpoint_key.as_deref(),
                 input_shape: &declared.input_shape,
+                output_shape: declared.output_shape.as_deref(),
                 half: want_half,
                 threads: opts.threads,
                 timeout: Duration::from_secs(opts.zoo_timeout_s),
@@ -121,18 +122,29 @@ pub fn prepare(
             log.push(format!(
                 "state dict recognised by the validator as {} ({} classes, {} input channels); \
                  rebuilt with {}'s own constructor ({}), weights loaded strictly with torch's \
-                 weights-only loader, traced to TorchScript",
+                 weights-only loader, {} to TorchScript",
                 m.qualified(),
                 m.num_classes,
                 m.in_channels,
                 m.zoo.as_str(),
-                built.library
+                built.library,
+                built.export.describe()
             ));
+            // The rebuilt TorchScript may call an operator library (a detector: torchvision::nms,
+            // roi_align) that the state dict, being only weights, could not show the validator:
+            // read its code as a user's file is read, and load what it calls before libtorch
+            // compiles it.
+            let rebuilt = rebuilt_operators(&eager_path, opts)?;
+            for lib in ops::ensure(&rebuilt, log).map_err(CompileError::Operators)? {
+                if !operator_libraries.iter().any(|l| l.name == lib.name) {
+                    operator_libraries.push(lib);
+                }
+            }
             if let Some(half) = built.eager_half {
                 log.push(format!("traced {} a second time in fp16 (traced weights are constants, which .half() does not convert)", m.qualified()));
                 eager_half_path = Some(half);
             }
-            zoo_references = Some(built.references);
+            zoo_references = Some((built.references, built.export));
             (Some(m.qualified()), built.kind)
         }
         PtKind::PickledModule => {
@@ -181,16 +193,20 @@ pub fn prepare(
     ));
     let mut reference =
         forward::to_f32_vec(&selected.tensor).map_err(|e| CompileError::Forward(e.to_string()))?;
-    if let Some(refs) = zoo_references {
-        // Every later check compares against the library's eager model, not against the trace:
-        // first the trace itself.
+    if let Some((refs, export)) = zoo_references {
+        // Every later check compares against the library's eager model, not against the
+        // TorchScript: first the TorchScript itself.
         let (eager, max_rel) =
-            zoo::check_trace(refs, &selected.selector, &actual, &reference, kind)
+            zoo::check_export(refs, &selected.selector, &actual, &reference, kind, export)
                 .map_err(CompileError::Load)?;
         log.push(format!(
-            "the traced TorchScript computes what the library's eager model computes on the \
+            "the {} TorchScript computes what the library's eager model computes on the \
              fixed input ({}): max rel error {max_rel:.3e}; every target is compared with the \
              eager model's outputs",
+            match export {
+                zoo::Export::Trace => "traced",
+                zoo::Export::Script => "scripted",
+            },
             selected.description
         ));
         reference = eager;
@@ -230,6 +246,24 @@ pub fn prepare(
         selector: selected.selector,
         reference,
     })
+}
+
+/// The operators a rebuilt TorchScript file calls, read by the core's inspector (streamed: the
+/// file can be hundreds of MB).
+fn rebuilt_operators(path: &Path, opts: &CompileOptions) -> Result<Vec<String>, CompileError> {
+    use std::io::Read;
+
+    let mut file = fs::File::open(path).map_err(CompileError::io(path))?;
+    let mut inspector = byom_core::torch::PtInspector::new(&opts.settings, "eager.pt");
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(CompileError::io(path))?;
+        if n == 0 {
+            break;
+        }
+        inspector.feed(&buf[..n]);
+    }
+    Ok(inspector.finish().0.operators)
 }
 
 /// The torch name of a floating dtype.

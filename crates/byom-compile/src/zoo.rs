@@ -127,6 +127,8 @@ pub struct Request<'a> {
     /// For a checkpoint: the key holding the state dict.
     pub checkpoint_key: Option<&'a str>,
     pub input_shape: &'a [i64],
+    /// The declared output shape: a detector's row count (`[B, max_detections, 6]`).
+    pub output_shape: Option<&'a [i64]>,
     /// Also trace an fp16 twin.
     pub half: bool,
     pub threads: i32,
@@ -151,6 +153,31 @@ pub struct Built {
     /// `torchvision 0.26.0`
     pub library: String,
     pub references: Vec<Reference>,
+    /// How the child exported it: scripted (a detector in its `Detections` wrapper) or traced.
+    pub export: Export,
+}
+
+/// How the child turned the library's model into TorchScript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Export {
+    /// `torch.jit.trace` on the fixed input (every classification/segmentation model).
+    Trace,
+    /// `torch.jit.script` of torchvision's detector in the `Detections` wrapper of
+    /// docs/detectors.md: one tensor in, `[B, max_detections, 6]` out.
+    Script,
+}
+
+impl Export {
+    /// For the job's log: "traced" or "wrapped as docs/detectors.md shows and scripted".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Export::Trace => "traced",
+            Export::Script => {
+                "wrapped (a detector: one image tensor in, [batch, max_detections, 6] rows of                  x1, y1, x2, y2, score, label out, docs/detectors.md) and scripted"
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -162,6 +189,8 @@ struct ResultFile {
     library: Option<String>,
     #[serde(default)]
     dtype: Option<String>,
+    #[serde(default)]
+    export: Option<Export>,
 }
 
 #[derive(Deserialize)]
@@ -237,6 +266,7 @@ pub fn rebuild(
         "state_dict": req.state_dict,
         "checkpoint_key": req.checkpoint_key,
         "input_shape": req.input_shape,
+        "output_shape": req.output_shape,
         "half": req.half,
         "threads": req.threads,
         "out_dir": dir,
@@ -346,43 +376,56 @@ pub fn rebuild(
         kind,
         library: result.library.unwrap_or_default(),
         references,
+        export: result.export.unwrap_or(Export::Trace),
     })
 }
 
-/// Compares the trace's output (`traced`, selected by `selector`, of shape `shape`) with the
-/// eager model's; returns the eager values, which every later check compares against, and the
-/// relative error. Tolerance: fp32's, or fp16's for half/bfloat16 weights.
-pub fn check_trace(
+/// Compares the TorchScript's output (`exported`, selected by `selector`, of shape `shape`) with
+/// the eager model's; returns the eager values, which every later check compares against, and
+/// the relative error. Tolerance: fp32's, or fp16's for half/bfloat16 weights.
+pub fn check_export(
     references: Vec<Reference>,
     selector: &str,
     shape: &[i64],
-    traced: &[f32],
+    exported: &[f32],
     kind: Kind,
+    export: Export,
 ) -> Result<(Vec<f32>, f64), String> {
+    let what = match export {
+        Export::Trace => "trace",
+        Export::Script => "scripted module",
+    };
     let eager = references
         .into_iter()
         .find(|r| r.selector == selector)
         .ok_or_else(|| {
-            format!("the library's eager model has no output {selector:?} that the trace has")
+            format!("the library's eager model has no output {selector:?} that the {what} has")
         })?;
     if eager.shape != shape {
         return Err(format!(
-            "the trace's output has shape {shape:?}, the library's eager model's {:?}",
+            "the {what}'s output has shape {shape:?}, the library's eager model's {:?}",
             eager.shape
         ));
     }
-    let (_, rel) = crate::forward::compare(&eager.values, traced)
-        .ok_or("the trace's output and the eager model's differ in size")?;
+    let (_, rel) = crate::forward::compare(&eager.values, exported)
+        .ok_or_else(|| format!("the {what}'s output and the eager model's differ in size"))?;
     let tol = match kind {
         Kind::Half | Kind::BFloat16 => Precision::Fp16.tolerance(),
         _ => Precision::Fp32.tolerance(),
     };
     if rel > tol {
-        return Err(format!(
-            "the TorchScript traced from the library's model computes something else than the \
-             model itself (max rel error {rel:.3e} over {tol:.0e}): its forward has data-dependent \
-             control flow that tracing cannot keep; export it with torch.jit.script instead"
-        ));
+        return Err(match export {
+            Export::Trace => format!(
+                "the TorchScript traced from the library's model computes something else than \
+                 the model itself (max rel error {rel:.3e} over {tol:.0e}): its forward has \
+                 data-dependent control flow that tracing cannot keep; export it with \
+                 torch.jit.script instead"
+            ),
+            Export::Script => format!(
+                "the TorchScript scripted from the library's model computes something else than \
+                 the model itself on the fixed input (max rel error {rel:.3e} over {tol:.0e})"
+            ),
+        });
     }
     Ok((eager.values, rel))
 }
@@ -396,6 +439,61 @@ mod tests {
         assert_eq!(kind_of("float16"), Ok(Kind::Half));
         assert_eq!(kind_of("float32"), Ok(Kind::Float));
         assert!(kind_of("int8").is_err());
+    }
+
+    #[test]
+    fn a_result_without_export_was_traced() {
+        let r: ResultFile = serde_json::from_str(r#"{"ok": true}"#).unwrap();
+        assert_eq!(r.export, None);
+        let r: ResultFile = serde_json::from_str(r#"{"ok": true, "export": "script"}"#).unwrap();
+        assert_eq!(r.export, Some(Export::Script));
+    }
+
+    #[test]
+    fn a_scripted_module_that_disagrees_is_not_blamed_on_tracing() {
+        let refs = || {
+            vec![Reference {
+                selector: String::new(),
+                shape: vec![1, 2],
+                values: vec![1.0, 2.0],
+            }]
+        };
+        let (eager, rel) = check_export(
+            refs(),
+            "",
+            &[1, 2],
+            &[1.0, 2.0],
+            Kind::Float,
+            Export::Script,
+        )
+        .unwrap();
+        assert_eq!((eager, rel), (vec![1.0, 2.0], 0.0));
+        let e = check_export(
+            refs(),
+            "",
+            &[1, 2],
+            &[1.0, 3.0],
+            Kind::Float,
+            Export::Script,
+        )
+        .unwrap_err();
+        assert!(e.contains("scripted") && !e.contains("tracing"), "{e}");
+        let e =
+            check_export(refs(), "", &[1, 2], &[1.0, 3.0], Kind::Float, Export::Trace).unwrap_err();
+        assert!(e.contains("torch.jit.script instead"), "{e}");
+        let e = check_export(
+            refs(),
+            "",
+            &[2, 1],
+            &[1.0, 2.0],
+            Kind::Float,
+            Export::Script,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("scripted module's output has shape [2, 1]"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -46,7 +46,18 @@ int main(int argc, char** argv) {
     }
   }
   torch::NoGradGuard no_grad;
-  torch::jit::Module module = torch::jit::load(argv[1], device);
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(argv[1], device);
+  } catch (const std::exception& e) {
+    // Say what to do first: an operator library missing is the usual cause (libtorch's own
+    // message, "Unknown builtin op: torchvision::nms", follows).
+    std::cerr << "cannot load " << argv[1]
+              << ": if deployment.json lists runtime.operator_libraries, link them or list them in "
+                 "BYOM_PRELOAD (see the top of load.cpp)\n"
+              << e.what() << "\n";
+    return 1;
+  }
   module.eval();
   if (step == "onednn_fusion") {
     // Process-wide: every TorchScript forward from now on may use oneDNN Graph partitions.

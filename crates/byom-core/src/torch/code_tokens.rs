@@ -9,6 +9,8 @@
 //! literal). The tokenizer is a single forward pass, no backtracking and no allocation: linear in
 //! the code's length, which `max_code_bytes` already caps.
 
+use std::borrow::Cow;
+
 /// One token of TorchScript code. Whitespace and comments-free: TorchScript's printer writes no
 /// comments, and whitespace only separates tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,52 @@ fn skip_string(code: &[u8], i: usize) -> usize {
         }
     }
     code.len()
+}
+
+/// `code` with the inside of every string literal blanked to spaces, the quotes kept: the same
+/// length and the same byte offsets, so a reader that scans for brackets, commas, `=` or `:`
+/// finds only the code's own (TorchScript prints string constants as they are: `"a(b,"` in a
+/// `raise` message or a `getattr` name would otherwise open a bracket or split an argument).
+/// Literals end as [`tokens`] ends them (escapes, triple quotes, an open one ending at its
+/// line's end). Borrowed when there is no quote; one pass, linear in the length.
+pub fn blank_strings(code: &str) -> Cow<'_, str> {
+    let b = code.as_bytes();
+    if !b.iter().any(|&c| c == b'"' || c == b'\'') {
+        return Cow::Borrowed(code);
+    }
+    let mut out = b.to_vec();
+    let mut i = 0;
+    while i < b.len() {
+        let quote = b[i];
+        if quote != b'"' && quote != b'\'' {
+            i += 1;
+            continue;
+        }
+        let end = skip_string(b, i).min(b.len());
+        let q = if b.get(i..i + 3) == Some(&[quote; 3][..]) {
+            3
+        } else {
+            1
+        };
+        // The closing quote(s) stay when the literal was closed; everything inside is blanked.
+        let closed = end >= i + 2 * q && b[end - q..end].iter().all(|&c| c == quote);
+        let inner = (i + q).min(end)..if closed { end - q } else { end };
+        for c in &mut out[inner] {
+            // A newline stays: line-based readers still see the code's lines.
+            if *c != b'\n' {
+                *c = b' ';
+            }
+        }
+        i = end.max(i + 1);
+    }
+    // Only literals' insides were replaced, and a literal starts and ends at an ASCII byte (or
+    // the end), so every multi-byte character is either kept whole or blanked whole.
+    Cow::Owned(String::from_utf8(out).unwrap_or_else(|e| {
+        e.into_bytes()
+            .into_iter()
+            .map(|c| if c.is_ascii() { c as char } else { ' ' })
+            .collect()
+    }))
 }
 
 impl<'a> Tokens<'a> {
@@ -204,6 +252,24 @@ mod tests {
                 ("e", false)
             ]
         );
+    }
+
+    #[test]
+    fn blanking_strings_keeps_offsets_and_hides_brackets() {
+        let code = r#"f("a(b,", 'c)\'', x)"#;
+        let blank = blank_strings(code);
+        assert_eq!(blank.len(), code.len());
+        assert_eq!(blank, r#"f("    ", '    ', x)"#);
+        // Triple quotes over lines keep the newline; an open literal blanks to its line's end;
+        // non-ASCII inside a literal is blanked whole, outside it is kept; a trailing backslash
+        // ends nothing.
+        assert_eq!(blank_strings("a('''(\n,''')"), "a(''' \n ''')");
+        assert_eq!(blank_strings("a(\"(,\nb)"), "a(\"  \nb)");
+        assert_eq!(blank_strings("é(\"é,\")"), "é(\"   \")");
+        assert_eq!(blank_strings("x(\"\\"), "x(\" ");
+        assert_eq!(blank_strings("\"\""), "\"\"");
+        assert_eq!(blank_strings("'"), "'");
+        assert!(matches!(blank_strings("no quotes (,)"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::code_tokens::blank_strings;
 use super::script_class::python_name;
 
 /// Calls followed at most from the root module's `forward` to a layer.
@@ -121,18 +122,18 @@ fn is_ident(s: &str) -> bool {
 }
 
 /// Top-level comma-separated parts of `s`, empty ones dropped (brackets of any kind nest;
-/// strings are not split). Also splits `forward`'s parameters for [`super::signature`].
+/// nothing inside a string literal counts, [`blank_strings`]). Also splits `forward`'s
+/// parameters for [`super::signature`].
 pub(crate) fn split_top(s: &str) -> Vec<&str> {
+    let blank = blank_strings(s);
     let mut out = Vec::new();
-    let (mut depth, mut start, mut quote) = (0usize, 0, None);
-    for (i, c) in s.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '(' | '[' | '{') => depth += 1,
-            (None, ')' | ']' | '}') => depth = depth.saturating_sub(1),
-            (None, ',') if depth == 0 => {
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in blank.bytes().enumerate() {
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            // A comma outside literals is the same byte in `s`: a character boundary.
+            b',' if depth == 0 => {
                 out.push(s[start..i].trim());
                 start = i + 1;
             }
@@ -144,10 +145,12 @@ pub(crate) fn split_top(s: &str) -> Vec<&str> {
     out
 }
 
-/// Index of the bracket closing the one opened at `open` (`s[open]` is `(`).
+/// Index of the bracket closing the one opened at `open` (`s[open]` is `(`), string literals
+/// skipped.
 fn closing(s: &str, open: usize) -> Option<usize> {
+    let blank = blank_strings(s);
     let mut depth = 0i32;
-    for (i, b) in s.bytes().enumerate().skip(open) {
+    for (i, b) in blank.bytes().enumerate().skip(open) {
         match b {
             b'(' => depth += 1,
             b')' => {
@@ -162,11 +165,14 @@ fn closing(s: &str, open: usize) -> Option<usize> {
     None
 }
 
-/// Index of the bracket opening the one closed at `close` (`s[close]` is `)`).
+/// Index of the bracket opening the one closed at `close` (`s[close]` is `)`), string literals
+/// skipped.
 fn opening(s: &str, close: usize) -> Option<usize> {
+    let blank = blank_strings(s);
+    let b = blank.as_bytes();
     let mut depth = 0i32;
-    for i in (0..=close).rev() {
-        match s.as_bytes()[i] {
+    for i in (0..=close.min(b.len().checked_sub(1)?)).rev() {
+        match b[i] {
             b')' => depth += 1,
             b'(' => {
                 depth -= 1;
@@ -183,7 +189,7 @@ fn opening(s: &str, close: usize) -> Option<usize> {
 /// Parameter names of a `def` header `def name(self: T, x: Tensor, y: int=1) -> T:`.
 fn params(header: &str) -> Option<(&str, Vec<&str>)> {
     let rest = header.trim_start().strip_prefix("def ")?;
-    let open = rest.find('(')?;
+    let open = blank_strings(rest).find('(')?;
     let name = rest[..open].trim();
     let close = closing(rest, open)?;
     let ps = split_top(&rest[open + 1..close])
@@ -201,7 +207,7 @@ fn whole_call(expr: &str) -> Option<(&str, &str, Vec<&str>)> {
     }
     let recv_end = closing(expr, 0)?;
     let rest = expr[recv_end + 1..].strip_prefix('.')?;
-    let open = rest.find('(')?;
+    let open = blank_strings(rest).find('(')?;
     let method = &rest[..open];
     let close = closing(rest, open)?;
     if !is_ident(method) || close != rest.len() - 1 {
@@ -214,11 +220,13 @@ fn whole_call(expr: &str) -> Option<(&str, &str, Vec<&str>)> {
     ))
 }
 
-/// Byte offsets of `token` as a whole identifier in `line`.
+/// Byte offsets of `token` as a whole identifier in `line` (not inside a string literal).
 fn token_at(line: &str, token: &str) -> Vec<usize> {
-    let b = line.as_bytes();
+    let blank = blank_strings(line);
+    let b = blank.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'.';
-    line.match_indices(token)
+    blank
+        .match_indices(token)
         .map(|(i, _)| i)
         .filter(|&i| {
             (i == 0 || !word(b[i - 1]))
@@ -470,7 +478,8 @@ fn attribute_path(value: &str, binds: &HashMap<&str, Vec<String>>) -> Option<Vec
 /// The call whose argument list holds the token at `at`: `(RECV).METHOD(..., token, ...)`,
 /// with the token's argument index; `None` unless the token is a whole argument.
 fn enclosing_call<'l>(line: &'l str, at: usize, token: &str) -> Option<(&'l str, &'l str, usize)> {
-    let b = line.as_bytes();
+    let blank = blank_strings(line);
+    let b = blank.as_bytes();
     let mut depth = 0i32;
     let mut open = None;
     for i in (0..at).rev() {
@@ -489,8 +498,8 @@ fn enclosing_call<'l>(line: &'l str, at: usize, token: &str) -> Option<(&'l str,
     let close = closing(line, open)?;
     let args = split_top(&line[open + 1..close]);
     let index = args.iter().position(|a| *a == token)?;
+    let dot = blank[..open].rfind('.')?;
     let head = &line[..open];
-    let dot = head.rfind('.')?;
     let method = &head[dot + 1..];
     let recv_close = dot.checked_sub(1)?;
     if !is_ident(method) || b[recv_close] != b')' {
@@ -505,7 +514,7 @@ fn enclosing_call<'l>(line: &'l str, at: usize, token: &str) -> Option<(&'l str,
 fn traced_groups(c: &Class<'_>) -> Option<u64> {
     let body = &c.methods.get("forward")?.body;
     body.iter().find_map(|l| {
-        let k = l.find("torch._convolution(")?;
+        let k = blank_strings(l).find("torch._convolution(")?;
         let open = k + "torch._convolution".len();
         let close = closing(l, open)?;
         split_top(&l[open + 1..close]).get(8)?.parse().ok()
@@ -623,6 +632,192 @@ class Wrap(Module):
         // The head is a Linear inside a wrapper whose forward takes a module first.
         let last = c.output_layer("__torch__.Net").expect("head.lin");
         assert_eq!(last.path, "head.lin");
+    }
+
+    /// What torch 2.11's `torch.jit.script` printed for a module whose stem takes a string before
+    /// the image (`self.stem("a)(,\"", x)`), whose forward has a default `'"(,'` and whose stem
+    /// raises with `"tag \"(\" or ')'"`: the quotes, escapes, brackets and commas inside those
+    /// literals are text. (Before literals were skipped, neither layer nor the signature was
+    /// found in this file.)
+    const STRINGS_NET: &str = r#"class Net(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  _is_full_backward_hook : Optional[bool]
+  stem : __torch__.Stem
+  fc : __torch__.torch.nn.modules.linear.Linear
+  def forward(self: __torch__.Net,
+    x: Tensor,
+    sep: str="\"(,") -> Tensor:
+    _0 = __torch__.torch.nn.functional.adaptive_avg_pool2d
+    stem = self.stem
+    y = (stem).forward("a)(,\"", x, )
+    y0 = torch.flatten(_0(y, [1, 1], ), 1)
+    fc = self.fc
+    return (fc).forward(y0, )
+class Stem(Module):
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  _is_full_backward_hook : Optional[bool]
+  conv : __torch__.torch.nn.modules.conv.Conv2d
+  def forward(self: __torch__.Stem,
+    tag: str,
+    x: Tensor) -> Tensor:
+    if torch.eq(tag, ")"):
+      _1 = torch.add("tag \"(\" or \')\', not ", tag)
+      ops.prim.RaiseException(_1, "builtins.ValueError")
+    else:
+      pass
+    conv = self.conv
+    return (conv).forward(x, )
+"#;
+    const SCRIPTED_CONV: &str = r#"class Conv2d(Module):
+  __parameters__ = ["weight", "bias", ]
+  weight : Tensor
+  bias : Optional[Tensor]
+  in_channels : Final[int] = 3
+  padding_mode : Final[str] = "zeros"
+  groups : Final[int] = 1
+  def forward(self: __torch__.torch.nn.modules.conv.Conv2d,
+    input: Tensor) -> Tensor:
+    weight = self.weight
+    bias = self.bias
+    _0 = (self)._conv_forward(input, weight, bias, )
+    return _0
+"#;
+
+    #[test]
+    fn real_scripted_code_with_brackets_in_its_strings() {
+        let c = code(&[
+            ("code/__torch__.py", STRINGS_NET),
+            ("code/__torch__/torch/nn/modules/conv.py", SCRIPTED_CONV),
+            ("code/__torch__/torch/nn/modules/linear.py", LINEAR),
+        ]);
+        let first = c.input_layer("__torch__.Net").expect("stem.conv");
+        assert_eq!(
+            (
+                first.path.as_str(),
+                first.kind,
+                first.groups,
+                first.in_channels
+            ),
+            ("stem.conv", LayerKind::Conv2d, Some(1), Some(3))
+        );
+        let last = c.output_layer("__torch__.Net").expect("fc");
+        assert_eq!((last.path.as_str(), last.kind), ("fc", LayerKind::Linear));
+        let sig = super::super::signature::parse(STRINGS_NET, "__torch__", "Net").expect("forward");
+        assert_eq!(
+            sig.display(),
+            r#"forward(x: Tensor, sep: str="\"(,") -> Tensor"#
+        );
+        assert!(super::super::signature::check(&sig, "model.pt").is_none());
+    }
+
+    #[test]
+    fn brackets_and_commas_inside_strings_are_text() {
+        assert_eq!(
+            split_top(r#"x, "a(b,", 'c,d)', [1, 2]"#),
+            vec!["x", r#""a(b,""#, "'c,d)'", "[1, 2]"]
+        );
+        assert_eq!(split_top(r#""\"(,", y"#), vec![r#""\"(,""#, "y"]);
+        let line = r#"_0 = (conv).forward("a)", x, ")(", )"#;
+        let open = line.find('(').unwrap();
+        assert_eq!(closing(line, open), Some(open + 5));
+        let call = line.find(".forward(").unwrap() + ".forward".len();
+        assert_eq!(closing(line, call), Some(line.len() - 1));
+        assert_eq!(opening(line, open + 5), Some(open));
+        let at = token_at(line, "x");
+        assert_eq!(at.len(), 1, "an x inside a literal is not the parameter");
+        assert_eq!(
+            enclosing_call(line, at[0], "x"),
+            Some(("conv", "forward", 1))
+        );
+        assert_eq!(
+            params(r#"def forward(self: __torch__.M, x: Tensor, sep: str="(,") -> Tensor:"#),
+            Some(("forward", vec!["self", "x", "sep"]))
+        );
+    }
+
+    /// Adversarial text: every reader returns (no panic, no index out of bounds, no slice off
+    /// a character boundary) on random mixes of brackets, quotes, escapes, commas, newlines and
+    /// multi-byte characters, and what it returns is consistent. Deterministic (xorshift).
+    #[test]
+    fn random_code_never_panics() {
+        const ALPHABET: &[&str] = &[
+            "(",
+            ")",
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            "\"",
+            "'",
+            "'''",
+            "\\",
+            ":",
+            "=",
+            " ",
+            "\n",
+            "  ",
+            "x",
+            "self",
+            ".",
+            "forward",
+            "def ",
+            "class ",
+            "return ",
+            "getattr(",
+            "é",
+            "→",
+            "_0",
+            " = ",
+            "(conv).forward(x, )",
+            "torch._convolution(",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let n = (next() % 60) as usize;
+            let mut s = String::new();
+            for _ in 0..n {
+                s.push_str(ALPHABET[(next() % ALPHABET.len() as u64) as usize]);
+            }
+            let blank = blank_strings(&s);
+            assert_eq!(blank.len(), s.len(), "{s:?}");
+            for part in split_top(&s) {
+                assert!(s.contains(part), "{s:?}");
+            }
+            // Brackets of the code (not inside a literal) pair up both ways.
+            for (i, _) in blank.match_indices('(') {
+                if let Some(c) = closing(&s, i) {
+                    assert_eq!(s.as_bytes()[c], b')', "{s:?}");
+                    assert_eq!(opening(&s, c), Some(i), "{s:?}");
+                }
+            }
+            let at = token_at(&s, "x");
+            for &i in &at {
+                let _ = enclosing_call(&s, i, "x");
+            }
+            let _ = whole_call(&s);
+            let _ = params(&s);
+            let module = format!("class Net(Module):\n  conv : __torch__.torch.nn.modules.conv.Conv2d\n  def forward(self: __torch__.Net,\n    x: Tensor) -> Tensor:\n    {s}\n    return {s}\n");
+            let c = ScriptCode::parse([
+                ("code/__torch__.py", module.as_str()),
+                ("code/__torch__/torch/nn/modules/conv.py", CONV),
+                ("code/__torch__/x.py", s.as_str()),
+            ]);
+            let _ = c.input_layer("__torch__.Net");
+            let _ = c.output_layer("__torch__.Net");
+            let _ = super::super::signature::parse(&module, "__torch__", "Net");
+            let _ = super::super::signature::parse(&s, "__torch__", "Net");
+        }
     }
 
     #[test]

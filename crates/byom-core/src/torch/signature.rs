@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::diagnostics::Issue;
+use crate::torch::code_tokens::blank_strings;
 use crate::torch::pickle::{Node, Pickle};
 use crate::torch::rules;
 
@@ -108,32 +109,30 @@ pub fn parse(code: &str, module: &str, class: &str) -> Option<ForwardSignature> 
     })
 }
 
-/// Index of the `)` closing an argument list whose `(` was just before `s`.
+/// Index of the `)` closing an argument list whose `(` was just before `s` (brackets inside
+/// string literals, such as a default `sep: str="(,"`, do not count).
 fn matching_paren(s: &str) -> Option<usize> {
     let mut depth = 0usize;
-    let mut quote = None;
-    for (i, c) in s.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '(' | '[' | '{') => depth += 1,
-            (None, ')') if depth == 0 => return Some(i),
-            (None, ')' | ']' | '}') => depth = depth.saturating_sub(1),
+    for (i, c) in blank_strings(s).bytes().enumerate() {
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' if depth == 0 => return Some(i),
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
     None
 }
 
+/// The `:` ending a `def` header on its line, outside brackets and string literals.
 fn top_level_colon(s: &str) -> Option<usize> {
     let mut depth = 0usize;
-    for (i, c) in s.char_indices() {
+    for (i, c) in blank_strings(s).bytes().enumerate() {
         match c {
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth = depth.saturating_sub(1),
-            ':' if depth == 0 => return Some(i),
-            '\n' => return None,
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b':' if depth == 0 => return Some(i),
+            b'\n' => return None,
             _ => {}
         }
     }
@@ -156,14 +155,15 @@ fn param(p: &str) -> Param {
     }
 }
 
-/// `name: T=default` → (`name: T`, `default`), the `=` at bracket depth 0.
+/// `name: T=default` → (`name: T`, `default`), the `=` at bracket depth 0 outside string
+/// literals.
 fn split_default(p: &str) -> Option<(&str, &str)> {
     let mut depth = 0usize;
-    for (i, c) in p.char_indices() {
+    for (i, c) in blank_strings(p).bytes().enumerate() {
         match c {
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth = depth.saturating_sub(1),
-            '=' if depth == 0 => return Some((&p[..i], &p[i + 1..])),
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'=' if depth == 0 => return Some((&p[..i], &p[i + 1..])),
             _ => {}
         }
     }
