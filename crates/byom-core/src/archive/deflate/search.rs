@@ -15,8 +15,9 @@ const MAX_SEARCH_BITS: u64 = 256 * 1024 * 8;
 
 /// Search bit offsets `from_bit..search_end_bit` of `input` for a dynamic block from which
 /// decoding succeeds until a block ends at or past `stop_bit` (or the stream ends). Output
-/// goes to `out` after its prefix (normally [`super::WINDOW`] markers). Returns the start bit
-/// and the outcome; `Err` with the last error when no offset works.
+/// goes to `out` after its prefix (normally [`super::WINDOW`] markers); like
+/// [`super::inflate_markers`], decoding stops early once the window is marker-free. Returns the
+/// start bit and the outcome; `Err` with the last error when no offset works.
 ///
 /// Work is bounded against hostile input: at most [`MAX_SEARCH_BITS`] offsets, and the output of
 /// failed candidates may total at most `4 × max_out` symbols (a crafted stream could otherwise
@@ -37,13 +38,36 @@ pub fn find_and_inflate(
     let mut last_err = Error::Truncated;
     let mut wasted = 0usize;
     for bit in from_bit..end {
-        // Cheap filter on the fixed 17 header bits: BTYPE = 2, HLIT ≤ 29, HDIST ≤ 29.
+        // Cheap filter on the header's first 17 + 3 × HCLEN bits (all in one 128-bit load):
+        // BTYPE = 2, HLIT ≤ 29, HDIST ≤ 29, and the code-length code complete (Kraft sum
+        // exactly 1, zlib's rule for it). Most offsets fail here, before any table work.
         let byte = (bit / 8) as usize;
-        let mut w = [0u8; 4];
-        let avail = input.len().saturating_sub(byte).min(4);
-        w[..avail].copy_from_slice(&input[byte..byte + avail]);
-        let word = u32::from_le_bytes(w) >> (bit % 8);
-        if (word >> 1) & 3 != 2 || (word >> 3) & 31 > 29 || (word >> 8) & 31 > 29 {
+        let word = |n: usize| {
+            let mut w = [0u8; 16];
+            let avail = input.len().saturating_sub(byte).min(n);
+            w[..avail].copy_from_slice(&input[byte..byte + avail]);
+            u128::from_le_bytes(w) >> (bit % 8)
+        };
+        let low = match input.get(byte..byte + 4) {
+            Some(w) => u32::from_le_bytes([w[0], w[1], w[2], w[3]]) >> (bit % 8),
+            None => word(4) as u32,
+        };
+        if (low >> 1) & 3 != 2 || (low >> 3) & 31 > 29 || (low >> 8) & 31 > 29 {
+            continue;
+        }
+        let word = word(16);
+        let hclen = ((word >> 13) & 15) as u32 + 4;
+        let kraft: u32 = (0..hclen)
+            .map(|i| {
+                let l = ((word >> (17 + 3 * i)) & 7) as u32;
+                if l == 0 {
+                    0
+                } else {
+                    128 >> l
+                }
+            })
+            .sum();
+        if kraft != 128 {
             continue;
         }
         let Ok(mut bits) = Bits::at(input, bit + 3) else {
@@ -52,8 +76,16 @@ pub fn find_and_inflate(
         if dynamic_header(&mut bits, &mut tables).is_err() {
             continue;
         }
-        let last = word & 1 == 1;
-        match inflate_with(&mut bits, &mut tables, stop_bit, out, max_out, Some(last)) {
+        let last = low & 1 == 1;
+        match inflate_with(
+            &mut bits,
+            &mut tables,
+            stop_bit,
+            out,
+            max_out,
+            Some(last),
+            true,
+        ) {
             Ok(outcome) => return Ok((bit, outcome)),
             // A candidate that filled the cap decoded a lot of valid data: almost surely the real
             // boundary of a chunk too big for the cap. Searching on would only waste time.
