@@ -13,6 +13,27 @@ use super::Error;
 /// bit instead).
 const MAX_SEARCH_BITS: u64 = 256 * 1024 * 8;
 
+/// Kraft sums (in 1/128) of four 3-bit code-length-code lengths, indexed by their 12 bits.
+const KRAFT: [u8; 4096] = {
+    let mut t = [0u8; 4096];
+    let mut i = 0;
+    while i < 4096 {
+        let mut sum = 0u32;
+        let mut f = 0;
+        while f < 4 {
+            let l = (i >> (3 * f)) & 7;
+            if l != 0 {
+                sum += 128 >> l;
+            }
+            f += 1;
+        }
+        // At most 4 × 64 = 256: saturate, any sum over 128 fails anyway.
+        t[i] = if sum > 255 { 255 } else { sum as u8 };
+        i += 1;
+    }
+    t
+};
+
 /// Search bit offsets `from_bit..search_end_bit` of `input` for a dynamic block from which
 /// decoding succeeds until a block ends at or past `stop_bit` (or the stream ends). Output
 /// goes to `out` after its prefix (normally [`super::WINDOW`] markers); like
@@ -55,17 +76,14 @@ pub fn find_and_inflate(
         if (low >> 1) & 3 != 2 || (low >> 3) & 31 > 29 || (low >> 8) & 31 > 29 {
             continue;
         }
-        let word = word(16);
+        let word = match input.get(byte..byte + 16) {
+            Some(w) => u128::from_le_bytes(w.try_into().unwrap_or([0; 16])) >> (bit % 8),
+            None => word(16),
+        };
         let hclen = ((word >> 13) & 15) as u32 + 4;
-        let kraft: u32 = (0..hclen)
-            .map(|i| {
-                let l = ((word >> (17 + 3 * i)) & 7) as u32;
-                if l == 0 {
-                    0
-                } else {
-                    128 >> l
-                }
-            })
+        let fields = (word >> 17) as u64 & ((1u64 << (3 * hclen)) - 1);
+        let kraft: u32 = (0..5)
+            .map(|i| u32::from(KRAFT[((fields >> (12 * i)) & 0xFFF) as usize]))
             .sum();
         if kraft != 128 {
             continue;
