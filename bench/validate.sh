@@ -23,20 +23,23 @@ T=${CARGO_TARGET_DIR:-target}
 
 measure() { # label, command...
   local label=$1; shift
-  local best_wall= best_rss=
+  local best_wall= best_rss= best_cpu=
   for _ in $(seq "$RUNS"); do
     /usr/bin/time -v "$@" >/dev/null 2>target/bench/time.txt || true
-    local wall rss
+    local wall rss cpu
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' target/bench/time.txt)
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' target/bench/time.txt)
-    if [ -z "$best_wall" ] || awk "BEGIN{exit !($wall < $best_wall)}"; then best_wall=$wall; best_rss=$rss; fi
+    # CPU time (user + sys): what the run cost, which other load on the box barely changes.
+    cpu=$(awk -F': ' '/User time|System time/ {s+=$2} END {print s}' target/bench/time.txt)
+    if [ -z "$best_wall" ] || awk "BEGIN{exit !($wall < $best_wall)}"; then best_wall=$wall; best_rss=$rss; best_cpu=$cpu; fi
   done
-  printf '%-34s %8.2f s %9.1f MiB\n' "$label" "$best_wall" "$(awk "BEGIN{print $best_rss/1024}")"
+  printf '%-34s %8.2f s %8.2f s %9.1f MiB   load %s\n' "$label" "$best_wall" "$best_cpu" \
+    "$(awk "BEGIN{print $best_rss/1024}")" "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 ls -l "$PKG"
 cat /dev/null "$PKG" > /dev/null # warm the page cache
-printf '%-34s %10s %13s\n' "what" "wall" "peak RSS"
+printf '%-34s %10s %10s %13s\n' "what" "wall" "CPU" "peak RSS"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 measure "byom validate"                   $T/release/byom validate --no-progress "$PKG"
 measure "byom validate --inflate-threads 0" $T/release/byom validate --no-progress --inflate-threads 0 "$PKG"

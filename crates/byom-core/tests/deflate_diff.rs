@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use byom_core::archive::chunked::{decode_chunk, ChunkJob, Stitcher};
-use byom_core::archive::deflate::{inflate, MARKER, WINDOW};
+use byom_core::archive::deflate::{inflate, inflate_markers, MARKER, WINDOW};
 use byom_core::archive::gzip::member_header_len;
 use byom_core::Limits;
 use flate2::{Compression, Decompress, FlushDecompress, Status};
@@ -288,5 +288,30 @@ fn markers_stand_for_the_unknown_window() {
     assert!(
         syms[WINDOW..].iter().any(|&s| s >= MARKER),
         "the test used markers"
+    );
+}
+
+#[test]
+fn marker_decoding_switches_to_bytes_once_the_window_is_clean() {
+    // Weight-like data decoded from its second block with an unknown window: the first block
+    // that ends with 32 KiB of marker-free output behind it stops the marker phase, and bytes
+    // decoded from there with that window complete the stream exactly.
+    let data = weights(400_000, 31);
+    let raw = raw_deflate(&data, 6);
+    let mut out = Vec::new();
+    let o = inflate::<u8>(&raw, 0, 1, &mut out, usize::MAX).unwrap();
+    let first = o.blocks[0];
+    let mut syms: Vec<u16> = (0..WINDOW as u16).map(|i| MARKER + i).collect();
+    let m = inflate_markers(&raw, first.bit, u64::MAX, &mut syms, usize::MAX).unwrap();
+    assert!(m.window_clean && !m.stream_end, "stopped early");
+    let tail = &syms[syms.len() - WINDOW..];
+    assert!(tail.iter().all(|&s| s < 256), "a marker-free window");
+    let mut bytes: Vec<u8> = tail.iter().map(|&s| s as u8).collect();
+    let rest = inflate::<u8>(&raw, m.end_bit, u64::MAX, &mut bytes, usize::MAX).unwrap();
+    assert!(rest.stream_end);
+    let at = first.out as usize + syms.len() - WINDOW;
+    assert!(
+        bytes[WINDOW..] == data[at..],
+        "the byte phase continues the stream"
     );
 }

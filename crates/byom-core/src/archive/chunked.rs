@@ -21,7 +21,7 @@
 
 use crc32fast::Hasher;
 
-use super::deflate::{self, inflate, BlockEnd, MARKER, WINDOW};
+use super::deflate::{self, inflate, inflate_markers, BlockEnd, MARKER, WINDOW};
 use super::gzip::RATIO_CHECK_INTERVAL;
 use crate::Limits;
 
@@ -61,12 +61,15 @@ pub struct Decoded {
     pub tail_crc: Hasher,
 }
 
-/// Decode one chunk (any thread).
+/// Decode one chunk (any thread): with window markers (`u16`) until the last 32 KiB of output
+/// hold none, then as bytes with that window (rapidgzip's switch; weight-like data gets there
+/// after one or two blocks), so most of the chunk is decoded at `u8` width straight into
+/// [`Decoded::tail`].
 pub fn decode_chunk(job: ChunkJob) -> ChunkResult {
-    let mut symbols: Vec<u16> = Vec::with_capacity(WINDOW + (job.input.len() * 2).min(job.max_out));
+    let mut symbols: Vec<u16> = Vec::with_capacity(4 * WINDOW);
     symbols.extend((0..WINDOW as u16).map(|i| MARKER + i));
     let decoded = match job.start_bit {
-        Some(bit) => inflate(&job.input, bit, job.stop_bit, &mut symbols, job.max_out)
+        Some(bit) => inflate_markers(&job.input, bit, job.stop_bit, &mut symbols, job.max_out)
             .map(|outcome| (bit, outcome)),
         None => deflate::find_and_inflate(
             &job.input,
@@ -77,20 +80,44 @@ pub fn decode_chunk(job: ChunkJob) -> ChunkResult {
             job.max_out,
         ),
     }
-    .map(|(start_bit, outcome)| {
+    .and_then(|(start_bit, mut outcome)| {
         let out = &symbols[WINDOW..];
         let split = out.iter().rposition(|&s| s >= 256).map_or(0, |i| i + 1);
-        let tail: Vec<u8> = out[split..].iter().map(|&s| s as u8).collect();
+        let head = out[..split].to_vec();
+        let mut tail: Vec<u8> = Vec::with_capacity(if outcome.window_clean {
+            (job.input.len() * 2).min(job.max_out)
+        } else {
+            out.len() - split
+        });
+        tail.extend(out[split..].iter().map(|&s| s as u8));
+        if outcome.window_clean {
+            // `tail` (≥ 32 KiB, no markers) is the window; the rest is appended to it.
+            let used = out.len();
+            let rest = inflate(
+                &job.input,
+                outcome.end_bit,
+                job.stop_bit,
+                &mut tail,
+                job.max_out - used,
+            )?;
+            let base = used as u64;
+            outcome.blocks.extend(rest.blocks.iter().map(|b| BlockEnd {
+                bit: b.bit,
+                out: base + b.out,
+            }));
+            outcome.end_bit = rest.end_bit;
+            outcome.stream_end = rest.stream_end;
+            outcome.window_clean = false;
+        }
         let mut tail_crc = Hasher::new();
         tail_crc.update(&tail);
-        let head = out[..split].to_vec();
-        Decoded {
+        Ok(Decoded {
             start_bit,
             outcome,
             head,
             tail,
             tail_crc,
-        }
+        })
     });
     ChunkResult { job, decoded }
 }

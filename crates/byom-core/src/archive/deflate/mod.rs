@@ -14,7 +14,7 @@ mod decode;
 mod huffman;
 mod search;
 
-pub use decode::{inflate, BlockEnd, Outcome, Symbol, MARKER, WINDOW};
+pub use decode::{inflate, inflate_markers, BlockEnd, Outcome, Symbol, MARKER, WINDOW};
 pub use search::find_and_inflate;
 
 /// Why a decode stopped without an answer. Deliberately coarse: the caller only falls back.
