@@ -18,15 +18,10 @@ use std::path::Path;
 use std::sync::{mpsc, Condvar, Mutex};
 use std::thread;
 
-use byom_core::archive::chunked::{decode_chunk, ChunkJob, ChunkResult, Stitcher};
-use byom_core::archive::gzip::member_header_len;
+use byom_core::archive::chunk_plan::{ChunkPlan, HEADER_PROBE};
+use byom_core::archive::chunked::{decode_chunk, ChunkResult, Stitcher};
 use byom_core::{Report, Settings, Validator};
 
-/// Bytes read past a chunk's nominal end: the block that crosses it must end in there
-/// (zlib levels 2–9 write blocks of tens of KiB; a longer one makes the chunk a doubt).
-const OVERLAP: u64 = 256 << 10;
-/// Header bytes read to find where the deflate data starts.
-const HEADER_PROBE: u64 = 64 << 10;
 /// What all chunks in flight may hold together (the whole process stays under 64 MiB).
 const MEMORY_BUDGET: u64 = 44 << 20;
 
@@ -63,26 +58,16 @@ pub fn validate(
     settings: &Settings,
     opts: Options,
 ) -> std::io::Result<Result<(Report, Stats), Fallback>> {
-    let chunk = opts.chunk.max(4 << 10);
     let mut file = File::open(path)?;
     let mut head = Vec::new();
     (&mut file).take(HEADER_PROBE).read_to_end(&mut head)?;
-    let Some(header) = member_header_len(&head) else {
-        return Ok(Err(Fallback("no complete gzip header".into())));
+    let plan = match ChunkPlan::new(len, &head, opts.chunk) {
+        Ok(plan) => plan,
+        Err(why) => return Ok(Err(Fallback(why.to_string()))),
     };
-    let n = usize::try_from(len.div_ceil(chunk)).unwrap_or(usize::MAX);
-    if n < 2 {
-        return Ok(Err(Fallback("the file is a single chunk".into())));
-    }
-    // Output cap: weights inflate ~1.1×, so 2× the chunk plus 1 MiB for the block that crosses
-    // its end. More compressible data overflows it and goes to the sequential reader.
-    let max_out = usize::try_from(chunk * 2 + (1 << 20)).unwrap_or(usize::MAX);
-    // Each chunk at worst: its input and overlap, `max_out` u16 symbols, the same as bytes.
-    let per_chunk = chunk + OVERLAP + 3 * max_out as u64;
+    let n = plan.chunks;
     let threads = opts.threads.max(1);
-    let in_flight = usize::try_from(MEMORY_BUDGET / per_chunk)
-        .unwrap_or(1)
-        .clamp(1, threads + 1);
+    let in_flight = plan.in_flight(MEMORY_BUDGET, threads);
 
     let sched = (
         Mutex::new(Schedule {
@@ -103,10 +88,11 @@ pub fn validate(
         for _ in 0..threads {
             let tx = tx.clone();
             let sched = &sched;
-            s.spawn(move || worker(path, len, chunk, header as u64, max_out, n, sched, &tx));
+            let plan = &plan;
+            s.spawn(move || worker(path, plan, sched, &tx));
         }
         drop(tx);
-        let result = consume(&rx, &sched, path, len, header as u64, settings, n);
+        let result = consume(&rx, &sched, path, &plan, settings);
         let (lock, cv) = &sched;
         if let Ok(mut g) = lock.lock() {
             g.stop = true;
@@ -120,14 +106,9 @@ pub fn validate(
 }
 
 /// Decode claimed chunks until told to stop.
-#[allow(clippy::too_many_arguments)]
 fn worker(
     path: &Path,
-    len: u64,
-    chunk: u64,
-    header: u64,
-    max_out: usize,
-    n: usize,
+    plan: &ChunkPlan,
     sched: &(Mutex<Schedule>, Condvar),
     tx: &mpsc::Sender<(usize, std::io::Result<ChunkResult>)>,
 ) {
@@ -148,24 +129,15 @@ fn worker(
                     Err(_) => return,
                 };
             }
-            if g.stop || g.next >= n {
+            if g.stop || g.next >= plan.chunks {
                 return;
             }
             g.permits -= 1;
             g.next += 1;
             g.next - 1
         };
-        let start = i as u64 * chunk;
-        let end = (start + chunk).min(len);
-        let result = read_at(&mut file, start, (end + OVERLAP).min(len) - start).map(|input| {
-            decode_chunk(ChunkJob {
-                offset: start,
-                input,
-                start_bit: (i == 0).then_some(header * 8),
-                stop_bit: (end - start) * 8,
-                max_out,
-            })
-        });
+        let (start, n) = plan.read_range(i);
+        let result = read_at(&mut file, start, n).map(|input| decode_chunk(plan.job(i, input)));
         if tx.send((i, result)).is_err() {
             return;
         }
@@ -177,12 +149,11 @@ fn consume(
     rx: &mpsc::Receiver<(usize, std::io::Result<ChunkResult>)>,
     sched: &(Mutex<Schedule>, Condvar),
     path: &Path,
-    len: u64,
-    header: u64,
+    plan: &ChunkPlan,
     settings: &Settings,
-    n: usize,
 ) -> Result<Report, Fallback> {
-    let mut stitcher = Stitcher::new(&settings.limits, len, header);
+    let (len, n) = (plan.file_len, plan.chunks);
+    let mut stitcher = Stitcher::new(&settings.limits, len, plan.deflate_start);
     let mut validator = Validator::new(settings);
     let mut pending: BTreeMap<usize, ChunkResult> = BTreeMap::new();
     let mut out = Vec::new();

@@ -5,6 +5,7 @@
 //! accepted regular files to a [`tar::TarSink`] piece by piece. Every limit comes from
 //! [`crate::Limits`].
 
+pub mod chunk_plan;
 pub mod chunked;
 pub mod deflate;
 pub mod gzip;
