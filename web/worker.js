@@ -11,7 +11,12 @@
 // The wasm is the SIMD128 build where supported, else the plain one (web/wasm.js); `worker.js?simd=0`
 // forces the plain one (the page passes its own `?simd=0` on; the tests run both builds).
 //
-// Messages in:  {type: "validate", id, file, settings, chunkBytes?, mode?: "stream"|"js"|"wasm", readAhead?}
+// Mode "parallel" (issue 14; off by default, see docs/bench-web.md) inflates the file on
+// `decoders` nested workers (web/decode-worker.js) and feeds the results, in order, to one
+// ParallelValidator; any doubt, and any failure of that path, validates the file again with
+// the default reader, so the verdict never depends on it.
+//
+// Messages in:  {type: "validate", id, file, settings, chunkBytes?, mode?: "stream"|"js"|"wasm"|"parallel", readAhead?, decoders?}
 //               {type: "inspect", id, file, settings}
 //               {type: "pack", id, file, options}
 // Messages out: {type: "ready", version, defaultSettings, postProcessingTypes, simd}
@@ -189,6 +194,138 @@ async function validateStream(id, file, settings, chunkBytes, readAhead = false)
   }
 }
 
+/** The parallel path's memory bound for chunks in flight: with the wasm instances' own
+ * buffers the page stays under the 64 MiB goal (the CLI uses the same budget). */
+const PARALLEL_BUDGET = 44 << 20;
+/** The first bytes read to find where the deflate data starts (the core's HEADER_PROBE). */
+const HEADER_PROBE = 64 << 10;
+
+/** The decoding workers, kept between validations (each costs a wasm instantiation). */
+let decoderPool = [];
+/** Numbers each parallel validation (see validateParallel). */
+let session = 0;
+
+/** `count` decoding workers, started (and their wasm loaded) where the pool has fewer. */
+async function startDecoders(count) {
+  const url = new URL("./decode-worker.js", import.meta.url);
+  if (!simd) url.searchParams.set("simd", "0");
+  const started = [];
+  while (decoderPool.length + started.length < count) started.push(new Worker(url, { type: "module" }));
+  await Promise.all(started.map((worker) => new Promise((resolve, reject) => {
+    worker.onmessage = (event) => (event.data.type === "ready" ? resolve() : reject(new Error(event.data.message)));
+    worker.onerror = (event) => reject(new Error(event.message || "a decoding worker failed to start"));
+  })));
+  decoderPool.push(...started);
+  return decoderPool.slice(0, count);
+}
+
+/** After a failure a decoder may still be busy with a stale chunk: start afresh next time. */
+function dropDecoders() {
+  for (const worker of decoderPool) worker.terminate();
+  decoderPool = [];
+}
+
+/**
+ * Parallel inflate: chunks are decoded on `count` workers, accepted in file order. Resolves to
+ * the same {report, bytesRead, stages} as the other loops, or to {fallback: why} when the file must be
+ * read sequentially (not gzip, one chunk, or any doubt: corrupt data, a bomb, a chunk too
+ * compressible for the memory bound, trailing data). Events are held back until the parallel
+ * result stands, so a fallback never shows an issue twice.
+ */
+async function validateParallel(id, file, settings, chunkBytes, count) {
+  const head = new Uint8Array(new FileReaderSync().readAsArrayBuffer(file.slice(0, HEADER_PROBE)));
+  let pv;
+  try {
+    pv = new byom.ParallelValidator(settings ?? undefined, file.size, head, chunkBytes);
+  } catch (error) {
+    return { fallback: String(error && error.message ? error.message : error) };
+  }
+  const stages = { ...newStages(), decoders: count, decodeMs: 0, waitMs: 0, acceptMs: 0 };
+  let decoders = [];
+  const held = [];
+  try {
+    let t = performance.now();
+    // No more decoders than chunks the memory budget lets be in flight (each costs a worker and
+    // a wasm instance): with 1 MiB chunks that is 4, whatever hardwareConcurrency says.
+    count = Math.min(count, pv.inFlight(PARALLEL_BUDGET, count));
+    stages.decoders = count;
+    decoders = await startDecoders(count);
+    stages.startMs = performance.now() - t;
+    const n = pv.chunks;
+    const inFlight = pv.inFlight(PARALLEL_BUDGET, count);
+    // Each validation's messages carry its own session number: a decoder still busy with an
+    // earlier file's chunk must never have that chunk taken for this file's.
+    session += 1;
+    const plan = { type: "plan", session, file, fileLen: file.size, chunkBytes: pv.chunkBytes, deflateStart: pv.deflateStart };
+    for (const worker of decoders) worker.postMessage(plan);
+    const done = new Map();
+    let wake = null;
+    let failure = null;
+    for (const worker of decoders) {
+      worker.onmessage = (event) => {
+        const m = event.data;
+        if (m.session !== session) return;
+        if (m.type === "decoded") done.set(m.index, m);
+        else failure = new Error(m.message);
+        if (wake) wake();
+      };
+      worker.onerror = (event) => {
+        failure = new Error(event.message || "a decoding worker failed");
+        if (wake) wake();
+      };
+    }
+    let next = 0;
+    let expected = 0;
+    const issue = () => {
+      while (next < n && next - expected < inFlight) {
+        decoders[next % count].postMessage({ type: "decode", session, index: next, start: pv.readStart(next), length: pv.readLength(next) });
+        next += 1;
+      }
+    };
+    issue();
+    while (pv.needsMore()) {
+      t = performance.now();
+      while (!done.has(expected) && !failure) await new Promise((resolve) => { wake = resolve; });
+      wake = null;
+      if (failure) throw failure;
+      t = stages.lap("waitMs", t);
+      const m = done.get(expected);
+      done.delete(expected);
+      stages.decodeMs += m.decodeMs;
+      pv.accept(expected, m.input, m.decoded);
+      expected += 1;
+      t = stages.lap("acceptMs", t);
+      issue();
+      held.push(...pv.drainEvents());
+      progress(id, Math.min(expected * pv.chunkBytes, file.size), file.size);
+      sampleMemory();
+      stages.lap("otherMs", t);
+      stages.chunks += 1;
+    }
+    held.push(...pv.drainEvents());
+    t = performance.now();
+    const trailer = pv.trailerOffset();
+    const tail = trailer === undefined
+      ? new Uint8Array(0)
+      : new Uint8Array(new FileReaderSync().readAsArrayBuffer(file.slice(trailer, Math.min(trailer + 9, file.size))));
+    const report = pv.finish(tail);
+    stages.lap("finishMs", t);
+    if (held.length) self.postMessage({ type: "events", id, events: held });
+    progress(id, file.size, file.size);
+    // Chunks past the end of the stream (or past a fatal error) are still being decoded: stop
+    // those decoders rather than let the next file wait for them.
+    if (next > expected) dropDecoders();
+    return { report, bytesRead: file.size, stages };
+  } catch (error) {
+    // A doubt (or a failure of this path): the sequential reader decides.
+    dropDecoders();
+    return { fallback: String(error && error.message ? error.message : error) };
+  } finally {
+    for (const worker of decoders) worker.onmessage = worker.onerror = null;
+    pv.free();
+  }
+}
+
 /** The same loop inside wasm (byom.validateBlob), kept to compare the two in the benchmark. */
 function validateInWasm(id, file, settings, chunkBytes) {
   let bytesRead = 0;
@@ -212,8 +349,18 @@ async function handle(message) {
     const chunkBytes = message.chunkBytes || DEFAULT_CHUNK_BYTES;
     const started = performance.now();
     const modes = { wasm: validateInWasm, stream: validateStream, js: validateInJs };
-    const run = modes[message.mode || DEFAULT_MODE] || modes[DEFAULT_MODE];
-    const { report, bytesRead, stages } = await run(id, message.file, message.settings, chunkBytes, message.readAhead === true);
+    let result = null;
+    if (message.mode === "parallel") {
+      const decoders = Math.max(1, message.decoders || navigator.hardwareConcurrency || 2);
+      result = await validateParallel(id, message.file, message.settings, chunkBytes, decoders);
+    }
+    if (!result || result.fallback) {
+      const fallback = result && result.fallback;
+      const run = modes[message.mode] || modes[DEFAULT_MODE];
+      result = await run(id, message.file, message.settings, chunkBytes, message.readAhead === true);
+      if (fallback) result.stages = { ...result.stages, fallback };
+    }
+    const { report, bytesRead, stages } = result;
     const elapsedMs = performance.now() - started;
     const { lap, ...stageTimes } = stages || { simd };
     self.postMessage({ type: "report", id, report, elapsedMs, bytesRead, memory: memoryStats(), stages: stageTimes });

@@ -7,12 +7,15 @@
 //! serde-wasm-bindgen's Map-vs-object choices).
 //!
 //! Modules: [`validator`] (the streaming `Validator` class), [`blob`] (`validateBlob`, the
-//! whole-Blob convenience loop), [`model`] (`inspectPt`, `pack`, `postProcessingTypes`), [`typings`] (TypeScript types
+//! whole-Blob convenience loop), [`model`] (`inspectPt`, `pack`, `postProcessingTypes`), [`parallel`] (`decodeChunk` and
+//! `ParallelValidator`: inflate across workers, wire format in [`chunk_wire`]), [`typings`] (TypeScript types
 //! of the JSON shapes), [`js`] (small conversions shared by the others).
 
 mod blob;
+mod chunk_wire;
 mod js;
 mod model;
+mod parallel;
 mod typings;
 mod validator;
 
@@ -20,6 +23,7 @@ use wasm_bindgen::prelude::*;
 
 pub use blob::validate_blob;
 pub use model::{default_post_processing, inspect_pt, pack, pack_detailed, post_processing_types};
+pub use parallel::{decode_chunk, ParallelValidator};
 pub use validator::Validator;
 
 /// Runs once when the module is instantiated: route Rust panics to `console.error`, because with
