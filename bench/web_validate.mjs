@@ -3,7 +3,7 @@
 // same file in the same rounds, plus the worker's peak wasm memory and JS heap. Every figure
 // carries the load average it was measured under (the host may be shared).
 //
-//   node bench/web_validate.mjs [PACKAGE] [--runs N] [--all] [--only I,J] [--profile] [--skip-native]
+//   node bench/web_validate.mjs [PACKAGE] [--runs N] [--all] [--parallel] [--only I,J] [--profile] [--skip-native]
 //
 // PACKAGE defaults to the largest *.tar.gz ≥ 300 MB under target/bench/ (make one with
 // `.venv/bin/python bench/web_make_package.py`). Needs scripts/build-wasm.sh and
@@ -43,6 +43,11 @@ const ALL_READERS = [
     { label: "stream (BYOB, 4 MiB), SIMD wasm", mode: "stream", chunk: 4 * MIB },
     { label: "stream (BYOB, 1 MiB, read-ahead), SIMD wasm", mode: "stream", chunk: 1 * MIB, readAhead: true },
   ] : []),
+  // `--parallel`: issue 14's parallel inflate (mode "parallel", off by default in the page) with
+  // 1, 2 and 4 decoding workers, 1 MiB chunks.
+  ...(args.includes("--parallel") ? [1, 2, 4].map((decoders) => (
+    { label: `parallel inflate, ${decoders} decoding worker${decoders > 1 ? "s" : ""}, SIMD wasm`, mode: "parallel", chunk: 1 * MIB, decoders }
+  )) : []),
 ];
 // `--only 0,6`: just these readers (indices into the list above, with --all), for quick A/B runs.
 const onlyAt = args.indexOf("--only");
@@ -140,7 +145,7 @@ async function browserRun(page, pids, inspector, reader, profile = false) {
     heap.backing = Math.max(heap.backing, usage.backingStorageSize || 0);
   }, profile ? 1000 : 20);
   const loadBefore = load1();
-  const result = await page.evaluate(async ({ mode, chunk, readAhead }) => {
+  const result = await page.evaluate(async ({ mode, chunk, readAhead, decoders }) => {
     const file = document.getElementById("bench-file").files[0];
     const worker = window.benchWorker;
     const message = await new Promise((ok, fail) => {
@@ -148,10 +153,10 @@ async function browserRun(page, pids, inspector, reader, profile = false) {
         if (e.data.type === "report") ok(e.data);
         if (e.data.type === "error") fail(new Error(e.data.message));
       };
-      worker.postMessage({ type: "validate", id: 1, file, settings: null, mode, chunkBytes: chunk, readAhead });
+      worker.postMessage({ type: "validate", id: 1, file, settings: null, mode, chunkBytes: chunk, readAhead, decoders });
     });
     return { workerMs: message.elapsedMs, bytesRead: message.bytesRead, memory: message.memory, report: message.report, stages: message.stages };
-  }, { mode: reader.mode, chunk: reader.chunk, readAhead: reader.readAhead === true });
+  }, { mode: reader.mode, chunk: reader.chunk, readAhead: reader.readAhead === true, decoders: reader.decoders });
   const loadAfter = load1();
   clearInterval(timer);
   clearInterval(heapTimer);
@@ -342,7 +347,9 @@ async function main() {
         results[i].push(run);
         const s = run.stages || {};
         console.log(`round ${round + 1}: ${reader.label}: ${run.workerMs.toFixed(0)} ms` +
-          (s.readMs !== undefined ? ` (read ${s.readMs.toFixed(0)}, feed ${s.feedMs.toFixed(0)}, other ${s.otherMs.toFixed(0)}, finish ${s.finishMs.toFixed(0)} ms; ${s.chunks} chunks)` : "") +
+          (s.fallback ? ` (FELL BACK to the default reader: ${s.fallback})` : "") +
+          (s.decoders ? ` (start ${s.startMs.toFixed(0)}, waiting for decoders ${s.waitMs.toFixed(0)}, accept ${s.acceptMs.toFixed(0)}, other ${s.otherMs.toFixed(0)}, finish ${s.finishMs.toFixed(0)} ms; decoding ${s.decodeMs.toFixed(0)} ms summed over ${s.decoders} workers; ${s.chunks} chunks)`
+            : s.readMs !== undefined ? ` (read ${s.readMs.toFixed(0)}, feed ${s.feedMs.toFixed(0)}, other ${s.otherMs.toFixed(0)}, finish ${s.finishMs.toFixed(0)} ms; ${s.chunks} chunks)` : "") +
           (native[round] ? ` = ${(native[round].ms / run.workerMs).toFixed(2)}× native this round` : "") +
           ` (load ${run.loadBefore.toFixed(2)} → ${run.loadAfter.toFixed(2)})`);
       }
@@ -375,7 +382,8 @@ async function main() {
     const heapUsed = Math.max(...runs.map((r) => r.heap.used));
     const added = Math.max(...runs.map((r) => r.rssAdded));
     const s = bestRun.stages || {};
-    const split = s.readMs !== undefined ? `${s.readMs.toFixed(0)} / ${s.feedMs.toFixed(0)} / ${(s.otherMs + s.finishMs).toFixed(0)} ms` : "—";
+    const split = s.decoders ? `wait ${s.waitMs.toFixed(0)} / accept ${s.acceptMs.toFixed(0)} / ${(s.startMs + s.otherMs + s.finishMs).toFixed(0)} ms`
+      : s.readMs !== undefined ? `${s.readMs.toFixed(0)} / ${s.feedMs.toFixed(0)} / ${(s.otherMs + s.finishMs).toFixed(0)} ms` : "—";
     const same = nativeReport ? strip(runs[0].report) === strip(nativeReport) : "n/a";
     console.log(`| ${reader.label} | ${(best / 1000).toFixed(2)} s (${(median(runs.map((r) => r.workerMs)) / 1000).toFixed(2)}) | ` +
       `${(size / MIB / (best / 1000)).toFixed(0)} MiB/s | **${(nativeBest / best).toFixed(2)}×** | ${perRound.toFixed(2)}× | ${split} | ` +
