@@ -11,7 +11,7 @@
 // The wasm is the SIMD128 build where supported, else the plain one (web/wasm.js); `worker.js?simd=0`
 // forces the plain one (the page passes its own `?simd=0` on; the tests run both builds).
 //
-// Mode "parallel" (issue 14; off by default, see docs/bench-web.md) inflates the file on
+// Mode "parallel" (issue 14; off by default, see docs/bench-parallel-inflate.md) inflates the file on
 // `decoders` nested workers (web/decode-worker.js) and feeds the results, in order, to one
 // ParallelValidator; any doubt, and any failure of that path, validates the file again with
 // the default reader, so the verdict never depends on it.
