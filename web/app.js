@@ -270,6 +270,10 @@ async function validateFile(file) {
     const seconds = (performance.now() - started) / 1000;
     text.textContent = `${formatBytes(file.size)} checked in ${seconds.toFixed(1)} s`;
     showReport(result.report, seconds);
+    // Which reader gave the verdict (`?read=parallel` falls back to the default one on any
+    // doubt): for tests and bug reports.
+    const stages = result.stages || {};
+    $("verdict").dataset.reader = stages.decoders && !stages.fallback ? "parallel" : "sequential";
   } catch (error) {
     if (state.file !== file) return;
     text.textContent = error.cancelled ? "Cancelled" : "Failed";

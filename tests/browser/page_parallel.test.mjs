@@ -7,7 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { statSync } from "node:fs";
 import { basename } from "node:path";
-import { assertWasmBuilt, cliReport, launchBrowser, listFixtures, startStaticServer } from "./helpers.mjs";
+import { assertWasmBuilt, cliReport, codesOf, launchBrowser, listFixtures, startStaticServer } from "./helpers.mjs";
 
 const fixtures = listFixtures();
 const CHUNK = 4096;
@@ -152,4 +152,37 @@ test("parallel mode: not gzip and one chunk fall back, saying why; a corrupt str
   // ... and the corrupt one, whichever path took it, gets exactly the default reader's verdict.
   assert.equal(results.corrupt.report.valid, false);
   assert.deepEqual(results.corrupt.report, results.corruptDefault.report);
+});
+
+test("the page itself with ?read=parallel: the largest fixtures (many 1 MiB chunks) get the CLI's verdict and codes", { skip: !fixtures && "fixtures missing (LOUDLY skipped)" }, async () => {
+  const p = await browser.newPage();
+  const errors = [];
+  p.on("pageerror", (error) => errors.push(error.message));
+  try {
+    await p.goto(`${server.url}/?read=parallel`);
+    await p.waitForSelector("body[data-ready=true]");
+    const largest = [...fixtures].sort((a, b) => statSync(b.file).size - statSync(a.file).size).slice(0, 3);
+    let parallel = 0;
+    assert.ok(statSync(largest[0].file).size > 4 << 20, "no multi-MiB fixture to read in parallel");
+    for (const fixture of largest) {
+      const cli = await cliReport(fixture.file);
+      const name = basename(fixture.file);
+      await p.setInputFiles('[data-testid="package-input"]', fixture.file);
+      const verdict = p.locator(`[data-testid="verdict"][data-valid][data-file="${name}"]`);
+      await verdict.waitFor({ timeout: 120_000 });
+      const rows = await p.$$eval('#issues [data-testid="issue"]', (els) => els.map((e) => ({ code: e.dataset.code, severity: e.dataset.severity })));
+      assert.deepEqual({
+        valid: (await verdict.getAttribute("data-valid")) === "true",
+        errors: rows.filter((r) => r.severity === "error").map((r) => r.code).sort(),
+        warnings: rows.filter((r) => r.severity === "warning").map((r) => r.code).sort(),
+      }, { valid: cli.valid, ...codesOf(cli) }, `${fixture.name}: the page (?read=parallel) and the CLI disagree`);
+      // Valid weight files: nothing to doubt, so the parallel path must be the one that answered.
+      if (cli.valid) assert.equal(await verdict.getAttribute("data-reader"), "parallel", `${fixture.name}: fell back to the default reader`);
+      parallel += cli.valid ? 1 : 0;
+    }
+    assert.ok(parallel > 0, "none of the largest fixtures is a valid package read in parallel");
+    assert.deepEqual(errors, []);
+  } finally {
+    await p.close();
+  }
 });
