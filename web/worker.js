@@ -194,12 +194,6 @@ async function validateStream(id, file, settings, chunkBytes, readAhead = false)
   }
 }
 
-/** The parallel path's memory bound for chunks in flight: with the wasm instances' own
- * buffers the page stays under the 64 MiB goal (the CLI uses the same budget). */
-const PARALLEL_BUDGET = 44 << 20;
-/** The first bytes read to find where the deflate data starts (the core's HEADER_PROBE). */
-const HEADER_PROBE = 64 << 10;
-
 /** The decoding workers, kept between validations (each costs a wasm instantiation). */
 let decoderPool = [];
 /** Numbers each parallel validation (see validateParallel). */
@@ -233,26 +227,26 @@ function dropDecoders() {
  * result stands, so a fallback never shows an issue twice.
  */
 async function validateParallel(id, file, settings, chunkBytes, count) {
-  const head = new Uint8Array(new FileReaderSync().readAsArrayBuffer(file.slice(0, HEADER_PROBE)));
+  const head = new Uint8Array(new FileReaderSync().readAsArrayBuffer(file.slice(0, byom.ParallelValidator.headerProbe())));
   let pv;
   try {
     pv = new byom.ParallelValidator(settings ?? undefined, file.size, head, chunkBytes);
   } catch (error) {
     return { fallback: String(error && error.message ? error.message : error) };
   }
-  const stages = { ...newStages(), decoders: count, decodeMs: 0, waitMs: 0, acceptMs: 0 };
+  const stages = { ...newStages(), decodeMs: 0, waitMs: 0, acceptMs: 0 };
   let decoders = [];
   const held = [];
   try {
     let t = performance.now();
     // No more decoders than chunks the memory budget lets be in flight (each costs a worker and
     // a wasm instance): with 1 MiB chunks that is 4, whatever hardwareConcurrency says.
-    count = Math.min(count, pv.inFlight(PARALLEL_BUDGET, count));
+    count = Math.min(count, pv.inFlight(count));
     stages.decoders = count;
     decoders = await startDecoders(count);
     stages.startMs = performance.now() - t;
     const n = pv.chunks;
-    const inFlight = pv.inFlight(PARALLEL_BUDGET, count);
+    const inFlight = pv.inFlight(count);
     // Each validation's messages carry its own session number: a decoder still busy with an
     // earlier file's chunk must never have that chunk taken for this file's.
     session += 1;

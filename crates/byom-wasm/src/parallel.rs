@@ -9,7 +9,7 @@
 
 use wasm_bindgen::prelude::*;
 
-use byom_core::archive::chunk_plan::ChunkPlan;
+use byom_core::archive::chunk_plan::{ChunkPlan, HEADER_PROBE, MEMORY_BUDGET};
 use byom_core::archive::chunked::{self, ChunkResult, Stitcher};
 
 use crate::chunk_wire;
@@ -98,10 +98,17 @@ impl ParallelValidator {
         self.plan.read_range(i).1 as f64
     }
 
-    /// How many chunks may be decoding or waiting at once within `budget` bytes.
+    /// How many chunks may be decoding or waiting at once within the core's memory budget
+    /// (the CLI's too).
     #[wasm_bindgen(js_name = inFlight)]
-    pub fn in_flight(&self, budget: f64, decoders: usize) -> usize {
-        self.plan.in_flight(budget as u64, decoders)
+    pub fn in_flight(&self, decoders: usize) -> usize {
+        self.plan.in_flight(MEMORY_BUDGET, decoders)
+    }
+
+    /// How many of the file's first bytes the constructor wants as `head`.
+    #[wasm_bindgen(js_name = headerProbe)]
+    pub fn header_probe() -> f64 {
+        HEADER_PROBE as f64
     }
 
     /// True while more chunks are needed (the final block not yet accepted and no fatal error).

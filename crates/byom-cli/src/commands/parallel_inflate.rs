@@ -18,12 +18,9 @@ use std::path::Path;
 use std::sync::{mpsc, Condvar, Mutex};
 use std::thread;
 
-use byom_core::archive::chunk_plan::{ChunkPlan, HEADER_PROBE};
+use byom_core::archive::chunk_plan::{ChunkPlan, HEADER_PROBE, MEMORY_BUDGET};
 use byom_core::archive::chunked::{decode_chunk, ChunkResult, Stitcher};
 use byom_core::{Report, Settings, Validator};
-
-/// What all chunks in flight may hold together (the whole process stays under 64 MiB).
-const MEMORY_BUDGET: u64 = 44 << 20;
 
 /// How the parallel reader runs.
 #[derive(Debug, Clone, Copy)]

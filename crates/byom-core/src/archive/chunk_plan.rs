@@ -15,6 +15,9 @@ use super::gzip::member_header_len;
 pub const OVERLAP: u64 = 256 << 10;
 /// Bytes of the file's start a shell reads to find where the deflate data begins.
 pub const HEADER_PROBE: u64 = 64 << 10;
+/// What all chunks in flight may hold together, in every shell (the whole process, or the
+/// page's workers, stay under the 64 MiB goal).
+pub const MEMORY_BUDGET: u64 = 44 << 20;
 /// Smallest chunk a plan accepts (tests use 4 KiB to force many chunks on small fixtures).
 pub const MIN_CHUNK: u64 = 4 << 10;
 
