@@ -377,6 +377,30 @@ def test_bundle_load_py_runs_the_load_time_steps(tmp_path, compile_bin):
         assert "output [1, 4], expected [1, 4]" in r.stdout
 
 
+def test_a_load_time_step_that_crashes_libtorch_costs_the_step_not_the_job(tmp_path, compile_bin):
+    # The oneDNN Graph fuser (an x86_64-cpu load-time candidate) dies with SIGSEGV on this model
+    # (tests/llga_crash.py, as on timm fastvit/nextvit); the candidate runs in a process of its
+    # own, so the target still compiles, without the fuser, and the log says why.
+    import llga_crash
+
+    module = llga_crash.traced()
+    shape = llga_crash.INPUT_SHAPE
+    pkg = package(tmp_path, "llga", jit_bytes(module), shape, (1, llga_crash.CLASSES), llga_crash.CLASSES)
+    p, report = run_compile(compile_bin, pkg, tmp_path / "out", targets=["x86_64-cpu"], runs=2)
+    assert p.returncode == 0, (p.stderr, report)
+    target = report["targets"][0]
+    assert target["status"] == "succeeded", target
+    log = "\n".join(report["log"] + target.get("log", []))
+    assert "load-time step onednn_fusion failed here (it crashed libtorch (signal 11, SIGSEGV)" in log, log
+    assert "onednn_fusion" not in target["load_time_steps"], target
+    dep = json.loads((tmp_path / "out" / "x86_64-cpu" / "deployment.json").read_text())
+    assert "onednn_fusion" not in json.dumps(dep.get("load_time_steps", [])), dep
+    artifact = torch.jit.load(str(tmp_path / "out" / "x86_64-cpu" / "model.pt"), map_location="cpu")
+    with torch.no_grad():
+        got, want = artifact(fixed_input(shape)), module(fixed_input(shape))
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), (got, want)
+
+
 def test_worker_main_writes_result_and_log(tmp_path, compile_bin):
     model = SmallNet().eval()
     shape = (1, 3, 16, 16)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from helpers import byom_bin, fixtures_dir_path, run_byom
+from helpers import byom_bin, corpus_dir_path, fixtures_dir_path, run_byom
 
 
 def test_parallel_inflate_reports_equal_sequential_on_every_fixture():
@@ -19,7 +19,10 @@ def test_parallel_inflate_reports_equal_sequential_on_every_fixture():
     # The fixtures up to 4 MB (all but the ~20 real-model weight files, which repeat the same
     # paths at 10x the bytes): the debug build's new decoder is what takes the time here.
     paths = sorted(str(p) for p in fixtures_dir_path().glob("*.tar.gz") if p.stat().st_size <= 4 << 20)
-    assert len(paths) > 200, "fixtures missing: run make_packages.py"
+    # ~110 of the fixtures place a picklescan corpus file as the .pt; without the corpus beside
+    # the clone (conftest prints that loudly) the rest must still be there and still agree.
+    minimum = 200 if corpus_dir_path() else 100
+    assert len(paths) > minimum, f"{len(paths)} fixtures: run tests/fixtures/make_packages.py"
     seq = run_byom(byom, "validate", "--format", "json", "--no-progress", *paths, timeout=600)
     par = run_byom(
         byom, "validate", "--format", "json", "--no-progress", *paths,
@@ -32,7 +35,7 @@ def test_parallel_inflate_reports_equal_sequential_on_every_fixture():
     ran = [t for t in trace if "chunks on 3 threads" in t]
     fell_back = [t for t in trace if "sequential instead" in t]
     # Most multi-chunk fixtures are decoded in parallel; the corrupt and multi-member ones are not.
-    assert len(ran) >= 100, trace
+    assert len(ran) >= minimum // 2, trace
     assert any("trailer" in t for t in fell_back), fell_back
     reports = json.loads(seq.stdout)
     assert len(reports) == len(paths) and all(r.get("sha256") for r in reports)

@@ -104,3 +104,33 @@ def test_compile_a_state_dict_through_the_api(server):
         a, b = artifact(x), model(x)
     assert a.shape == b.shape == (1, 3)
     assert ((a - b).abs().max() / b.abs().max()).item() <= 1e-4, (a, b)
+
+
+def test_a_model_that_crashes_a_load_time_step_still_compiles_through_the_api(server):
+    """The oneDNN fuser, an x86_64-cpu load-time candidate, dies with SIGSEGV on this model
+    (tests/llga_crash.py): the worker (byom-server itself, re-executed for the candidate) rules
+    the fuser out and the job succeeds, its log saying why, where it used to die whole."""
+    import torch
+
+    import llga_crash
+
+    sys.path.insert(0, str(FIXTURES_SRC))
+    import make_packages as mp
+
+    module = llga_crash.traced()
+    buf = io.BytesIO()
+    torch.jit.save(module, buf)
+    shape = list(llga_crash.INPUT_SHAPE)
+    classes = [f"c{i}" for i in range(llga_crash.CLASSES)]
+    spec = mp.Package("unused", "model.pt", "classification", shape, [1, len(classes)], len(classes), classes,
+                      preprocessing={"resize": shape[2:], "normalize": mp.IMAGENET, "channel_order": "RGB"},
+                      postprocessing={"type": "softmax"})
+    tok = server.tenant_token("compiler-llga", "uploader")
+    pkg = server.check(server.upload(tok, mp.gz(mp.tar_bytes(mp.members_of(spec, pt_data=buf.getvalue())))), 201,
+                       "PackageResponse")["package"]
+    job = server.check(server.call("POST", f"/api/v1/packages/{pkg['id']}/compile", tok, json={"targets": ["x86_64-cpu"]}),
+                       202, "JobResponse")["job"]
+    done = server.wait_job(tok, job["id"], timeout=600)
+    assert done["status"] == "succeeded", done
+    assert "load-time step onednn_fusion failed here (it crashed libtorch (signal 11, SIGSEGV)" in (
+        done["log_tail"] or ""), done["log_tail"]

@@ -31,6 +31,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A compile worker's isolated run of a load-time candidate re-executes this binary
+    // (byom_compile::isolate): no CLI parsing for it.
+    if let Some(code) = byom_compile::isolate::serve_probe_if_asked() {
+        return code;
+    }
     let args = cli::Cli::parse();
     match args.command {
         cli::Command::Serve(serve) => cli::serve::run(*serve),

@@ -18,6 +18,10 @@ fn usage() -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // A load-time candidate's isolated run (byom_compile::isolate) re-executes this binary.
+    if let Some(code) = byom_compile::isolate::serve_probe_if_asked() {
+        return code;
+    }
     let mut args = std::env::args().skip(1);
     let (mut package, mut out, mut targets) = (None, None, Vec::new());
     let mut opts = CompileOptions::default();

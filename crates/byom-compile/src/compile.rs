@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tch::Kind;
 
 use crate::bundle::{self, Deployment};
 use crate::error::CompileError;
 use crate::failure::{Failure, FailureKind};
+use crate::isolate;
 use crate::options::CompileOptions;
 use crate::plan::{self, Plan};
 use crate::prepare::{self, Prepared};
@@ -111,6 +112,13 @@ fn tolerance(target: Target, on_gpu: bool, weights: Kind) -> f64 {
     }
 }
 
+/// How long a load-time candidate may run in its own process: generous against the artifact
+/// as saved (`saved`: its load, warm-up and timed runs here), since the child also starts and
+/// loads libtorch, and never under two minutes on a loaded host.
+fn probe_deadline(saved: Duration) -> Duration {
+    (saved * 20).max(Duration::from_secs(120))
+}
+
 /// Runs the artifact as the target's plan says and returns the verification record.
 fn verify_target(
     job: &Job<'_>,
@@ -168,6 +176,7 @@ fn verify_target(
     if not_measured.is_some() {
         (spec.warmup, spec.iters) = (0, 0);
     }
+    let saved_started = Instant::now();
     let checked = match verify::check(artifact, &spec, reference, &label) {
         Ok(c) => c,
         Err(e) => {
@@ -200,17 +209,26 @@ fn verify_target(
         None => checked.latency.clone(),
     };
     // Each load-time candidate on the same artifact, same run; keep the fastest that beats the
-    // artifact as saved and computes the same outputs.
+    // artifact as saved and computes the same outputs. Each runs in a process of its own
+    // (isolate.rs): they take code paths of libtorch the saved artifact never takes, and a
+    // crash there must cost the candidate, not the job.
     let saved_p50 = latency.as_ref().map_or(f64::INFINITY, |l| l.p50_ms);
     let (mut best, mut chosen, mut after_steps) = (saved_p50, None, None);
+    let deadline = probe_deadline(saved_started.elapsed());
+    let operators: Vec<String> = job
+        .prepared
+        .summary
+        .operator_libraries
+        .iter()
+        .flat_map(|l| l.operators.iter().cloned())
+        .collect();
     for (step, load_step) in &plan.load_time_candidates {
         let name = &load_step.name;
-        match verify::check(
-            artifact,
-            &job.spec(device, weights, *step),
-            reference,
-            &label,
-        ) {
+        let spec = job.spec(device, weights, *step);
+        let run = isolate::bench(artifact, &spec, &operators, &job.work, deadline)
+            .map_err(|e| e.to_string())
+            .and_then(|run| verify::compare(run, reference, &label));
+        match run {
             Ok(run) if run.max_rel <= tol => {
                 let p50 = run.latency.as_ref().map_or(f64::INFINITY, |l| l.p50_ms);
                 log.push(format!(

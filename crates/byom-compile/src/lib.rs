@@ -23,6 +23,7 @@ mod compile;
 mod error;
 mod failure;
 mod forward;
+pub mod isolate;
 mod metadata;
 pub mod ops;
 mod options;

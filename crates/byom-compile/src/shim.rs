@@ -130,6 +130,15 @@ pub enum BenchStep {
     OnednnFusion = 2,
 }
 
+impl BenchStep {
+    /// The step numbered `n` (its `as u8`).
+    pub fn from_u8(n: u8) -> Option<Self> {
+        [Self::None, Self::OptimizeForInference, Self::OnednnFusion]
+            .into_iter()
+            .find(|s| *s as u8 == n)
+    }
+}
+
 /// A forward-pass benchmark request for [`bench`].
 #[derive(Debug, Clone)]
 pub struct BenchSpec<'a> {

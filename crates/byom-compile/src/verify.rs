@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::forward;
 use crate::report::Latency;
-use crate::shim::{self, BenchSpec};
+use crate::shim::{self, BenchRun, BenchSpec};
 
 /// Nearest-rank percentile of `times` (`q` in 0..=100).
 pub fn percentile(times: &[f64], q: f64) -> f64 {
@@ -49,7 +49,11 @@ pub fn check(
     reference: &[f32],
     device_label: &str,
 ) -> Result<Checked, String> {
-    let run = shim::bench(artifact, spec)?;
+    compare(shim::bench(artifact, spec)?, reference, device_label)
+}
+
+/// Compares a run's output with `reference` and summarises its times.
+pub fn compare(run: BenchRun, reference: &[f32], device_label: &str) -> Result<Checked, String> {
     let (max_abs, max_rel) = forward::compare(reference, &run.output).ok_or_else(|| {
         format!(
             "the artifact returned {} values, the original {}",

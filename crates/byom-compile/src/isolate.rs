@@ -1,0 +1,232 @@
+//! Runs of an artifact that may crash libtorch, in a child process of their own.
+//!
+//! The load-time candidates of x86_64-cpu (see [`crate::plan`]) switch on code paths of
+//! libtorch that the artifact as saved never takes: the oneDNN Graph (LLGA) fuser and
+//! `optimize_for_inference`. On real models they can crash the process: the LLGA fuser dies
+//! with SIGSEGV in `itensor_from_tensor` on timm's `fastvit_ma36` and `nextvit_base` (libtorch
+//! 2.11), which used to take the whole job with it, every target lost, for a speed-up that is
+//! only ever optional. So each candidate runs in a fresh process (this same executable,
+//! re-executed with [`PROBE_ARG`]): a crash, a hang past its deadline or an error only rules
+//! that candidate out, and the report says which and why.
+//!
+//! Every binary that hosts the compile pipeline calls [`serve_probe_if_asked`] first thing in
+//! `main` (byom-server, the `compile` example). A host that did not would treat the probe as
+//! its own unknown arguments and exit non-zero: the candidate is then "not used", never wrong.
+//!
+//! The child inherits the parent's sandbox (Landlock domain, rlimits, environment) and applies
+//! the parent's thread count and operator libraries, so it measures what the parent would.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::shim::{self, BenchRun, BenchSpec, BenchStep};
+
+/// The first argument that makes a host binary run one probe and exit.
+pub const PROBE_ARG: &str = "__byom-bench-probe";
+
+/// What the child runs: a [`BenchSpec`] with owned fields, plus the process-wide settings.
+#[derive(Debug, Serialize, Deserialize)]
+struct Request {
+    artifact: PathBuf,
+    device: String,
+    step: u8,
+    half: bool,
+    shape: Vec<i64>,
+    select: String,
+    warmup: u32,
+    iters: u32,
+    /// The parent's libtorch intra-op thread count.
+    threads: i32,
+    /// Operators from operator libraries (torchvision's) the artifact calls.
+    operators: Vec<String>,
+}
+
+/// What the child answers.
+#[derive(Debug, Serialize, Deserialize)]
+enum Response {
+    Ran {
+        times_ms: Vec<f64>,
+        output: Vec<f32>,
+    },
+    Failed(String),
+}
+
+/// How one isolated run went wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeError {
+    /// The child returned an error (libtorch threw, the output could not be read...).
+    Failed(String),
+    /// The child died of a signal: libtorch crashed.
+    Crashed(String),
+    /// The child ran past its deadline and was killed.
+    TimedOut(Duration),
+    /// The child could not be started or gave no answer.
+    NoAnswer(String),
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeError::Failed(e) => write!(f, "{e}"),
+            ProbeError::Crashed(signal) => write!(
+                f,
+                "it crashed libtorch ({signal}) in a separate process; the job went on without it"
+            ),
+            ProbeError::TimedOut(d) => write!(
+                f,
+                "it ran past {} s in a separate process and was stopped",
+                d.as_secs()
+            ),
+            ProbeError::NoAnswer(e) => write!(f, "no answer from the probe process: {e}"),
+        }
+    }
+}
+
+/// Runs `spec` on `artifact` in a child process; `work` holds the request and the answer;
+/// the child is killed after `deadline`. `operators`: those of [`crate::ops::ensure`].
+pub fn bench(
+    artifact: &Path,
+    spec: &BenchSpec<'_>,
+    operators: &[String],
+    work: &Path,
+    deadline: Duration,
+) -> Result<BenchRun, ProbeError> {
+    let request = Request {
+        artifact: artifact.to_path_buf(),
+        device: spec.device.to_string(),
+        step: spec.step as u8,
+        half: spec.half,
+        shape: spec.shape.to_vec(),
+        select: spec.select.to_string(),
+        warmup: spec.warmup,
+        iters: spec.iters,
+        threads: tch::get_num_threads(),
+        operators: operators.to_vec(),
+    };
+    let stem = format!("probe-{}", spec.step as u8);
+    let (req_path, resp_path) = (
+        work.join(format!("{stem}.request.json")),
+        work.join(format!("{stem}.response.json")),
+    );
+    let _ = std::fs::remove_file(&resp_path);
+    let body = serde_json::to_vec(&request).map_err(|e| ProbeError::NoAnswer(e.to_string()))?;
+    std::fs::write(&req_path, body)
+        .map_err(|e| ProbeError::NoAnswer(format!("writing {}: {e}", req_path.display())))?;
+    let exe = std::env::current_exe().map_err(|e| ProbeError::NoAnswer(e.to_string()))?;
+    let mut child = Command::new(exe)
+        .arg(PROBE_ARG)
+        .arg(&req_path)
+        .arg(&resp_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ProbeError::NoAnswer(format!("starting it: {e}")))?;
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ProbeError::TimedOut(deadline));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(ProbeError::NoAnswer(e.to_string())),
+        }
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        // Bounded: a probe that prints a lot must not fill memory.
+        let _ = pipe.by_ref().take(4096).read_to_string(&mut stderr);
+    }
+    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+        return Err(ProbeError::Crashed(signal_name(signal)));
+    }
+    let answer = std::fs::read(&resp_path).map_err(|e| {
+        let tail = stderr.lines().last().unwrap_or("").trim();
+        ProbeError::NoAnswer(format!(
+            "exit {status}, no answer ({e}){}",
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            }
+        ))
+    })?;
+    let _ = std::fs::remove_file(&req_path);
+    let _ = std::fs::remove_file(&resp_path);
+    match serde_json::from_slice(&answer) {
+        Ok(Response::Ran { times_ms, output }) => Ok(BenchRun { times_ms, output }),
+        Ok(Response::Failed(e)) => Err(ProbeError::Failed(e)),
+        Err(e) => Err(ProbeError::NoAnswer(format!("unreadable answer: {e}"))),
+    }
+}
+
+/// A readable name for a signal that ended a probe.
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL, out of memory or killed from outside",
+        _ => return format!("signal {sig}"),
+    };
+    format!("signal {sig}, {name}")
+}
+
+/// In a host binary's `main`, before anything else: when this process was started as a probe
+/// (`PROBE_ARG REQUEST RESPONSE`), run it and return the exit code to exit with.
+pub fn serve_probe_if_asked() -> Option<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != PROBE_ARG {
+        return None;
+    }
+    let (Some(req), Some(resp)) = (args.next(), args.next()) else {
+        eprintln!("{PROBE_ARG} REQUEST RESPONSE");
+        return Some(ExitCode::from(64));
+    };
+    let answer = match run_request(Path::new(&req)) {
+        Ok(run) => Response::Ran {
+            times_ms: run.times_ms,
+            output: run.output,
+        },
+        Err(e) => Response::Failed(e),
+    };
+    let written = serde_json::to_vec(&answer)
+        .map_err(|e| e.to_string())
+        .and_then(|b| std::fs::write(&resp, b).map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => Some(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("writing the probe's answer: {e}");
+            Some(ExitCode::from(1))
+        }
+    }
+}
+
+fn run_request(path: &Path) -> Result<BenchRun, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let r: Request = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    if r.threads > 0 {
+        tch::set_num_threads(r.threads);
+    }
+    crate::ops::ensure(&r.operators, &mut Vec::new())?;
+    let step = BenchStep::from_u8(r.step).ok_or_else(|| format!("unknown step {}", r.step))?;
+    let spec = BenchSpec {
+        device: &r.device,
+        step,
+        half: r.half,
+        shape: &r.shape,
+        select: &r.select,
+        warmup: r.warmup,
+        iters: r.iters,
+    };
+    shim::bench(&r.artifact, &spec)
+}
