@@ -362,3 +362,58 @@ def test_server_publishes_its_namespaces_refuses_the_unwrapped_and_compiles_the_
     job = server.check(r, 202, "JobResponse")["job"]
     job = server.wait_job(token, job["id"])
     assert job["status"] == "succeeded", job
+
+
+def test_tied_detections_in_another_order_still_verify(tmp_path):
+    """The case ordered rows cannot check: torchvision SSDlite with random batch-norm statistics
+    on a 32x32 fixed input (constant along each image row) scores whole rows of anchors the same,
+    to the last bit. Freezing changes the last bits; tied detections then come out in another
+    order, non-maximum suppression keeps the other of two tied overlapping boxes, and the
+    100-row limit cuts through a tie. The compiler compares detections as sets
+    (crates/byom-compile/src/detections.rs): the target verifies, its log says how, and the
+    artifact's detections are the eager model's up to those ties, checked here in Python too."""
+    torch.manual_seed(0)
+    detector = torchvision.models.detection.ssdlite320_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=5).eval()
+    with torch.no_grad():
+        for bn in detector.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.running_mean.uniform_(-0.2, 0.2)
+                bn.running_var.uniform_(0.5, 1.5)
+    shape = [1, 3, 32, 32]
+    buf = io.BytesIO()
+    torch.save(detector.state_dict(), buf)
+    spec = mp.Package(
+        "unused", "ssdlite.pt", "object_detection", shape, [1, 100, 6], 5, [f"c{i}" for i in range(5)],
+        preprocessing={"resize": shape[2:], "normalize": mp.IMAGENET, "channel_order": "RGB"},
+        postprocessing={"type": "nms", "confidence_threshold": 0.05, "nms_threshold": 0.5},
+        stage_extra={"confidence_threshold": 0.05, "nms_threshold": 0.5},
+    )
+    pkg = tmp_path / "ssdlite_ties.tar.gz"
+    pkg.write_bytes(mp.gz(mp.tar_bytes(mp.members_of(spec, pt_data=buf.getvalue())), level=0))
+    out = tmp_path / "out"
+    p = subprocess.run([str(compile_bin()), str(pkg), "-o", str(out), "--target", "x86_64-cpu", "--runs", "1",
+                        "--python", sys.executable], capture_output=True, text=True, timeout=900)
+    report = json.loads((out / "report.json").read_text())
+    [target] = report["targets"]
+    assert p.returncode == 0 and target["status"] == "succeeded", (target["failure_reason"], target["log"])
+    [line] = [x for x in target["log"] if x.startswith("compared as detections:")]
+    counts = {k: int(v) for v, k in re.findall(
+        r"(\d+) (at another position|tied in score at the row limit|tied in score with an overlapping|differing)",
+        line)}
+    assert counts["differing"] == 0, line
+    # The ties are real: an ordered comparison would have failed this correct artifact.
+    assert counts["at another position"] > 0, line
+    assert counts["tied in score at the row limit"] + counts["tied in score with an overlapping"] > 0, line
+
+    Detections = wrapper_class(tmp_path)
+    artifact = torch.jit.load(str(out / "x86_64-cpu" / "model.pt"), map_location="cpu")
+    x = torch.linspace(-1.0, 1.0, 3 * 32 * 32).reshape(shape)
+    with torch.no_grad():
+        want, got = Detections(detector, 100).eval()(x)[0], artifact(x)[0]
+    assert (got - want).abs().max().item() > 1.0, "rows in the same order: the case no longer ties"
+    # Every row the artifact keeps is a row of the eager model, or ties in score with one of it.
+    for row in got[got[:, 4] > 0]:
+        same = ((want[:, :4] - row[:4]).abs().max(dim=1).values < 1e-3) & (want[:, 5] == row[5])
+        tied = ((want[:, 4] - row[4]).abs() < 1e-4) & (want[:, 5] == row[5])
+        assert bool(same.any() or tied.any()), row

@@ -62,7 +62,8 @@ pub struct ServeArgs {
     /// Wall-time limit of one compile job in seconds [default: 1800].
     #[arg(long, env = "BYOM_JOB_TIMEOUT_S")]
     pub job_timeout_s: Option<u64>,
-    /// Memory cap of a worker process (RLIMIT_DATA) in MiB [default: 8192].
+    /// Memory cap of a worker process (RLIMIT_DATA) in MiB [default: 8192]; a worker briefly
+    /// runs a second process under the same cap (an isolated load-time candidate, isolate.rs).
     #[arg(long, env = "BYOM_WORKER_MEMORY_MB")]
     pub worker_memory_mb: Option<u64>,
     /// Seconds an upload may send nothing before it is dropped (not a total limit) [default: 60].

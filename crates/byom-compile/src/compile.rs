@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tch::Kind;
 
 use crate::bundle::{self, Deployment};
+use crate::detections;
 use crate::error::CompileError;
 use crate::failure::{Failure, FailureKind};
 use crate::isolate;
@@ -66,6 +67,17 @@ impl Job<'_> {
         shim::transform(source, &out, plan.device, cast, plan.freeze)?;
         self.artifacts.insert(plan.artifact_key, out.clone());
         Ok(out)
+    }
+
+    /// How outputs are compared: a detector's documented `[B, rows, 6]` rows as detections.
+    fn parity(&self) -> verify::Parity {
+        let shape = &self.prepared.summary.output_shape;
+        match detections::Layout::of(shape) {
+            Some(layout) if self.prepared.declared.model_type == "object_detection" => {
+                verify::Parity::Detections(layout)
+            }
+            _ => verify::Parity::Values,
+        }
     }
 
     /// The precision of the model's own weights.
@@ -177,7 +189,7 @@ fn verify_target(
         (spec.warmup, spec.iters) = (0, 0);
     }
     let saved_started = Instant::now();
-    let checked = match verify::check(artifact, &spec, reference, &label) {
+    let checked = match verify::check(artifact, &spec, reference, job.parity(), tol, &label) {
         Ok(c) => c,
         Err(e) => {
             return Err(Failure::torch(
@@ -188,16 +200,22 @@ fn verify_target(
         }
     };
     log.push(format!(
-        "reloaded and ran on {label}: max abs error {:.3e}, max rel error {:.3e} (tolerance {tol:.0e})",
-        checked.max_abs, checked.max_rel
+        "reloaded and ran on {label}: max abs error {:.3e}, max rel error {:.3e} (tolerance {:.0e})",
+        checked.max_abs, checked.max_rel, checked.tolerance
     ));
-    if checked.max_rel > tol {
+    if let Some(note) = &checked.note {
+        log.push(format!("compared as detections: {note}"));
+    }
+    if !checked.within {
         return Err(Failure::new(
             FailureKind::Verification,
-            format!(
-                "the artifact's output differs from the original's: max rel error {:.3e} over tolerance {tol:.0e}",
-                checked.max_rel
-            ),
+            match &checked.note {
+                Some(note) => format!("the artifact's detections differ from the original's: {note}"),
+                None => format!(
+                    "the artifact's output differs from the original's: max rel error {:.3e} over tolerance {tol:.0e}",
+                    checked.max_rel
+                ),
+            },
         ));
     }
     // Latency of what ships: CPU artifacts, and GPU ones where a GPU ran them.
@@ -227,9 +245,9 @@ fn verify_target(
         let spec = job.spec(device, weights, *step);
         let run = isolate::bench(artifact, &spec, &operators, &job.work, deadline)
             .map_err(|e| e.to_string())
-            .and_then(|run| verify::compare(run, reference, &label));
+            .and_then(|run| verify::compare(run, reference, job.parity(), tol, &label));
         match run {
-            Ok(run) if run.max_rel <= tol => {
+            Ok(run) if run.within => {
                 let p50 = run.latency.as_ref().map_or(f64::INFINITY, |l| l.p50_ms);
                 log.push(format!(
                     "load-time step {name}: p50 {p50:.3} ms vs {saved_p50:.3} ms as saved (max rel error {:.3e})",
@@ -261,7 +279,7 @@ fn verify_target(
         ran_on: Some(label),
         max_abs_error: Some(checked.max_abs),
         max_rel_error: Some(checked.max_rel),
-        tolerance: tol,
+        tolerance: checked.tolerance,
         latency,
         latency_after_load_time_steps: after_steps,
         latency_not_measured: not_measured.map(str::to_string),

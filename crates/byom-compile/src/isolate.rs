@@ -13,8 +13,11 @@
 //! `main` (byom-server, the `compile` example). A host that did not would treat the probe as
 //! its own unknown arguments and exit non-zero: the candidate is then "not used", never wrong.
 //!
-//! The child inherits the parent's sandbox (Landlock domain, rlimits, environment) and applies
-//! the parent's thread count and operator libraries, so it measures what the parent would.
+//! The child inherits the parent's sandbox (Landlock domain, rlimits, environment, process
+//! group: the server's cancel and timeout kill it with the worker) and applies the parent's
+//! thread count and operator libraries, so it measures what the parent would. While it runs,
+//! the model is in memory twice (the parent keeps its copy): a job's host memory peak is up to
+//! twice the worker's `RLIMIT_DATA` cap, which is per process.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -71,7 +74,8 @@ pub enum ProbeError {
 impl std::fmt::Display for ProbeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ProbeError::Failed(e) => write!(f, "{e}"),
+            // libtorch's errors carry a C++ backtrace after their first line.
+            ProbeError::Failed(e) => write!(f, "{}", e.lines().next().unwrap_or("").trim()),
             ProbeError::Crashed(signal) => write!(
                 f,
                 "it crashed libtorch ({signal}) in a separate process; the job went on without it"

@@ -20,6 +20,7 @@
 
 mod bundle;
 mod compile;
+mod detections;
 mod error;
 mod failure;
 mod forward;

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::detections;
 use crate::forward;
 use crate::report::Latency;
 use crate::shim::{self, BenchRun, BenchSpec};
@@ -34,12 +35,27 @@ fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
+/// How an artifact's output is compared with the original's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    /// Value by value, in order.
+    Values,
+    /// A detector's `[B, rows, 6]` detections: in order, else as sets (detections.rs).
+    Detections(detections::Layout),
+}
+
 /// Result of running one artifact.
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub max_abs: f64,
     pub max_rel: f64,
+    /// The relative tolerance `max_rel` is held to (a detector's boxes: see detections.rs).
+    pub tolerance: f64,
+    /// Whether the outputs agree within it.
+    pub within: bool,
     pub latency: Option<Latency>,
+    /// For a detector: how its detections compared, for the log.
+    pub note: Option<String>,
 }
 
 /// Loads `artifact` on `device` through libtorch, runs it (`spec`), compares with `reference`.
@@ -47,13 +63,28 @@ pub fn check(
     artifact: &Path,
     spec: &BenchSpec<'_>,
     reference: &[f32],
+    parity: Parity,
+    tolerance: f64,
     device_label: &str,
 ) -> Result<Checked, String> {
-    compare(shim::bench(artifact, spec)?, reference, device_label)
+    compare(
+        shim::bench(artifact, spec)?,
+        reference,
+        parity,
+        tolerance,
+        device_label,
+    )
 }
 
-/// Compares a run's output with `reference` and summarises its times.
-pub fn compare(run: BenchRun, reference: &[f32], device_label: &str) -> Result<Checked, String> {
+/// Compares a run's output with `reference` (`tolerance`: the target's relative one) and
+/// summarises its times.
+pub fn compare(
+    run: BenchRun,
+    reference: &[f32],
+    parity: Parity,
+    tolerance: f64,
+    device_label: &str,
+) -> Result<Checked, String> {
     let (max_abs, max_rel) = forward::compare(reference, &run.output).ok_or_else(|| {
         format!(
             "the artifact returned {} values, the original {}",
@@ -61,10 +92,26 @@ pub fn compare(run: BenchRun, reference: &[f32], device_label: &str) -> Result<C
             reference.len()
         )
     })?;
+    let latency = latency(&run.times_ms, device_label);
+    if let Parity::Detections(layout) = parity {
+        if let Some(sets) = detections::compare(reference, &run.output, layout, tolerance) {
+            return Ok(Checked {
+                max_abs: sets.box_abs.max(sets.score_abs),
+                max_rel: sets.box_rel,
+                tolerance: tolerance * detections::BOX_DECODE_GAIN,
+                within: sets.agrees(),
+                latency,
+                note: Some(sets.describe(tolerance)),
+            });
+        }
+    }
     Ok(Checked {
         max_abs,
         max_rel,
-        latency: latency(&run.times_ms, device_label),
+        tolerance,
+        within: max_rel <= tolerance,
+        latency,
+        note: None,
     })
 }
 
