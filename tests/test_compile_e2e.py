@@ -391,7 +391,7 @@ def test_a_load_time_step_that_crashes_libtorch_costs_the_step_not_the_job(tmp_p
     target = report["targets"][0]
     assert target["status"] == "succeeded", target
     log = "\n".join(report["log"] + target.get("log", []))
-    assert "load-time step onednn_fusion failed here (it crashed libtorch (signal 11, SIGSEGV)" in log, log
+    assert "load-time step onednn_fusion failed here (it crashed libtorch: killed by signal 11 (SIGSEGV)" in log, log
     assert "onednn_fusion" not in target["load_time_steps"], target
     dep = json.loads((tmp_path / "out" / "x86_64-cpu" / "deployment.json").read_text())
     assert "onednn_fusion" not in json.dumps(dep.get("load_time_steps", [])), dep

@@ -78,7 +78,8 @@ impl std::fmt::Display for ProbeError {
             ProbeError::Failed(e) => write!(f, "{}", e.lines().next().unwrap_or("").trim()),
             ProbeError::Crashed(signal) => write!(
                 f,
-                "it crashed libtorch ({signal}) in a separate process; the job went on without it"
+                "it crashed libtorch: killed by {signal} in a separate process; the job went on \
+                 without it"
             ),
             ProbeError::TimedOut(d) => write!(
                 f,
@@ -171,18 +172,21 @@ pub fn bench(
     }
 }
 
-/// A readable name for a signal that ended a probe.
-fn signal_name(sig: i32) -> String {
+/// A readable name for a signal that ended a process: "signal 11 (SIGSEGV)". One place for
+/// byom-server's worker and the probes here.
+pub fn signal_name(sig: i32) -> String {
     let name = match sig {
+        libc::SIGKILL => "SIGKILL",
         libc::SIGSEGV => "SIGSEGV",
         libc::SIGABRT => "SIGABRT",
         libc::SIGBUS => "SIGBUS",
         libc::SIGILL => "SIGILL",
         libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL, out of memory or killed from outside",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXFSZ => "SIGXFSZ",
         _ => return format!("signal {sig}"),
     };
-    format!("signal {sig}, {name}")
+    format!("signal {sig} ({name})")
 }
 
 /// In a host binary's `main`, before anything else: when this process was started as a probe

@@ -460,7 +460,7 @@ impl Runner {
         if let Some(sig) = status.signal() {
             let mut reason = format!(
                 "the worker crashed: killed by {}",
-                sandbox::signal_name(sig)
+                byom_compile::isolate::signal_name(sig)
             );
             if sig == libc::SIGKILL {
                 reason.push_str(&format!(

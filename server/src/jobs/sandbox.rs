@@ -146,22 +146,6 @@ pub fn probe_netns() -> bool {
     cmd.status().is_ok_and(|s| s.success())
 }
 
-/// A readable name for a signal that ended a worker.
-pub fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGILL => "SIGILL",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXFSZ => "SIGXFSZ",
-        _ => return format!("signal {sig}"),
-    };
-    format!("signal {sig} ({name})")
-}
-
 /// The job directory of a job.
 pub fn job_dir(data_dir: &Path, job_id: &str) -> PathBuf {
     data_dir.join("jobs").join(job_id)
