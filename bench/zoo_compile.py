@@ -175,6 +175,8 @@ def run_case(e: dict, compile_bin: Path, max_mb: float, work: Path) -> dict:
         preprocessing={"resize": [side, side], "normalize": mp.IMAGENET, "channel_order": "RGB"},
         postprocessing={"type": {"classification": "softmax", "semantic_segmentation": "argmax_per_pixel"}.get(
             task, "nms"), **({"confidence_threshold": 0.05, "nms_threshold": 0.5} if task == "object_detection" else {})},
+        # As the guide's exporter writes it: among twins (same tensors), the name decides.
+        model_info={"architecture": e["name"]},
     )
     # Recognition by the core alone (`byom inspect`), so that a failed compile still says it.
     pt = work / "model.pt"

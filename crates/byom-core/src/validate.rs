@@ -380,6 +380,18 @@ impl<S: ExtractSink> Validator<S> {
             summary.output_shape = declared.output_shape();
             summary.num_classes = declared.num_classes();
             summary.class_names = declared.class_names.clone();
+            // Twins of a recognised state dict: the package's own name for its builder decides
+            // (torch::twins), before anything reads the architecture.
+            if let (Some(path), Some(inspection)) = (
+                contents.pt_path().map(str::to_string),
+                contents.inspection.as_mut(),
+            ) {
+                rule_issues.extend(torch::twins::choose(
+                    inspection,
+                    declared.architecture.as_deref(),
+                    &path,
+                ));
+            }
             if let (Some(path), Some(inspection)) = (contents.pt_path(), &contents.inspection) {
                 summary.model_file = Some(path.to_string());
                 summary.model_file_bytes = contents.size_of(path);

@@ -24,6 +24,8 @@ pub struct Declared {
     pub manifest_input: Option<Vec<i64>>,
     /// manifest.json `model_graph.stages[0]`.
     pub graph_stage: Option<Value>,
+    /// mochi.json `model_info.architecture`: the builder's name, when the package says it.
+    pub architecture: Option<String>,
 }
 
 /// A 4-dimensional shape of positive integers.
@@ -71,6 +73,10 @@ impl Declared {
                 .map(str::to_string),
             manifest_input: shape4(manifest.and_then(|m| m.get("input_shape"))),
             graph_stage: graph_stage.cloned(),
+            architecture: mochi
+                .and_then(|m| m.path(&["model_info", "architecture"]))
+                .and_then(Value::as_str)
+                .map(str::to_string),
         }
     }
 

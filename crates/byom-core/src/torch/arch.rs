@@ -151,6 +151,24 @@ impl Table {
     }
 }
 
+/// The builder `qualified` (`torchvision/fasterrcnn_mobilenet_v3_large_fpn`) as the match of a
+/// state dict `like` matched: its classifier width and input channels. For choosing among
+/// [`Recognition::alternatives`], whose tensors are the same.
+pub fn twin(qualified: &str, like: &ArchMatch) -> Option<ArchMatch> {
+    table()
+        .entries
+        .iter()
+        .find(|e| format!("{}/{}", e.zoo.as_str(), e.name) == qualified)
+        .map(|e| ArchMatch {
+            zoo: e.zoo,
+            name: e.name.clone(),
+            num_classes: like.num_classes,
+            in_channels: like.in_channels,
+            server_compilable: e.compilable,
+            builder_kwargs: e.kwargs.clone(),
+        })
+}
+
 /// The table shipped with the core, parsed on first use.
 pub fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();

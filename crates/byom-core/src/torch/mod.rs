@@ -25,6 +25,7 @@ pub mod safety;
 pub mod script_class;
 pub mod script_code;
 pub mod signature;
+pub mod twins;
 pub mod version;
 pub mod zip;
 

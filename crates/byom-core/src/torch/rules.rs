@@ -198,6 +198,23 @@ never what torch.save writes: it is refused, so that the folder byom reads recor
 provably the one torch reads them under.",
 };
 
+pub const ARCHITECTURE_TWINS: Rule = Rule {
+    code: "BYOM616",
+    name: "architecture-twins",
+    severity: Severity::Warning,
+    summary: "The state dict's tensors are those of several builders that compute different things; the server rebuilds the first unless the package names another.",
+    hint: "Name your builder in mochi.json model_info.architecture, or export TorchScript.",
+    doc: "Some builders make exactly the same tensor names and shapes: torchvision's \
+`fasterrcnn_mobilenet_v3_large_fpn` and `fasterrcnn_mobilenet_v3_large_320_fpn` differ only in \
+the image size and proposal counts they are built with, timm's `tf_` models only in their \
+padding. A state dict cannot tell them apart, and the server rebuilds one of them: the wrong \
+one compiles and verifies against itself, yet computes something else than your model. When \
+mochi.json `model_info.architecture` names one of the twins (`fasterrcnn_mobilenet_v3_large_fpn` \
+or `torchvision/fasterrcnn_mobilenet_v3_large_fpn`), that one is the architecture everywhere \
+(report, page, compile). Otherwise the first in the fingerprint table's order is rebuilt and \
+this warning names the others: that it is yours is only likely.",
+};
+
 pub const CLASSIFIER_CONTRADICTS: Rule = Rule {
     code: "BYOM620",
     name: "classifier-contradicts-classes",
@@ -311,6 +328,7 @@ pub const ALL: &[&Rule] = &[
     &DUPLICATE_NAME,
     &CASE_COLLISION,
     &OUTSIDE_PREFIX,
+    &ARCHITECTURE_TWINS,
     &CLASSIFIER_CONTRADICTS,
     &INPUT_CHANNELS_CONTRADICT,
     &UNKNOWN_OPERATOR,
