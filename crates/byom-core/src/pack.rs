@@ -182,7 +182,7 @@ pub fn pack_with_details(
     let pt_name = pt_file_name(pt_name)?;
     let path = format!("export_artifacts/{pt_name}");
 
-    let (inspection, issues) = torch::inspect_bytes(pt_bytes, &opts.settings, &path);
+    let (mut inspection, issues) = torch::inspect_bytes(pt_bytes, &opts.settings, &path);
     let errors: Vec<Issue> = issues
         .iter()
         .filter(|i| i.severity == Severity::Error)
@@ -229,6 +229,14 @@ pub fn pack_with_details(
     if opts.class_names.iter().any(|c| c.trim().is_empty()) {
         return Err(PackError::Invalid("class names must not be empty".into()));
     }
+    // Twins (builders with these very tensors): `--architecture` chooses as model_info does;
+    // without it the first twin is written below, and the warning (BYOM616) says so here,
+    // where the user can still pass `--architecture`.
+    warnings.extend(torch::twins::choose(
+        &mut inspection,
+        opts.architecture.as_deref(),
+        &path,
+    ));
     // What the validator would call an error (a class count the head proves wrong) is refused
     // here with the same message, so `pack` never writes a package that fails validation.
     let (refused, checked): (Vec<Issue>, Vec<Issue>) =
