@@ -13,7 +13,9 @@ import time
 import pytest
 import requests
 
-from helpers import Server, bad_package, files_under, good_package, sha256, worker_pids
+from pathlib import Path
+
+from helpers import FIXTURES_SRC, Server, bad_package, files_under, good_package, sha256, worker_pids
 
 ADMIN = "byom_robustness_admin_secret"
 
@@ -287,5 +289,57 @@ def test_idle_timeout_is_per_chunk_not_total(tmp_path):
         assert len(s.check(s.call("GET", "/api/v1/packages", tok), 200, "PackageList")["packages"]) == 1
         assert files_under(s.data_dir / "tmp") == []
         assert any("status=408" in line for line in s.request_lines("PUT", "/api/v1/packages"))
+    finally:
+        s.stop()
+
+
+def test_a_worker_that_crashes_says_at_which_step(tmp_path):
+    """libtorch running a model can crash the worker (SIGSEGV) before any report is written.
+    The compile announces each libtorch step on stderr (byom_compile::progress), so the job's
+    failure says where. Here the crash is a SIGABRT sent while a slow scripted model runs on
+    its declared input (a SIGSEGV sent by kill() would not do: Rust's stack-overflow handler
+    returns from one that is not a fault): the reason must name that step."""
+    import io
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(FIXTURES_SRC))
+    import make_packages as mp
+
+    class Slow(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            for _ in range(3_000_000):
+                x = x * 1.0
+            return self.fc(x.mean(dim=(2, 3)))
+
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(Slow().eval()), buf)
+    shape = [1, 3, 8, 8]
+    spec = mp.Package("unused", "model.pt", "classification", shape, [1, 2], 2, ["a", "b"],
+                      preprocessing={"resize": [8, 8], "normalize": mp.IMAGENET, "channel_order": "RGB"},
+                      postprocessing={"type": "softmax"})
+    s = Server(tmp_path / "data", "--workers", "1").start()
+    try:
+        tok = s.tenant_token("crash", "uploader")
+        pkg = s.check(s.upload(tok, mp.gz(mp.tar_bytes(mp.members_of(spec, pt_data=buf.getvalue())))), 201,
+                      "PackageResponse")["package"]
+        job = s.check(_compile(s, tok, pkg["id"]), 202, "JobResponse")["job"]
+        _wait_running(s, tok, job["id"])
+        [pid] = worker_pids(s)
+        log = Path(os.readlink(f"/proc/{pid}/cwd")) / "worker.log"
+        deadline = time.time() + 120
+        while "step: running the model" not in (log.read_text() if log.exists() else ""):
+            assert time.time() < deadline, log.read_text() if log.exists() else "no worker.log"
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGABRT)
+        done = s.wait_job(tok, job["id"], timeout=60)
+        assert done["status"] == "failed"
+        assert ("killed by signal 6 (SIGABRT) while running the model on its declared input [1, 3, 8, 8]"
+                in done["failure_reason"]), done["failure_reason"]
     finally:
         s.stop()

@@ -15,6 +15,7 @@ use crate::isolate;
 use crate::options::CompileOptions;
 use crate::plan::{self, Plan};
 use crate::prepare::{self, Prepared};
+use crate::progress;
 use crate::report::{CompileReport, HostInfo, TargetResult, TargetStatus, Verification};
 use crate::shim::{self, BenchSpec, BenchStep, Cast};
 use crate::target::{Precision, Target};
@@ -64,6 +65,16 @@ impl Job<'_> {
             (false, true) => Cast::Fp32,
             (false, false) => Cast::Keep,
         };
+        progress::step(&format!(
+            "building the {} artifact ({}{})",
+            plan.artifact_key,
+            if plan.freeze { "freezing" } else { "unfrozen" },
+            match cast {
+                Cast::Fp16 => ", weights to fp16",
+                Cast::Fp32 => ", weights to fp32",
+                Cast::Keep => "",
+            }
+        ));
         shim::transform(source, &out, plan.device, cast, plan.freeze)?;
         self.artifacts.insert(plan.artifact_key, out.clone());
         Ok(out)
@@ -188,6 +199,9 @@ fn verify_target(
     if not_measured.is_some() {
         (spec.warmup, spec.iters) = (0, 0);
     }
+    progress::step(&format!(
+        "reloading and running the {target} artifact on {label}"
+    ));
     let saved_started = Instant::now();
     let checked = match verify::check(artifact, &spec, reference, job.parity(), tol, &label) {
         Ok(c) => c,
@@ -528,6 +542,7 @@ pub fn run(
         gpu,
         artifacts: BTreeMap::new(),
     };
+    progress::step("timing the model as uploaded");
     let eager = job.spec("cpu", job.model_precision(), BenchStep::None);
     match shim::bench(&job.prepared.eager_path, &eager) {
         Ok(run) => {

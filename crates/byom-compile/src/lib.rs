@@ -31,6 +31,7 @@ mod options;
 mod package;
 pub mod plan;
 mod prepare;
+pub mod progress;
 mod report;
 mod shim;
 mod target;

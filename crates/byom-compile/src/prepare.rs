@@ -18,6 +18,7 @@ use crate::error::CompileError;
 use crate::metadata::{self, ModelDeclarations};
 use crate::options::CompileOptions;
 use crate::package::{self, ExtractedPackage};
+use crate::progress;
 use crate::report::ModelSummary;
 use crate::{forward, ops, zoo};
 
@@ -165,10 +166,15 @@ pub fn prepare(
             return Err(CompileError::Unsupported("the model file is not a PyTorch file".to_string()))
         }
     };
+    progress::step("loading the model with libtorch");
     let module = CModule::load_on_device(&eager_path, Device::Cpu)
         .map_err(|e| CompileError::Load(e.to_string()))?;
     let input = forward::fixed_input(&declared.input_shape, kind, Device::Cpu)
         .map_err(|e| CompileError::Forward(e.to_string()))?;
+    progress::step(&format!(
+        "running the model on its declared input {:?}",
+        declared.input_shape
+    ));
     let selected = forward::run(&module, &input, declared.output_shape.as_deref())
         .map_err(CompileError::Forward)?;
     let actual = selected.tensor.size();

@@ -462,6 +462,14 @@ impl Runner {
                 "the worker crashed: killed by {}",
                 byom_compile::isolate::signal_name(sig)
             );
+            // Where: the compile announces each libtorch step on stderr (worker.log).
+            if let Some(step) = read_end(&dir.join("worker.log"), LOG_TAIL_BYTES)
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .and_then(|t| byom_compile::progress::last_step(&t).map(str::to_string))
+            {
+                reason.push_str(&format!(" while {step}"));
+            }
             if sig == libc::SIGKILL {
                 reason.push_str(&format!(
                     " (killed from outside, or out of memory; the worker memory limit is {} MiB)",
