@@ -181,7 +181,7 @@ def test_kill_9_during_a_compile_leaves_no_package_copy(tmp_path):
         job = s.check(s.call("POST", f"/api/v1/packages/{pkg['id']}/compile", tok, json={"targets": ["x86_64-cpu"]}),
                       202, "JobResponse")["job"]
         s.wait_job(tok, job["id"], timeout=30, until=("running",))
-        job_dir = s.data_dir / "jobs" / job["id"]
+        job_dir = s.data_dir / "jobs" / f"{job['id']}.attempt-1"  # the attempt's own directory
         deadline = time.time() + 60  # a loaded 2-core machine can take seconds to start the child
         while not (worker_pids(s) and (job_dir / "package.tar.gz").exists()) and time.time() < deadline:
             time.sleep(0.1)

@@ -182,7 +182,8 @@ def test_worker_killed_mid_job_fails_the_job_and_the_server_keeps_serving(slow_s
     # the sandbox: no secrets in its environment, its own network namespace, a data limit
     environ = open(f"/proc/{pid}/environ", "rb").read()
     assert ADMIN.encode() not in environ and b"BYOM_ADMIN_TOKEN" not in environ
-    assert os.readlink(f"/proc/{pid}/cwd").endswith(job["id"])
+    # each attempt runs in a directory of its own (jobs/<job>.attempt-<n>)
+    assert os.readlink(f"/proc/{pid}/cwd").endswith(f"{job['id']}.attempt-1")
     limits = open(f"/proc/{pid}/limits").read()
     data_line = [l for l in limits.splitlines() if l.startswith("Max data size")][0]
     assert str(3000 * 1024 * 1024) in data_line, data_line

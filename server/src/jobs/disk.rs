@@ -268,12 +268,22 @@ pub async fn sweep(queue: &dyn JobQueue, data_dir: &Path) -> Result<Swept, sqlx:
         let Ok(meta) = path.symlink_metadata() else {
             continue;
         };
-        let status = match entry.file_name().to_str() {
-            Some(id) => queue.status(id).await?,
-            None => None,
+        // An attempt's directory (`<job>.attempt-<n>`) belongs to its job: left alone while the
+        // job is active (another node may be running it), removed after (what an attempt
+        // keeps is moved to the job's directory or the store when it ends).
+        let (status, scratch) = match entry.file_name().to_str() {
+            Some(name) => {
+                let (id, scratch) = super::sandbox::job_of_dir(name);
+                (queue.status(id).await?, scratch)
+            }
+            None => (None, false),
         };
         match status {
             Some(s) if s.is_active() => {}
+            Some(_) if scratch => {
+                remove(&path, &meta);
+                swept.removed += 1;
+            }
             Some(_) => {
                 clean_finished(&path);
                 swept.cleaned += 1;
@@ -290,6 +300,35 @@ pub async fn sweep(queue: &dyn JobQueue, data_dir: &Path) -> Result<Swept, sqlx:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An attempt's directory is its job's: kept while the job is active,
+    /// since another node sharing the data directory may be running it; removed once it ends.
+    #[tokio::test]
+    async fn the_start_up_sweep_keeps_an_active_jobs_attempt_scratch() {
+        use crate::jobs::queue::JobQueue;
+        use crate::jobs::Target;
+        let (q, db, dir) = crate::jobs::queue::test_support::queue_with_a_package("sweep").await;
+        let data = dir.0.clone();
+        let job = q
+            .enqueue("t", "p", &[Target::X86_64Cpu], 16)
+            .await
+            .unwrap()
+            .unwrap();
+        let scratch = super::super::sandbox::attempt_dir(&data, &job.id, 1);
+        std::fs::create_dir_all(scratch.join("tmp")).unwrap();
+        let stray = super::super::sandbox::attempt_dir(&data, "job_gone", 3);
+        std::fs::create_dir_all(&stray).unwrap();
+        let swept = sweep(&q, &data).await.unwrap();
+        assert!(scratch.is_dir(), "a queued job's scratch was removed");
+        assert!(!stray.exists(), "an unknown job's scratch was kept");
+        assert_eq!(swept.removed, 1);
+        sqlx::query("UPDATE jobs SET status = 'failed'")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        sweep(&q, &data).await.unwrap();
+        assert!(!scratch.exists(), "a finished job's scratch was kept");
+    }
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("byom-disk-{name}-{}", std::process::id()));

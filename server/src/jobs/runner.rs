@@ -211,7 +211,7 @@ impl Runner {
         cancel: &Notify,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Outcome, LeaseLost> {
-        let dir = sandbox::job_dir(&self.config.data_dir, &job.id);
+        let dir = self.work_dir(job);
         let outcome = match lease.while_held(self.prepare(job)).await {
             Ok(Ok((dir, allowance))) => {
                 self.supervise(job, &dir, allowance, cancel, lease, shutdown)
@@ -223,12 +223,9 @@ impl Runner {
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(lost) => {
-                // Without an object store the data directory is shared, and the job's
-                // directory is its new holder's now (whose preparation starts it afresh); with
-                // one, it is this node's scratch.
-                if self.objects.is_some() {
-                    let _ = tokio::fs::remove_dir_all(&dir).await;
-                }
+                // The directory is this attempt's own (`work_dir`): the job's new holder works
+                // in another, even on a data directory the nodes share.
+                let _ = tokio::fs::remove_dir_all(&dir).await;
                 return Err(lost);
             }
         };
@@ -237,7 +234,29 @@ impl Runner {
         let d = dir.clone();
         let _ = tokio::task::spawn_blocking(move || disk::clean_finished(&d)).await;
         let Some(objects) = &self.objects else {
-            return Ok(outcome);
+            // Without an object store, the attempt's directory becomes the job's, which the
+            // API serves; only while the lease is held, so a cut-off attempt never replaces
+            // the one that took its job over.
+            let job_dir = sandbox::job_dir(&self.config.data_dir, &job.id);
+            let from = dir.clone();
+            let moved = lease
+                .while_held(tokio::task::spawn_blocking(move || {
+                    match std::fs::remove_dir_all(&job_dir) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                    std::fs::rename(&from, &job_dir)
+                }))
+                .await;
+            return match moved {
+                Err(lost) => {
+                    let _ = tokio::fs::remove_dir_all(&dir).await;
+                    Err(lost)
+                }
+                Ok(Ok(Ok(()))) => Ok(outcome),
+                Ok(Ok(Err(e))) => Ok(keeping_failed(outcome, e.to_string())),
+                Ok(Err(e)) => Ok(keeping_failed(outcome, e.to_string())),
+            };
         };
         // With an object store, what the job keeps goes there (before the job's end is
         // recorded, so every API server can serve it as soon as it says "succeeded"), and the
@@ -261,6 +280,14 @@ impl Runner {
                 Ok(outcome)
             }
         }
+    }
+
+    /// Where this attempt at `job` runs: a directory of the attempt's own, so that on a data
+    /// directory several nodes share, an attempt cut off from the database (which keeps going
+    /// until a heartbeat fails) and the one that took the job over never meet. At the end what
+    /// the job keeps goes to the object store, or (without one) the directory becomes the job's.
+    fn work_dir(&self, job: &JobRow) -> std::path::PathBuf {
+        sandbox::attempt_dir(&self.config.data_dir, &job.id, job.attempts)
     }
 
     /// The probed Python for state dicts; probed once, by the first job that asks.
@@ -299,7 +326,7 @@ impl Runner {
             .ok_or("the package was deleted")?;
         let sha: String = row.get("sha256");
         let size = u64::try_from(row.get::<i64, _>("size")).unwrap_or(0);
-        let dir = sandbox::job_dir(&self.config.data_dir, &job.id);
+        let dir = self.work_dir(job);
         let store = Arc::clone(&self.store);
         let targets = job.targets.clone();
         let settings = self.config.settings.clone();
@@ -744,6 +771,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Move each target's bundle to `<job>/artifacts/<target>.tar.gz`, where downloads are served
 /// from. The worker's report is untrusted: a bundle path is used only if it resolves inside
 /// the job directory and is a regular file (no symlinks out to the database or tokens).
+/// `outcome`, failed if it had succeeded, when what the job keeps could not be put in place.
+fn keeping_failed(outcome: Outcome, why: String) -> Outcome {
+    if outcome.status != JobStatus::Succeeded {
+        tracing::warn!(error = %why, "could not keep the job's logs");
+        return outcome;
+    }
+    Outcome {
+        status: JobStatus::Failed,
+        failure_reason: Some(format!(
+            "compiled, but the artifacts could not be kept: {why}"
+        )),
+        ..outcome
+    }
+}
+
 fn collect_bundles(dir: &Path, report: &CompileReport) {
     let Ok(root) = dir.canonicalize() else { return };
     let artifacts = dir.join("artifacts");
@@ -938,7 +980,7 @@ mod tests {
             .unwrap();
         let claimed = runner.queue.claim(&runner.lease).await.unwrap().unwrap();
         // Once the compile runs, the reaper hands the job to node "b".
-        let pid_file = sandbox::job_dir(&data, &job.id).join("pid.txt");
+        let pid_file = sandbox::attempt_dir(&data, &job.id, claimed.attempts).join("pid.txt");
         let thief = {
             let db = db.clone();
             tokio::spawn(async move {

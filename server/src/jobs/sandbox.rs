@@ -150,3 +150,24 @@ pub fn probe_netns() -> bool {
 pub fn job_dir(data_dir: &Path, job_id: &str) -> PathBuf {
     data_dir.join("jobs").join(job_id)
 }
+
+/// What separates a job's id from its attempt number in an attempt's directory name.
+const ATTEMPT_SEPARATOR: &str = ".attempt-";
+
+/// The directory one attempt at a job runs in. Several nodes may share one data directory; an
+/// attempt whose lease was lost removes its directory when it notices, and must not touch the
+/// directory of the attempt that replaced it. When the attempt ends, what the job keeps goes
+/// to the object store, or the directory becomes [`job_dir`].
+pub fn attempt_dir(data_dir: &Path, job_id: &str, attempt: i64) -> PathBuf {
+    data_dir
+        .join("jobs")
+        .join(format!("{job_id}{ATTEMPT_SEPARATOR}{attempt}"))
+}
+
+/// The job a directory under `jobs/` belongs to, and whether it is an attempt's scratch.
+pub fn job_of_dir(name: &str) -> (&str, bool) {
+    match name.split_once(ATTEMPT_SEPARATOR) {
+        Some((id, _)) => (id, true),
+        None => (name, false),
+    }
+}
