@@ -316,6 +316,9 @@ fn build_target(job: &mut Job<'_>, target: Target, identical_to: &[Target]) -> T
     let mut result = TargetResult::failed(target, None);
     result.passes = plan.passes.clone();
     result.precision = precision;
+    result
+        .warnings
+        .extend(job.prepared.warnings.iter().cloned());
     if plan.cast_to_fp32 {
         result.warnings.push(format!(
             "the model's weights are {model}, which a CPU runs 10-30x slower than fp32 in \

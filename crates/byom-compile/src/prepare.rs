@@ -36,6 +36,28 @@ pub struct Prepared {
     pub selector: String,
     /// The original's output on the fixed input (f32).
     pub reference: Vec<f32>,
+    /// What every target's result warns of: what the deployed model leaves out.
+    pub warnings: Vec<String>,
+}
+
+/// What the documented detector wrapper leaves out of a torchvision detector's outputs: Mask
+/// R-CNN's masks, Keypoint R-CNN's keypoints (docs/detectors.md).
+fn detector_outputs_left_out(builder: &str, export: zoo::Export) -> Option<String> {
+    if export != zoo::Export::Script {
+        return None;
+    }
+    let what = if builder.starts_with("maskrcnn") {
+        "Mask R-CNN's masks"
+    } else if builder.starts_with("keypointrcnn") {
+        "Keypoint R-CNN's keypoints"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "the deployed {builder} returns boxes, scores and labels only ([batch, max_detections, 6], \
+         docs/detectors.md): {what} are not in its output; to deploy them, export your own \
+         wrapper as TorchScript"
+    ))
 }
 
 /// Human name of a kind, as in the core's JSON.
@@ -68,6 +90,7 @@ pub fn prepare(
         ops::ensure(&inspection.operators, log).map_err(CompileError::Operators)?;
     // The library's eager outputs, for a state dict rebuilt by `zoo`.
     let mut zoo_references = None;
+    let mut warnings = Vec::new();
     let (architecture, kind) = match inspection.kind {
         PtKind::TorchscriptTraced | PtKind::TorchscriptScripted => {
             let mut module = CModule::load_on_device(&package.model_path, Device::Cpu)
@@ -144,6 +167,9 @@ pub fn prepare(
             if let Some(half) = built.eager_half {
                 log.push(format!("traced {} a second time in fp16 (traced weights are constants, which .half() does not convert)", m.qualified()));
                 eager_half_path = Some(half);
+            }
+            if let Some(dropped) = detector_outputs_left_out(&m.name, built.export) {
+                warnings.push(dropped);
             }
             zoo_references = Some((built.references, built.export));
             (Some(m.qualified()), built.kind)
@@ -251,6 +277,7 @@ pub fn prepare(
         kind,
         selector: selected.selector,
         reference,
+        warnings,
     })
 }
 
@@ -279,5 +306,22 @@ pub fn dtype_name(kind: Kind) -> &'static str {
         Kind::BFloat16 => "bfloat16",
         Kind::Double => "float64",
         _ => "float32",
+    }
+}
+
+#[cfg(test)]
+mod detector_tests {
+    use super::*;
+
+    #[test]
+    fn masks_and_keypoints_left_out_are_said() {
+        let said = |b| detector_outputs_left_out(b, zoo::Export::Script);
+        assert!(said("maskrcnn_resnet50_fpn_v2").is_some_and(|w| w.contains("masks are not")));
+        assert!(said("keypointrcnn_resnet50_fpn").is_some_and(|w| w.contains("keypoints are not")));
+        assert_eq!(said("fasterrcnn_resnet50_fpn"), None);
+        assert_eq!(
+            detector_outputs_left_out("maskrcnn_resnet50_fpn", zoo::Export::Trace),
+            None
+        );
     }
 }
