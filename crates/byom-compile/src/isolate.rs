@@ -48,14 +48,33 @@ struct Request {
     operators: Vec<String>,
 }
 
-/// What the child answers.
+/// What the child answers (JSON; the output's values go beside it as raw little-endian f32,
+/// `<answer>.f32`, read back no larger than the in-process run's own output buffer).
 #[derive(Debug, Serialize, Deserialize)]
 enum Response {
-    Ran {
-        times_ms: Vec<f64>,
-        output: Vec<f32>,
-    },
+    Ran { times_ms: Vec<f64>, values: usize },
     Failed(String),
+}
+
+/// The largest JSON answer read back (its times: far more than any run count asks for).
+const MAX_ANSWER_BYTES: u64 = 16 << 20;
+
+/// Reads at most `max` bytes of `path`; more is an error (the child is not trusted).
+fn read_capped(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!("more than {max} bytes")));
+    }
+    Ok(bytes)
+}
+
+fn values_path(answer: &Path) -> PathBuf {
+    let mut p = answer.as_os_str().to_owned();
+    p.push(".f32");
+    PathBuf::from(p)
 }
 
 /// How one isolated run went wrong.
@@ -118,6 +137,7 @@ pub fn bench(
         work.join(format!("{stem}.response.json")),
     );
     let _ = std::fs::remove_file(&resp_path);
+    let _ = std::fs::remove_file(values_path(&resp_path));
     let body = serde_json::to_vec(&request).map_err(|e| ProbeError::NoAnswer(e.to_string()))?;
     std::fs::write(&req_path, body)
         .map_err(|e| ProbeError::NoAnswer(format!("writing {}: {e}", req_path.display())))?;
@@ -152,7 +172,7 @@ pub fn bench(
     if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
         return Err(ProbeError::Crashed(signal_name(signal)));
     }
-    let answer = std::fs::read(&resp_path).map_err(|e| {
+    let answer = read_capped(&resp_path, MAX_ANSWER_BYTES).map_err(|e| {
         let tail = stderr.lines().last().unwrap_or("").trim();
         ProbeError::NoAnswer(format!(
             "exit {status}, no answer ({e}){}",
@@ -163,13 +183,34 @@ pub fn bench(
             }
         ))
     })?;
-    let _ = std::fs::remove_file(&req_path);
-    let _ = std::fs::remove_file(&resp_path);
-    match serde_json::from_slice(&answer) {
-        Ok(Response::Ran { times_ms, output }) => Ok(BenchRun { times_ms, output }),
+    let values_file = values_path(&resp_path);
+    let result = match serde_json::from_slice(&answer) {
+        Ok(Response::Ran { times_ms, values }) => read_values(&values_file, values)
+            .map(|output| BenchRun { times_ms, output })
+            .map_err(|e| ProbeError::NoAnswer(format!("the output values: {e}"))),
         Ok(Response::Failed(e)) => Err(ProbeError::Failed(e)),
         Err(e) => Err(ProbeError::NoAnswer(format!("unreadable answer: {e}"))),
+    };
+    for p in [&req_path, &resp_path, &values_file] {
+        let _ = std::fs::remove_file(p);
     }
+    result
+}
+
+/// Exactly `values` f32s from `path`, at most as many as the in-process run keeps.
+fn read_values(path: &Path, values: usize) -> std::io::Result<Vec<f32>> {
+    let max = shim::MAX_OUTPUT_VALUES.min(values) as u64 * 4;
+    let bytes = read_capped(path, max)?;
+    if values.checked_mul(4) != Some(bytes.len()) {
+        return Err(std::io::Error::other(format!(
+            "{} bytes for {values} values",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 /// A readable name for a signal that ended a process: "signal 11 (SIGSEGV)". One place for
@@ -200,11 +241,18 @@ pub fn serve_probe_if_asked() -> Option<ExitCode> {
         eprintln!("{PROBE_ARG} REQUEST RESPONSE");
         return Some(ExitCode::from(64));
     };
+    let resp = PathBuf::from(resp);
     let answer = match run_request(Path::new(&req)) {
-        Ok(run) => Response::Ran {
-            times_ms: run.times_ms,
-            output: run.output,
-        },
+        Ok(run) => {
+            let raw: Vec<u8> = run.output.iter().flat_map(|v| v.to_le_bytes()).collect();
+            match std::fs::write(values_path(&resp), raw) {
+                Ok(()) => Response::Ran {
+                    times_ms: run.times_ms,
+                    values: run.output.len(),
+                },
+                Err(e) => Response::Failed(format!("writing the output values: {e}")),
+            }
+        }
         Err(e) => Response::Failed(e),
     };
     let written = serde_json::to_vec(&answer)
@@ -237,4 +285,24 @@ fn run_request(path: &Path) -> Result<BenchRun, String> {
         iters: r.iters,
     };
     shim::bench(&r.artifact, &spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_read_no_larger_than_it_may_be() {
+        let dir = std::env::temp_dir().join(format!("byom-isolate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("values.f32");
+        std::fs::write(&f, [0u8, 0, 128, 63, 0, 0, 0, 64]).unwrap();
+        assert_eq!(read_values(&f, 2).unwrap(), [1.0, 2.0]);
+        // Another count than the file holds, either way, is refused.
+        assert!(read_values(&f, 1).is_err());
+        assert!(read_values(&f, 3).is_err());
+        assert!(read_values(&f, usize::MAX).is_err());
+        assert!(read_capped(&f, 7).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

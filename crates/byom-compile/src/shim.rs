@@ -55,7 +55,7 @@ const ERR_LEN: usize = 4096;
 /// Largest graph dump kept (a ResNet-152 is well under 1 MiB of graph text).
 const MAX_GRAPH_TEXT: usize = 64 << 20;
 /// Largest output copied back for comparison (64 Mi values, 256 MiB).
-const MAX_OUTPUT_VALUES: usize = 64 << 20;
+pub(crate) const MAX_OUTPUT_VALUES: usize = 64 << 20;
 
 fn cstr(s: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("string with a NUL byte: {s:?}"))
