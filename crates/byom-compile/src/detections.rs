@@ -9,9 +9,11 @@
 //! torchvision SSDlite: the last rows, all scored 0.22031, permuted, "max rel error 0.9".
 //!
 //! So detections are matched as sets: each reference row with the closest row of the same
-//! label, box and score within tolerance. Rows left over on either side are explained only when
-//! both outputs are full and the row's score ties with the lowest score the other side kept
-//! (the row limit cut through tied detections). Anything else is a real difference.
+//! label, box and score within tolerance. A row left over on either side is explained only as
+//! a tie: both outputs full and its score tying with the lowest score the other side kept (the
+//! row limit cut through tied detections), or its score tying with an overlapping detection of
+//! its label that the other side kept instead, with more ties of that score on both sides
+//! (non-maximum suppression broke the tie the other way). Anything else is a real difference.
 //!
 //! Matching is wider than the target's tolerance: a detector decodes each box as
 //! `anchor_size * exp(regression)`, with the regression clipped at `log(1000 / 16)` (torchvision's
@@ -74,7 +76,7 @@ pub struct SetParity {
 }
 
 impl SetParity {
-    /// Whether the outputs agree: every detection matched or tied at the row limit.
+    /// Whether the outputs agree: every detection matched or explained as a tie.
     pub fn agrees(&self) -> bool {
         self.unexplained == 0
     }
@@ -174,14 +176,13 @@ pub fn compare(
             .filter(|(_, &t)| !t)
             .map(|(g, _)| g)
             .collect();
-        // Both outputs full: the row limit cut both. A row one side kept and the other did not
-        // is one of the tied detections when its score ties with the lowest score the other
-        // side kept (where the other side's cut fell); otherwise it really differs.
-        // A row one side kept and the other did not, with the same score as an overlapping
-        // detection of the same label that the other side kept, is a tie that non-maximum
-        // suppression broke the other way (which of two equal scores suppresses the other
-        // depends on their order) -- when ties are visibly in play: each side holds another
-        // detection of that label and score. A lone box that moved is a difference.
+        // A row one side kept and the other did not is a tie when (1) both outputs are full
+        // and its score ties with the lowest score the other side kept (where the other
+        // side's cut fell), or (2) its score ties with an overlapping detection of its label
+        // that the other side kept instead -- non-maximum suppression broke the tie the other
+        // way (which of two equal scores suppresses the other depends on their order) -- and
+        // ties are visibly in play: each side holds another detection of that label and score.
+        // Anything else, a lone box that moved among them, really differs.
         let in_tie_group = |rows: &[[f32; ROW]], r: &[f32; ROW]| {
             rows.iter().filter(|x| limits.tied(x, r)).count() >= 2
         };

@@ -40,7 +40,7 @@ fn round3(v: f64) -> f64 {
 pub enum Parity {
     /// Value by value, in order.
     Values,
-    /// A detector's `[B, rows, 6]` detections: in order, else as sets (detections.rs).
+    /// A detector's `[B, rows, 6]` detections, as sets (detections.rs).
     Detections(detections::Layout),
 }
 

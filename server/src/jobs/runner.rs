@@ -254,8 +254,8 @@ impl Runner {
                     Err(lost)
                 }
                 Ok(Ok(Ok(()))) => Ok(outcome),
-                Ok(Ok(Err(e))) => Ok(keeping_failed(outcome, e.to_string())),
-                Ok(Err(e)) => Ok(keeping_failed(outcome, e.to_string())),
+                Ok(Ok(Err(e))) => Ok(not_kept(outcome, &job.id, "kept", e.to_string())),
+                Ok(Err(e)) => Ok(not_kept(outcome, &job.id, "kept", e.to_string())),
             };
         };
         // With an object store, what the job keeps goes there (before the job's end is
@@ -268,17 +268,7 @@ impl Runner {
         let _ = tokio::fs::remove_dir_all(&dir).await;
         match stored? {
             Ok(()) => Ok(outcome),
-            Err(e) if outcome.status == JobStatus::Succeeded => Ok(Outcome {
-                status: JobStatus::Failed,
-                failure_reason: Some(format!(
-                    "compiled, but the artifacts could not be stored: {e}"
-                )),
-                ..outcome
-            }),
-            Err(e) => {
-                tracing::warn!(job = %job.id, error = %e, "could not store the job's logs");
-                Ok(outcome)
-            }
+            Err(e) => Ok(not_kept(outcome, &job.id, "stored", e.to_string())),
         }
     }
 
@@ -768,24 +758,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Move each target's bundle to `<job>/artifacts/<target>.tar.gz`, where downloads are served
-/// from. The worker's report is untrusted: a bundle path is used only if it resolves inside
-/// the job directory and is a regular file (no symlinks out to the database or tokens).
-/// `outcome`, failed if it had succeeded, when what the job keeps could not be put in place.
-fn keeping_failed(outcome: Outcome, why: String) -> Outcome {
+/// `outcome` when what the job keeps could not be `verb` ("stored" in the object store, "kept"
+/// as the job's directory): a success becomes a failure saying so; otherwise only logged.
+fn not_kept(outcome: Outcome, job: &str, verb: &str, why: String) -> Outcome {
     if outcome.status != JobStatus::Succeeded {
-        tracing::warn!(error = %why, "could not keep the job's logs");
+        tracing::warn!(job, error = %why, "the job's logs could not be {verb}");
         return outcome;
     }
     Outcome {
         status: JobStatus::Failed,
         failure_reason: Some(format!(
-            "compiled, but the artifacts could not be kept: {why}"
+            "compiled, but the artifacts could not be {verb}: {why}"
         )),
         ..outcome
     }
 }
 
+/// Move each target's bundle to `<job>/artifacts/<target>.tar.gz`, where downloads are served
+/// from. The worker's report is untrusted: a bundle path is used only if it resolves inside
+/// the job directory and is a regular file (no symlinks out to the database or tokens).
 fn collect_bundles(dir: &Path, report: &CompileReport) {
     let Ok(root) = dir.canonicalize() else { return };
     let artifacts = dir.join("artifacts");
