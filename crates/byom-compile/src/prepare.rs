@@ -93,6 +93,7 @@ pub fn prepare(
     let mut warnings = Vec::new();
     let (architecture, kind) = match inspection.kind {
         PtKind::TorchscriptTraced | PtKind::TorchscriptScripted => {
+            progress::step("loading the model with libtorch");
             let mut module = CModule::load_on_device(&package.model_path, Device::Cpu)
                 .map_err(|e| CompileError::Load(e.to_string()))?;
             module.set_eval();
