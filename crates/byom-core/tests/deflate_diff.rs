@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use byom_core::archive::chunked::{decode_chunk, ChunkJob, Stitcher};
-use byom_core::archive::deflate::{inflate, inflate_markers, MARKER, WINDOW};
+use byom_core::archive::deflate::{inflate, inflate_bytes, inflate_markers, MARKER, WINDOW};
 use byom_core::archive::gzip::member_header_len;
 use byom_core::Limits;
 use flate2::{Compression, Decompress, FlushDecompress, Status};
@@ -314,4 +314,78 @@ fn marker_decoding_switches_to_bytes_once_the_window_is_clean() {
         bytes[WINDOW..] == data[at..],
         "the byte phase continues the stream"
     );
+}
+
+#[test]
+fn zlib_byte_phase_gives_our_decoders_outcome_from_every_block_start() {
+    // `inflate_bytes` (zlib-rs primed at a bit, Z_BLOCK stops) must report the same block ends,
+    // end bit, stream end and bytes as our own byte decoder, from every block boundary (bit
+    // offsets of every residue mod 8), with the real window before it, and with stop bits
+    // anywhere: the stitcher's proof compares these bits.
+    let mut cases = 0;
+    let mut residues = std::collections::BTreeSet::new();
+    for (level, data) in [
+        (6, weights(600_000, 41)),
+        (1, weights(300_000, 42)),
+        (9, text(400_000, 43)),
+        (0, weights(150_000, 44)),
+        (6, {
+            let mut d = text(200_000, 45);
+            d.extend(weights(200_000, 46));
+            d.extend(vec![7u8; 300_000]);
+            d
+        }),
+    ] {
+        let raw = raw_deflate(&data, level);
+        let mut whole = Vec::new();
+        let all = inflate::<u8>(&raw, 0, u64::MAX, &mut whole, usize::MAX).unwrap();
+        assert!(whole == data);
+        let starts = std::iter::once((0u64, 0u64)).chain(all.blocks.iter().map(|b| (b.bit, b.out)));
+        for (bit, out_at) in starts {
+            if bit == all.end_bit {
+                continue;
+            }
+            residues.insert(bit % 8);
+            let window = &data[(out_at as usize).saturating_sub(WINDOW)..out_at as usize];
+            for stop in [bit + 1, bit + 20_000, bit + 300_000, u64::MAX] {
+                let mut a = window.to_vec();
+                let mut b = window.to_vec();
+                let ours = inflate::<u8>(&raw, bit, stop, &mut a, usize::MAX);
+                let theirs = inflate_bytes(&raw, bit, stop, &mut b, usize::MAX);
+                assert_eq!(ours, theirs, "level {level}, start bit {bit}, stop {stop}");
+                assert!(a == b, "level {level}, start bit {bit}: same bytes");
+                cases += 1;
+            }
+        }
+    }
+    assert!(
+        residues.len() >= 6,
+        "blocks start at bit residues {residues:?}"
+    );
+    assert!(cases > 40, "{cases} cases");
+}
+
+#[test]
+fn zlib_byte_phase_refuses_what_our_decoder_refuses() {
+    // Truncated input, a window too short for a back-reference, and the output cap: both
+    // decoders refuse (the variants may differ; the caller only falls back).
+    let data = text(200_000, 47);
+    let raw = raw_deflate(&data, 6);
+    let mut whole = Vec::new();
+    let all = inflate::<u8>(&raw, 0, u64::MAX, &mut whole, usize::MAX).unwrap();
+    let second = all.blocks[0];
+    let cut = &raw[..raw.len() - 100];
+    assert!(inflate_bytes(cut, 0, u64::MAX, &mut Vec::new(), usize::MAX).is_err());
+    assert!(inflate::<u8>(cut, 0, u64::MAX, &mut Vec::new(), usize::MAX).is_err());
+    // No window at all before the second block of text: its back-references reach before.
+    let e = inflate_bytes(&raw, second.bit, u64::MAX, &mut Vec::new(), usize::MAX);
+    assert!(e.is_err());
+    assert!(inflate::<u8>(&raw, second.bit, u64::MAX, &mut Vec::new(), usize::MAX).is_err());
+    for cap in [0, 1, 1000, 65_536, 199_999] {
+        let a = inflate::<u8>(&raw, 0, u64::MAX, &mut Vec::new(), cap);
+        let b = inflate_bytes(&raw, 0, u64::MAX, &mut Vec::new(), cap);
+        assert!(a.is_err() && b.is_err(), "cap {cap}: {a:?} {b:?}");
+    }
+    let exact = inflate_bytes(&raw, 0, u64::MAX, &mut Vec::new(), data.len()).unwrap();
+    assert!(exact.stream_end);
 }

@@ -17,7 +17,7 @@ use crc32fast::Hasher;
 const VERSION: u8 = 1;
 
 /// Every decode error, by its code on the wire.
-const ERRORS: [Error; 7] = [
+const ERRORS: [Error; 8] = [
     Error::Truncated,
     Error::BadBlockType,
     Error::BadStoredLength,
@@ -25,6 +25,7 @@ const ERRORS: [Error; 7] = [
     Error::BadSymbol,
     Error::TooFarBack,
     Error::OutputLimit,
+    Error::Unavailable,
 ];
 
 /// Serialise a chunk's decode result.

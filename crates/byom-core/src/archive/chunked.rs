@@ -21,7 +21,7 @@
 
 use crc32fast::Hasher;
 
-use super::deflate::{self, inflate, inflate_markers, BlockEnd, MARKER, WINDOW};
+use super::deflate::{self, inflate_bytes, inflate_markers, BlockEnd, MARKER, WINDOW};
 use super::gzip::RATIO_CHECK_INTERVAL;
 use crate::Limits;
 
@@ -62,9 +62,9 @@ pub struct Decoded {
 }
 
 /// Decode one chunk (any thread): with window markers (`u16`) until the last 32 KiB of output
-/// hold none, then as bytes with that window (rapidgzip's switch; weight-like data gets there
-/// after one or two blocks), so most of the chunk is decoded at `u8` width straight into
-/// [`Decoded::tail`].
+/// hold none (rapidgzip's switch; weight-like data gets there after one or two blocks), then
+/// as bytes with that window by zlib-rs ([`inflate_bytes`]), straight into [`Decoded::tail`]:
+/// most of the chunk is decoded by the sequential reader's own inflater.
 pub fn decode_chunk(job: ChunkJob) -> ChunkResult {
     let mut symbols: Vec<u16> = Vec::with_capacity(4 * WINDOW);
     symbols.extend((0..WINDOW as u16).map(|i| MARKER + i));
@@ -93,7 +93,7 @@ pub fn decode_chunk(job: ChunkJob) -> ChunkResult {
         if outcome.window_clean {
             // `tail` (≥ 32 KiB, no markers) is the window; the rest is appended to it.
             let used = out.len();
-            let rest = inflate(
+            let rest = inflate_bytes(
                 &job.input,
                 outcome.end_bit,
                 job.stop_bit,
@@ -196,9 +196,9 @@ impl Stitcher {
                 self.advance(base, d.outcome.end_bit, d.outcome.stream_end);
             }
             _ => {
-                // Decode again from the proven bit, with the real window.
+                // Decode again from the proven bit, with the real window (zlib-rs).
                 let mut buf = self.window.clone();
-                let outcome = inflate(&job.input, rel, job.stop_bit, &mut buf, job.max_out)
+                let outcome = inflate_bytes(&job.input, rel, job.stop_bit, &mut buf, job.max_out)
                     .map_err(|e| Doubt::Undecodable(job.offset, e))?;
                 out.extend_from_slice(&buf[self.window.len()..]);
                 self.crc.update(out);

@@ -8,14 +8,20 @@
 //! decoder accepts must be exactly what zlib-rs accepts and produce the same bytes (checked by
 //! the differential tests); every refusal here only sends the caller back to the sequential
 //! reader, so being stricter costs speed, never a different verdict.
+//!
+//! Once a chunk's window is known (its last 32 KiB of output hold no marker, or the stitcher
+//! decodes again from a proven bit), the bytes are zlib-rs's own ([`inflate_bytes`]): our
+//! decoder only does what zlib cannot, at ~0.6× its speed per core.
 
 mod bits;
 mod decode;
 mod huffman;
 mod search;
+mod zlib;
 
 pub use decode::{inflate, inflate_markers, BlockEnd, Outcome, Symbol, MARKER, WINDOW};
 pub use search::find_and_inflate;
+pub use zlib::inflate_bytes;
 
 /// Why a decode stopped without an answer. Deliberately coarse: the caller only falls back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -34,4 +40,6 @@ pub enum Error {
     TooFarBack,
     #[error("the output cap was reached")]
     OutputLimit,
+    #[error("zlib-rs could not be set up (out of memory)")]
+    Unavailable,
 }
