@@ -7,6 +7,7 @@
 //
 // Messages in:  {type: "plan", session, file, fileLen, chunkBytes, deflateStart}
 //               {type: "decode", session, index, start, length}
+//               {type: "recycle", buffers: ArrayBuffer[]} (a chunk's two buffers, accepted)
 // Messages out: {type: "ready"}
 //               {type: "decoded", session, index, input: Uint8Array, decoded: Uint8Array, decodeMs}
 //               {type: "error", session, index, message}
@@ -15,6 +16,16 @@ import { loadValidator } from "./wasm.js";
 
 let byom = null;
 let plan = null;
+/**
+ * Buffers the validation worker handed back once it accepted their chunk: the next reads and
+ * results go into them. A new ArrayBuffer per read and per result was what grew the renderer
+ * by ~200 MiB (V8 frees them only at a late GC; docs/bench-parallel-inflate.md).
+ */
+const pool = [];
+/** At most this many buffers wait in the pool (the chunks in flight bound what comes back). */
+const POOL_MAX = 8;
+/** Streams with a read under way: a Blob stream collected mid-read never answers (Chromium). */
+const reading = new Set();
 /** Chunks asked for, in order, each with its read already under way. */
 const queue = [];
 let draining = false;
@@ -33,12 +44,17 @@ self.onmessage = (event) => {
     plan = message;
     return;
   }
-  // The read starts now (Blob.arrayBuffer: the browser fetches the bytes off this thread), so
-  // the next chunk's bytes arrive while this worker decodes the current one. Measured against
+  if (message.type === "recycle") {
+    // Only buffers of the pool's one size come back in (a result that did not fit was new).
+    for (const buffer of message.buffers) if (plan && buffer.byteLength === bufferSize(plan) && pool.length < POOL_MAX) pool.push(buffer);
+    return;
+  }
+  // The read starts now (a byte stream: the browser fetches the bytes off this thread), so the
+  // next chunk's bytes arrive while this worker decodes the current one. Measured against
   // FileReaderSync, which holds the thread for the read (docs/bench-web.md).
   const { session, index, start, length } = message;
   if (session !== plan.session) return; // a chunk of an earlier file, asked for before its plan changed
-  const bytes = plan.file.slice(start, start + length).arrayBuffer();
+  const bytes = readRange(plan.file, start, length, take(Math.max(length, bufferSize(plan))));
   bytes.catch(() => {}); // handled where it is awaited; a dropped chunk's failure is no one's
   queue.push({ session, index, bytes, plan });
   if (!draining) drain();
@@ -53,9 +69,11 @@ async function drain() {
       const { session, index, bytes, plan: of } = queue.shift();
       if (session !== plan.session) continue; // the validation that asked for it is over
       try {
-        const input = new Uint8Array(await bytes);
+        const input = await bytes;
         const t = performance.now();
-        const decoded = byom.decodeChunk(of.fileLen, of.chunkBytes, of.deflateStart, index, input);
+        const spare = pool.pop();
+        const decoded = byom.decodeChunk(of.fileLen, of.chunkBytes, of.deflateStart, index, input, spare && new Uint8Array(spare));
+        if (spare && decoded.buffer !== spare) pool.push(spare); // the result did not fit: a new array
         const decodeMs = performance.now() - t;
         // Transferred, not copied: neither buffer stays behind in this worker.
         self.postMessage({ type: "decoded", session, index, input, decoded, decodeMs }, [input.buffer, decoded.buffer]);
@@ -66,4 +84,40 @@ async function drain() {
   } finally {
     draining = false;
   }
+}
+
+/**
+ * The pool's one buffer size: a read range (the chunk + the core's 256 KiB overlap) fits, and so
+ * does a chunk's result on weight-like data (the chunk inflated, ~1.1x, plus its window-marker
+ * head and block list); a result that does not fit gets a new array.
+ */
+function bufferSize(of) {
+  return 2 * of.chunkBytes + (256 << 10);
+}
+
+/** A pooled buffer of at least `size` bytes, or a new one. */
+function take(size) {
+  const i = pool.findIndex((buffer) => buffer.byteLength >= size);
+  return i >= 0 ? pool.splice(i, 1)[0] : new ArrayBuffer(size);
+}
+
+/** Bytes [start, start + length) of `file`, read into `buffer` (BYOB reads: no new buffers). */
+async function readRange(file, start, length, buffer) {
+  const stream = file.slice(start, start + length).stream();
+  reading.add(stream);
+  const reader = stream.getReader({ mode: "byob" });
+  let filled = 0;
+  try {
+    while (filled < length) {
+      const { value, done } = await reader.read(new Uint8Array(buffer, filled, length - filled));
+      if (value) buffer = value.buffer; // the read transferred the buffer: this is its new handle
+      if (done) break;
+      filled += value.byteLength;
+    }
+  } finally {
+    reader.releaseLock();
+    reading.delete(stream);
+  }
+  if (filled !== length) throw new Error(`the file gave ${filled} of ${length} bytes at offset ${start}`);
+  return new Uint8Array(buffer, 0, length);
 }

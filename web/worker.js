@@ -287,6 +287,9 @@ async function validateParallel(id, file, settings, chunkBytes, count) {
       done.delete(expected);
       stages.decodeMs += m.decodeMs;
       pv.accept(expected, m.input, m.decoded);
+      // Both buffers go back to the decoder that filled them, for its next chunks.
+      const buffers = m.input.buffer === m.decoded.buffer ? [m.input.buffer] : [m.input.buffer, m.decoded.buffer];
+      decoders[expected % count].postMessage({ type: "recycle", buffers }, buffers);
       expected += 1;
       t = stages.lap("acceptMs", t);
       issue();

@@ -1,13 +1,16 @@
 //! Differential: the parallel-gunzip decoder against zlib-rs (the sequential reference) on
 //! arbitrary bytes. As raw deflate, ours must refuse or give zlib-rs's exact bytes; as a gzip
 //! file cut into small chunks (the first byte picks the chunk size), the stitched result must
-//! be refused or equal zlib-rs's single-member decoding, trailer checked.
+//! be refused or equal zlib-rs's single-member decoding, trailer checked. From a bit offset
+//! (the first byte's low 3 bits), whatever our byte decoder accepts the zlib-rs byte phase
+//! (`inflate_bytes`, what chunks use once their window is known) must give with the same
+//! outcome: block ends, end bit, stream end and bytes.
 #![no_main]
 
 use std::io::Read;
 
 use byom_core::archive::chunked::{decode_chunk, ChunkJob, Stitcher};
-use byom_core::archive::deflate::inflate;
+use byom_core::archive::deflate::{inflate, inflate_bytes};
 use byom_core::archive::gzip::member_header_len;
 use byom_core::Limits;
 use flate2::{Decompress, FlushDecompress, Status};
@@ -67,6 +70,13 @@ fuzz_target!(|data: &[u8]| {
         if o.stream_end {
             assert_eq!(Some(out), zlib_raw(bytes), "raw deflate accepted differently");
         }
+    }
+    let start = u64::from(pick & 7);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    if let Ok(o) = inflate::<u8>(bytes, start, u64::from(pick) * 64, &mut a, 1 << 24) {
+        let z = inflate_bytes(bytes, start, u64::from(pick) * 64, &mut b, 1 << 24);
+        assert_eq!(Ok(o), z, "zlib byte phase ends elsewhere");
+        assert!(a == b, "zlib byte phase gives other bytes");
     }
     if let Some(ours) = chunked(bytes, 16 + usize::from(pick) * 8) {
         let mut d = flate2::read::GzDecoder::new(bytes);

@@ -17,7 +17,9 @@ use crate::js::{parse_settings, to_js};
 
 /// Decode chunk `index` of a file planned as `(fileLen, chunkBytes, deflateStart)` (the
 /// coordinator's [`ParallelValidator`] getters) from the bytes of its read range. Returns the
-/// result as a message for [`ParallelValidator::accept`].
+/// result as a message for [`ParallelValidator::accept`]: written into the front of `reuse`
+/// when it is large enough (a buffer the coordinator handed back, so that chunk after chunk
+/// costs no new `ArrayBuffer`), else in a new array.
 #[wasm_bindgen(js_name = decodeChunk)]
 pub fn decode_chunk(
     file_len: f64,
@@ -25,13 +27,23 @@ pub fn decode_chunk(
     deflate_start: f64,
     index: usize,
     input: Vec<u8>,
-) -> Result<Vec<u8>, JsError> {
+    reuse: Option<js_sys::Uint8Array>,
+) -> Result<js_sys::Uint8Array, JsError> {
     let plan = ChunkPlan::from_parts(file_len as u64, chunk_bytes as u64, deflate_start as u64);
     if index >= plan.chunks {
         return Err(JsError::new("chunk index past the plan"));
     }
     let result = chunked::decode_chunk(plan.job(index, input));
-    Ok(chunk_wire::encode(&result.decoded))
+    let message = chunk_wire::encode(&result.decoded);
+    let len = u32::try_from(message.len()).map_err(|_| JsError::new("chunk message too large"))?;
+    Ok(match reuse.filter(|buf| buf.length() >= len) {
+        Some(buf) => {
+            let view = buf.subarray(0, len);
+            view.copy_from(&message);
+            view
+        }
+        None => js_sys::Uint8Array::from(&message[..]),
+    })
 }
 
 /// One package validated from chunks decoded elsewhere, accepted in file order.
