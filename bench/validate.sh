@@ -41,8 +41,8 @@ ls -l "$PKG"
 cat /dev/null "$PKG" > /dev/null # warm the page cache
 printf '%-34s %10s %10s %13s\n' "what" "wall" "CPU" "peak RSS"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
-measure "byom validate"                   $T/release/byom validate --no-progress "$PKG"
-measure "byom validate --inflate-threads 0" $T/release/byom validate --no-progress --inflate-threads 0 "$PKG"
+measure "byom validate --inflate-threads 1" $T/release/byom validate --no-progress --inflate-threads 1 "$PKG"
+measure "byom validate (default: all cores)" $T/release/byom validate --no-progress --inflate-threads 0 "$PKG"
 BYOM_INFLATE_TRACE=1 $T/release/byom validate --no-progress --inflate-threads 0 "$PKG" 2>&1 >/dev/null | sed 's/^/  /' || true
 measure "bare inflate (zlib-rs)"          $T/release/examples/inflate "$PKG" zlib-rs
 measure "bare inflate (miniz_oxide)"      $T/release/examples/inflate "$PKG" miniz

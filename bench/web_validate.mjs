@@ -80,11 +80,15 @@ function loadRange(runs) {
   return `${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)}`;
 }
 
-/** Native: wall time and peak RSS of one `byom validate --format json` (release build). */
+/**
+ * Native: wall time and peak RSS of one `byom validate --format json --inflate-threads 1`
+ * (release build): the sequential reader on one core, the same code the page's one worker runs
+ * (the CLI's default inflates on all cores since 2026-12-03; docs/bench-parallel-inflate.md).
+ */
 function nativeRun(cli, file) {
   const loadBefore = load1();
   const started = process.hrtime.bigint();
-  const result = spawnSync("/usr/bin/time", ["-f", "%M", cli, "validate", "--format", "json", file], { maxBuffer: 256 << 20 });
+  const result = spawnSync("/usr/bin/time", ["-f", "%M", cli, "validate", "--format", "json", "--inflate-threads", "1", file], { maxBuffer: 256 << 20 });
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   if (result.status !== 0 && result.status !== 1) throw new Error(`byom validate failed: ${result.stderr}`);
   const lines = result.stderr.toString().trim().split("\n");
@@ -264,7 +268,7 @@ function nativeProfile(cli, file) {
   const dir = mkdtempSync(join(tmpdir(), "byom-perf-"));
   try {
     const data = join(dir, "perf.data");
-    const rec = spawnSync("perf", ["record", "-F", "2000", "-o", data, "--", cli, "validate", "--format", "json", file], { maxBuffer: 256 << 20 });
+    const rec = spawnSync("perf", ["record", "-F", "2000", "-o", data, "--", cli, "validate", "--format", "json", "--inflate-threads", "1", file], { maxBuffer: 256 << 20 });
     if (rec.status !== 0 && rec.status !== 1) return { error: `perf record failed: ${rec.stderr}` };
     const rep = spawnSync("perf", ["report", "-i", data, "--stdio", "--no-children", "--sort", "symbol", "--percent-limit", "0.1"], { maxBuffer: 64 << 20 });
     const functions = [];

@@ -49,11 +49,13 @@ struct Schedule {
 }
 
 /// Validate `path` (of `len` bytes) with the parallel inflater; the report has no sha256 yet.
+/// `progress` is told the compressed bytes accepted so far, in file order.
 pub fn validate(
     path: &Path,
     len: u64,
     settings: &Settings,
     opts: Options,
+    progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<Result<(Report, Stats), Fallback>> {
     let mut file = File::open(path)?;
     let mut head = Vec::new();
@@ -89,7 +91,7 @@ pub fn validate(
             s.spawn(move || worker(path, plan, sched, &tx));
         }
         drop(tx);
-        let result = consume(&rx, &sched, path, &plan, settings);
+        let result = consume(&rx, &sched, path, &plan, settings, progress);
         let (lock, cv) = &sched;
         if let Ok(mut g) = lock.lock() {
             g.stop = true;
@@ -148,6 +150,7 @@ fn consume(
     path: &Path,
     plan: &ChunkPlan,
     settings: &Settings,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<Report, Fallback> {
     let (len, n) = (plan.file_len, plan.chunks);
     let mut stitcher = Stitcher::new(&settings.limits, len, plan.deflate_start);
@@ -167,6 +170,7 @@ fn consume(
                 .map_err(|d| Fallback(d.to_string()))?;
             validator.feed_inflated(&out);
             expected += 1;
+            progress((expected as u64 * plan.chunk).min(len));
             let (lock, cv) = sched;
             if let Ok(mut g) = lock.lock() {
                 g.permits += 1;

@@ -47,14 +47,14 @@ pub struct Args {
     /// Never show a progress bar.
     #[arg(long)]
     no_progress: bool,
-    /// Inflate on this many threads (0 = all cores; 1 = the sequential reader, the default).
-    /// Experimental two-stage parallel gunzip: the report is the same byte for byte, and any
-    /// doubt (corrupt data, a bomb, several gzip members, highly compressible data) falls back
-    /// to the sequential reader.
+    /// Inflate on this many threads (0 = all cores, the default; 1 = the sequential reader
+    /// only). Two-stage parallel gunzip: the report is the same byte for byte, and any doubt
+    /// (corrupt data, a bomb, several gzip members, highly compressible data) falls back to
+    /// the sequential reader, which decides.
     #[arg(
         long,
         env = "BYOM_INFLATE_THREADS",
-        default_value_t = 1,
+        default_value_t = 0,
         value_name = "N"
     )]
     inflate_threads: usize,
@@ -201,7 +201,16 @@ fn validate_file(
             let (path, cancel) = (path.to_path_buf(), Arc::clone(&cancel));
             thread::spawn(move || sha256_file(&path, &cancel))
         };
-        match parallel_inflate::validate(path, len, settings, opts)? {
+        let mut bar = (progress && len > PROGRESS_MIN_BYTES).then(|| Progress::new(len));
+        let outcome = parallel_inflate::validate(path, len, settings, opts, &mut |done| {
+            if let Some(bar) = &mut bar {
+                bar.update(done);
+            }
+        });
+        if let Some(bar) = bar {
+            bar.clear();
+        }
+        match outcome? {
             Ok((mut report, stats)) => {
                 if trace {
                     eprintln!(
