@@ -65,8 +65,10 @@ pub fn validate(
         Err(why) => return Ok(Err(Fallback(why.to_string()))),
     };
     let n = plan.chunks;
-    let threads = opts.threads.max(1);
-    let in_flight = plan.in_flight(MEMORY_BUDGET, threads);
+    let in_flight = plan.in_flight(MEMORY_BUDGET, opts.threads.max(1));
+    // No more threads than chunks may be in flight (the memory budget's bound, 4 at 1 MiB):
+    // on a 32-core notebook the rest would only wait for a permit.
+    let threads = opts.threads.clamp(1, in_flight);
 
     let sched = (
         Mutex::new(Schedule {
