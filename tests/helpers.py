@@ -18,6 +18,8 @@ import hashlib
 import io
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -86,6 +88,30 @@ def run_byom(byom: Path, *args, env_extra: dict | None = None, timeout: float = 
 
 
 # ---------------------------------------------------------------------------- tar members
+
+
+def run_on_tty(argv: list[str], env: dict, timeout: float = 60) -> bytes:
+    """Run with stdout and stderr on a pseudo-terminal; returns everything written."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=10)
+    os.close(master)
+    return b"".join(chunks)
 
 
 def _tar(src: bytes | Path) -> tarfile.TarFile:

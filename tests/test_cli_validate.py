@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pty
 import re
-import select
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FIXTURES_SRC, REPO, fixtures_dir_path, run_byom, tar_infos, tar_members
+from helpers import FIXTURES_SRC, REPO, fixtures_dir_path, run_byom, run_on_tty, tar_infos, tar_members
 
 CODE_RE = re.compile(r"^BYOM\d{3}$")
 ANSI_RE = re.compile(rb"\x1b\[[0-9;]*m")
@@ -236,38 +234,14 @@ def test_nested_folder_names_the_folder(byom_bin, fixtures_dir):
     assert "resnet-model" in issue["message"] + issue["hint"]
 
 
-def _run_on_tty(argv: list[str], env: dict) -> bytes:
-    """Run with stdout and stderr on a pseudo-terminal; returns everything written."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, env=env)
-    os.close(slave)
-    chunks = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=10)
-    os.close(master)
-    return b"".join(chunks)
-
-
 def test_colour_on_tty_and_no_color(byom_bin, fixtures_dir):
     path = str(fixtures_dir / "dimension_mismatch.tar.gz")
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE")}
     env["TERM"] = "xterm-256color"
-    coloured = _run_on_tty([str(byom_bin), "validate", path], env)
+    coloured = run_on_tty([str(byom_bin), "validate", path], env)
     assert b"BYOM501" in coloured
     assert ANSI_RE.search(coloured), "text output on a terminal is coloured"
-    plain = _run_on_tty([str(byom_bin), "validate", path], env | {"NO_COLOR": "1"})
+    plain = run_on_tty([str(byom_bin), "validate", path], env | {"NO_COLOR": "1"})
     assert b"BYOM501" in plain
     assert not ANSI_RE.search(plain), "NO_COLOR must turn colour off"
 

@@ -10,9 +10,14 @@ really ran. One process per mode over all fixtures keeps this cheap.
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import tarfile
 
-from helpers import byom_bin, corpus_dir_path, fixtures_dir_path, run_byom
+import pytest
+
+from helpers import byom_bin, corpus_dir_path, fixtures_dir_path, run_byom, run_on_tty
 
 
 def test_parallel_inflate_reports_equal_sequential_on_every_fixture():
@@ -44,3 +49,28 @@ def test_parallel_inflate_reports_equal_sequential_on_every_fixture():
     assert any("trailer" in t for t in fell_back), fell_back
     reports = json.loads(seq.stdout)
     assert len(reports) == len(paths) and all(r.get("sha256") for r in reports)
+
+
+def test_the_default_inflates_in_parallel_and_shows_its_progress_bar(tmp_path):
+    # > 64 MiB (the bar's threshold) of incompressible bytes in a tar.gz: the default reader is
+    # the parallel one on a machine with 2+ cores, and it draws the same bar as the sequential.
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the default is the sequential reader")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        data = os.urandom(70 << 20)
+        info = tarfile.TarInfo("model.pt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    package = tmp_path / "big.tar.gz"
+    package.write_bytes(buf.getvalue())
+    env = os.environ | {"BYOM_INFLATE_TRACE": "1"}
+    env.pop("BYOM_INFLATE_THREADS", None)
+    parallel = run_on_tty([str(byom_bin()), "validate", str(package)], env, timeout=120)
+    assert b"parallel inflate: " in parallel and b"chunks on" in parallel, parallel[-2000:]
+    assert b"validating [" in parallel, "the parallel path draws the progress bar"
+    sequential = run_on_tty(
+        [str(byom_bin()), "validate", "--inflate-threads", "1", str(package)], env, timeout=120
+    )
+    assert b"parallel inflate" not in sequential
+    assert b"validating [" in sequential
