@@ -101,23 +101,21 @@ function take(size) {
   return i >= 0 ? pool.splice(i, 1)[0] : new ArrayBuffer(size);
 }
 
-/** Bytes [start, start + length) of `file`, read into `buffer` (BYOB reads: no new buffers). */
+/**
+ * Bytes [start, start + length) of `file`, read into `buffer` by one BYOB read with `min`
+ * (as the default reader in worker.js reads): no new buffers.
+ */
 async function readRange(file, start, length, buffer) {
   const stream = file.slice(start, start + length).stream();
   reading.add(stream);
   const reader = stream.getReader({ mode: "byob" });
-  let filled = 0;
   try {
-    while (filled < length) {
-      const { value, done } = await reader.read(new Uint8Array(buffer, filled, length - filled));
-      if (value) buffer = value.buffer; // the read transferred the buffer: this is its new handle
-      if (done) break;
-      filled += value.byteLength;
-    }
+    const { value } = await reader.read(new Uint8Array(buffer, 0, length), { min: length });
+    const got = value ? value.byteLength : 0;
+    if (got !== length) throw new Error(`the file gave ${got} of ${length} bytes at offset ${start}`);
+    return value;
   } finally {
     reader.releaseLock();
     reading.delete(stream);
   }
-  if (filled !== length) throw new Error(`the file gave ${filled} of ${length} bytes at offset ${start}`);
-  return new Uint8Array(buffer, 0, length);
 }

@@ -201,7 +201,7 @@ fn validate_file(
             let (path, cancel) = (path.to_path_buf(), Arc::clone(&cancel));
             thread::spawn(move || sha256_file(&path, &cancel))
         };
-        let mut bar = (progress && len > PROGRESS_MIN_BYTES).then(|| Progress::new(len));
+        let mut bar = Progress::when(progress, len);
         let outcome = parallel_inflate::validate(path, len, settings, opts, &mut |done| {
             if let Some(bar) = &mut bar {
                 bar.update(done);
@@ -262,7 +262,7 @@ fn validate_sequential(
 ) -> std::io::Result<Report> {
     let mut file = File::open(path)?;
     let total = file.metadata()?.len();
-    let mut bar = (progress && total > PROGRESS_MIN_BYTES).then(|| Progress::new(total));
+    let mut bar = Progress::when(progress, total);
 
     let (tx, rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
     let hasher = thread::spawn(move || {
@@ -315,6 +315,11 @@ struct Progress {
 }
 
 impl Progress {
+    /// A bar when one was asked for and the file is large enough to be worth one.
+    fn when(asked: bool, total: u64) -> Option<Self> {
+        (asked && total > PROGRESS_MIN_BYTES).then(|| Progress::new(total))
+    }
+
     fn new(total: u64) -> Self {
         Progress {
             total,

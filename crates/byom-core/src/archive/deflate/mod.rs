@@ -40,6 +40,8 @@ pub enum Error {
     TooFarBack,
     #[error("the output cap was reached")]
     OutputLimit,
-    #[error("zlib-rs could not be set up (out of memory)")]
+    #[error(
+        "zlib-rs could not start or went on without progress (out of memory, or an internal error)"
+    )]
     Unavailable,
 }
