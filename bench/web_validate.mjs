@@ -3,7 +3,7 @@
 // same file in the same rounds, plus the worker's peak wasm memory and JS heap. Every figure
 // carries the load average it was measured under (the host may be shared).
 //
-//   node bench/web_validate.mjs [PACKAGE] [--runs N] [--all] [--parallel] [--only I,J] [--profile] [--skip-native]
+//   node bench/web_validate.mjs [PACKAGE] [--runs N] [--all] [--parallel] [--floor] [--only I,J] [--profile] [--skip-native]
 //
 // PACKAGE defaults to the largest *.tar.gz ≥ 300 MB under target/bench/ (make one with
 // `.venv/bin/python bench/web_make_package.py`). Needs scripts/build-wasm.sh and
@@ -14,6 +14,11 @@
 // FileReaderSync loop (browsers without byte streams). `--all` adds the older variants
 // (FileReaderSync 4 MiB, the loop in Rust: validateBlob, BYOB 4 MiB, BYOB with read-ahead). Each round runs native once and each
 // reader once, so both sides see the same load; "per round" ratios compare runs of one round.
+//
+// `--floor` adds, in every round, the speed floor of one worker: the validator's inflater alone
+// and its whole gzip layer (inflate + CRC-32 + checks) over the package already in wasm memory
+// (byom-wasm's floor.rs: no reads, no copies, no tar walk), and the same two natively
+// (`cargo build --release -p byom-wasm --example floor`): no read loop can beat the first.
 //
 // `--profile` then records one default run with Chromium's sampling profiler on the worker
 // (CDP Profiler domain, 100 µs) and one native run with `perf record`, and prints both by stage
@@ -31,6 +36,7 @@ const runsAt = args.indexOf("--runs");
 const RUNS = runsAt >= 0 ? Number(args[runsAt + 1]) : 3;
 const positional = args.filter((a, i) => !a.startsWith("--") && !["--runs", "--only"].includes(args[i - 1]));
 const PROFILE = args.includes("--profile");
+const FLOOR = args.includes("--floor");
 
 /** The readers: label, worker read mode, chunk bytes, whether SIMD is forced off. */
 const ALL_READERS = [
@@ -288,6 +294,79 @@ function nativeProfile(cli, file) {
   }
 }
 
+/**
+ * The browser's floor (`--floor`): a fresh module worker loads the page's wasm (SIMD build),
+ * reads the whole File into wasm memory once, then times `InflateFloor.inflateOnly` and
+ * `.gzipLayer` (crates/byom-wasm/src/floor.rs) with nothing else running in it.
+ */
+async function browserFloor(page) {
+  const loadBefore = load1();
+  const result = await page.evaluate(async () => {
+    const src = `import { loadValidator } from "${location.origin}/wasm.js";
+      onmessage = async (e) => {
+        try {
+          const { byom, simd } = await loadValidator();
+          const floor = new byom.InflateFloor(new Uint8Array(new FileReaderSync().readAsArrayBuffer(e.data)));
+          const out = { simd };
+          for (const stage of ["inflateOnly", "gzipLayer"]) {
+            const t = performance.now();
+            const bytesOut = floor[stage]();
+            out[stage] = { ms: performance.now() - t, bytesOut };
+          }
+          floor.free();
+          postMessage(out);
+        } catch (error) {
+          postMessage({ error: String(error && error.message ? error.message : error) });
+        }
+      };`;
+    const worker = new Worker(URL.createObjectURL(new Blob([src], { type: "text/javascript" })), { type: "module" });
+    const file = document.getElementById("bench-file").files[0];
+    const out = await new Promise((ok) => {
+      worker.onmessage = (e) => ok(e.data);
+      worker.onerror = (e) => ok({ error: e.message || "the floor worker failed" });
+      worker.postMessage(file);
+    });
+    worker.terminate();
+    return out;
+  });
+  if (result.error) throw new Error(`floor: ${result.error}`);
+  return { ...result, loadBefore, loadAfter: load1() };
+}
+
+/** The native floor (`--floor`): target/release/examples/floor, one run of each stage. */
+function nativeFloor(file) {
+  const bin = join(ROOT, "target/release/examples/floor");
+  if (!existsSync(bin)) throw new Error(`${bin} missing: cargo build --release -p byom-wasm --example floor`);
+  const loadBefore = load1();
+  const lines = execFileSync(bin, [file, "1"]).toString().trim().split("\n").map((l) => JSON.parse(l));
+  const out = { loadBefore, loadAfter: load1() };
+  for (const l of lines) out[l.stage === "inflate_only" ? "inflateOnly" : "gzipLayer"] = { ms: l.ms, bytesOut: l.bytes_out };
+  return out;
+}
+
+/**
+ * The floor table: each stage's best (median) time, and what it is against the native
+ * `byom validate` (the ratio a read loop would reach if that stage were all it did).
+ */
+function printFloor(floors, nativeBest, defaultRuns) {
+  const row = (label, runs, pick) => {
+    const ms = runs.map(pick);
+    const best = Math.min(...ms);
+    const vs = Number.isNaN(nativeBest) ? "—" : `${(nativeBest / best).toFixed(2)}×`;
+    const loads = runs.flatMap((r) => [r.loadBefore, r.loadAfter]);
+    console.log(`| ${label} | ${(best / 1000).toFixed(2)} s (${(median(ms) / 1000).toFixed(2)}) | ${vs} | ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} |`);
+  };
+  console.log("\n## The floor: the validator's inflater with nothing else to do (package already in memory)\n");
+  console.log("| stage | best (median) | native `byom validate` ÷ this | load average |\n|---|---|---|---|");
+  const n = floors.map((f) => f.native);
+  const b = floors.map((f) => f.browser);
+  row("native: zlib-rs inflate alone", n, (r) => r.inflateOnly.ms);
+  row("native: gzip layer (inflate + CRC-32 + checks)", n, (r) => r.gzipLayer.ms);
+  row(`wasm (${b[0].simd ? "SIMD" : "plain"}) in a worker: zlib-rs inflate alone`, b, (r) => r.inflateOnly.ms);
+  row(`wasm (${b[0].simd ? "SIMD" : "plain"}) in a worker: gzip layer (inflate + CRC-32 + checks)`, b, (r) => r.gzipLayer.ms);
+  if (defaultRuns) row("the page's default reader (whole validation, from the File)", defaultRuns, (r) => r.workerMs);
+}
+
 function printProfile(title, summary) {
   if (summary.error) {
     console.log(`\n${title}: ${summary.error}`);
@@ -321,6 +400,7 @@ async function main() {
   const results = READERS.map(() => []);
   let nativeReport = null;
   let profiles = null;
+  const floors = [];
   let chromiumVersion = "?";
   try {
     const page = await browser.newPage();
@@ -340,6 +420,13 @@ async function main() {
     // Interleave native and browser runs: on a shared, busy host both sides then see the same
     // load; each line says what the load was.
     for (let round = 0; round < RUNS; round++) {
+      if (FLOOR) {
+        const n = nativeFloor(file);
+        const b = await browserFloor(page);
+        floors.push({ native: n, browser: b });
+        console.log(`round ${round + 1}: floor: native inflate ${n.inflateOnly.ms.toFixed(0)} ms, gzip layer ${n.gzipLayer.ms.toFixed(0)} ms (load ${n.loadBefore.toFixed(2)} → ${n.loadAfter.toFixed(2)}); ` +
+          `wasm (${b.simd ? "SIMD" : "plain"}) inflate ${b.inflateOnly.ms.toFixed(0)} ms, gzip layer ${b.gzipLayer.ms.toFixed(0)} ms (load ${b.loadBefore.toFixed(2)} → ${b.loadAfter.toFixed(2)})`);
+      }
       if (!skipNative) {
         const run = nativeRun(cli, file);
         native.push(run);
@@ -393,6 +480,7 @@ async function main() {
       `${(size / MIB / (best / 1000)).toFixed(0)} MiB/s | **${(nativeBest / best).toFixed(2)}×** | ${perRound.toFixed(2)}× | ${split} | ` +
       `${(peakWasm / MIB).toFixed(1)} + ${(heapUsed / MIB).toFixed(1)} = ${((peakWasm + heapUsed) / MIB).toFixed(1)} MiB | ${(added / MIB).toFixed(1)} MiB | ${loadRange(runs)} | ${same} |`);
   }
+  if (floors.length) printFloor(floors, skipNative ? NaN : nativeBest, results[0] && READERS[0].mode === "stream" && !READERS[0].noSimd ? results[0] : null);
   console.log(`\nload average at the end: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")}; chromium ${chromiumVersion}`);
   if (profiles) {
     printProfile(`browser worker, default reader, ${profiles.browserMs.toFixed(0)} ms under the profiler (load ${profiles.browserLoad.map((l) => l.toFixed(2)).join(" → ")})`, profiles.browser);

@@ -9,10 +9,12 @@
 //! Modules: [`validator`] (the streaming `Validator` class), [`blob`] (`validateBlob`, the
 //! whole-Blob convenience loop), [`model`] (`inspectPt`, `pack`, `postProcessingTypes`), [`parallel`] (`decodeChunk` and
 //! `ParallelValidator`: inflate across workers, wire format in [`chunk_wire`]), [`typings`] (TypeScript types
-//! of the JSON shapes), [`js`] (small conversions shared by the others).
+//! of the JSON shapes), [`js`] (small conversions shared by the others), [`floor`] (the benchmark's
+//! speed floor: the validator's inflater alone, not used by the page).
 
 mod blob;
 mod chunk_wire;
+pub mod floor;
 mod js;
 mod model;
 mod parallel;
@@ -22,6 +24,7 @@ mod validator;
 use wasm_bindgen::prelude::*;
 
 pub use blob::validate_blob;
+pub use floor::InflateFloor;
 pub use model::{default_post_processing, inspect_pt, pack, pack_detailed, post_processing_types};
 pub use parallel::{decode_chunk, ParallelValidator};
 pub use validator::Validator;
