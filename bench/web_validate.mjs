@@ -50,9 +50,9 @@ const ALL_READERS = [
     { label: "stream (BYOB, 1 MiB, read-ahead), SIMD wasm", mode: "stream", chunk: 1 * MIB, readAhead: true },
   ] : []),
   // `--parallel`: issue 14's parallel inflate (mode "parallel", off by default in the page) with
-  // 1, 2 and 4 decoding workers, 1 MiB chunks.
+  // 1, 2 and 4 decoding workers, 3 MiB chunks as the page uses (PARALLEL_CHUNK_MIB=N for others).
   ...(args.includes("--parallel") ? [1, 2, 4].map((decoders) => (
-    { label: `parallel inflate, ${decoders} decoding worker${decoders > 1 ? "s" : ""}, SIMD wasm`, mode: "parallel", chunk: 1 * MIB, decoders }
+    { label: `parallel inflate, ${decoders} decoding worker${decoders > 1 ? "s" : ""}, SIMD wasm`, mode: "parallel", chunk: Number(process.env.PARALLEL_CHUNK_MIB || 3) * MIB, decoders }
   )) : []),
 ];
 // `--only 0,6`: just these readers (indices into the list above, with --all), for quick A/B runs.

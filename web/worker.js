@@ -36,6 +36,12 @@ let simd = false;
  * (measured in docs/bench-web.md: 1 MiB was as fast as 4 MiB or faster). */
 const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 
+/** 3 MiB per chunk on the parallel path: each chunk costs a Blob read through the browser
+ * process, a boundary search and two messages, so fewer chunks decode faster (2 decoders on 2
+ * cores: 4.1–4.3 s at 1 MiB, 2.9–3.3 s at 3 MiB; docs/bench-parallel-inflate.md), and since the
+ * marker phase is capped three chunks of 3 MiB fit the core's memory budget. */
+const PARALLEL_CHUNK_BYTES = 3 * 1024 * 1024;
+
 /** Whether Blob.stream() is a byte stream (BYOB reads into one reused buffer). */
 function byobSupported() {
   try {
@@ -240,7 +246,7 @@ async function validateParallel(id, file, settings, chunkBytes, count) {
   try {
     let t = performance.now();
     // No more decoders than chunks the memory budget lets be in flight (each costs a worker and
-    // a wasm instance): with 1 MiB chunks that is 4, whatever hardwareConcurrency says.
+    // a wasm instance): with 3 MiB chunks that is 3, whatever hardwareConcurrency says.
     count = Math.min(count, pv.inFlight(count));
     stages.decoders = count;
     decoders = await startDecoders(count);
@@ -343,7 +349,7 @@ function validateInWasm(id, file, settings, chunkBytes) {
 async function handle(message) {
   const { type, id } = message;
   if (type === "validate") {
-    const chunkBytes = message.chunkBytes || DEFAULT_CHUNK_BYTES;
+    const chunkBytes = message.chunkBytes || (message.mode === "parallel" ? PARALLEL_CHUNK_BYTES : DEFAULT_CHUNK_BYTES);
     const started = performance.now();
     const modes = { wasm: validateInWasm, stream: validateStream, js: validateInJs };
     let result = null;

@@ -154,7 +154,7 @@ test("parallel mode: not gzip and one chunk fall back, saying why; a corrupt str
   assert.deepEqual(results.corrupt.report, results.corruptDefault.report);
 });
 
-test("the page itself with ?read=parallel: the largest fixtures (many 1 MiB chunks) get the CLI's verdict and codes", { skip: !fixtures && "fixtures missing (LOUDLY skipped)" }, async () => {
+test("the page itself with ?read=parallel: the largest fixtures (many 3 MiB chunks) get the CLI's verdict and codes", { skip: !fixtures && "fixtures missing (LOUDLY skipped)" }, async () => {
   const p = await browser.newPage();
   const errors = [];
   p.on("pageerror", (error) => errors.push(error.message));

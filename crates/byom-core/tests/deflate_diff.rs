@@ -389,3 +389,74 @@ fn zlib_byte_phase_refuses_what_our_decoder_refuses() {
     let exact = inflate_bytes(&raw, 0, u64::MAX, &mut Vec::new(), data.len()).unwrap();
     assert!(exact.stream_end);
 }
+
+/// `data` gzipped at level 6 with a sync flush every `block` bytes (each flush ends a block, so
+/// a chunk starting anywhere finds a block boundary soon).
+fn gzip_flushed(data: &[u8], block: usize) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), Compression::new(6));
+    for piece in data.chunks(block) {
+        enc.write_all(piece).unwrap();
+        enc.flush().unwrap();
+    }
+    enc.finish().unwrap()
+}
+
+#[test]
+fn a_chunk_whose_window_never_cleans_is_left_to_the_in_order_pass() {
+    use byom_core::archive::chunked::MARKER_PHASE_MAX;
+    // 200 kB of weights, then a 20 KiB pattern repeated for 3 MB: every byte of the repeats
+    // copies from 20 KiB back, so a chunk starting inside them only ever copies markers — its
+    // window never becomes clean, and the marker phase would run to the chunk's end.
+    let mut data = weights(50_000, 41);
+    let pattern = weights(5 << 10, 42); // 4 bytes a weight: 20 KiB
+    while data.len() < 3_200_000 {
+        data.extend_from_slice(&pattern);
+    }
+    let gz = gzip_flushed(&data, 64 << 10);
+    let header = member_header_len(&gz).unwrap();
+    // A chunk in the repeats whose output is more than the marker phase may hold but less
+    // than the chunk's output cap: the cap on the phase, not the chunk's, refuses it.
+    // The repeats compress ~70×: the file's last 40 kB are all repeats.
+    let start = gz.len() - 40_000;
+    let len = 16 << 10;
+    let job = ChunkJob {
+        offset: start as u64,
+        input: gz[start..start + len + (4 << 10)].to_vec(),
+        start_bit: None,
+        stop_bit: (len * 8) as u64,
+        max_out: 8 << 20,
+    };
+    let result = decode_chunk(job);
+    assert!(
+        matches!(
+            result.decoded,
+            Err(byom_core::archive::deflate::Error::OutputLimit)
+        ),
+        "refused at the marker phase's cap: {:?} (file {} bytes)",
+        result.decoded.as_ref().map(|d| d.head.len()),
+        gz.len()
+    );
+    assert!(header < start, "{}", gz.len());
+    // The in-order pass decodes such chunks itself, so the file still comes out whole.
+    assert!(chunked(&gz, 16 << 10, 8 << 20).unwrap() == data);
+
+    // Weight-like data never gets near the cap: its window is clean within a block or two.
+    let data = weights(500_000, 43);
+    let gz = gzip(&data, 6);
+    let start = gz.len() / 2;
+    let job = ChunkJob {
+        offset: start as u64,
+        input: gz[start..start + (1 << 20).min(gz.len() - start)].to_vec(),
+        start_bit: None,
+        stop_bit: (256 << 10) * 8,
+        max_out: 8 << 20,
+    };
+    let decoded = decode_chunk(job)
+        .decoded
+        .expect("a weight chunk decodes on its own");
+    assert!(
+        decoded.head.len() < MARKER_PHASE_MAX / 4,
+        "head {}",
+        decoded.head.len()
+    );
+}

@@ -66,7 +66,7 @@ pub fn validate(
     };
     let n = plan.chunks;
     let in_flight = plan.in_flight(MEMORY_BUDGET, opts.threads.max(1));
-    // No more threads than chunks may be in flight (the memory budget's bound, 4 at 1 MiB):
+    // No more threads than chunks may be in flight (the memory budget's bound, 6 at 1 MiB):
     // on a 32-core notebook the rest would only wait for a permit.
     let threads = opts.threads.clamp(1, in_flight);
 

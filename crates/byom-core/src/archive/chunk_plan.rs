@@ -7,7 +7,8 @@
 //! finishes somewhere in there. Chunk 0 starts decoding exactly after the gzip header; every
 //! other chunk searches for a block boundary (see [`super::chunked::decode_chunk`]).
 
-use super::chunked::ChunkJob;
+use super::chunked::{ChunkJob, MARKER_PHASE_MAX};
+use super::deflate::WINDOW;
 use super::gzip::member_header_len;
 
 /// Bytes read past a chunk's nominal end: the block that crosses it must end in there (zlib
@@ -92,10 +93,12 @@ impl ChunkPlan {
         }
     }
 
-    /// Worst-case bytes one chunk holds in flight: its input and overlap, `max_out` 16-bit
-    /// symbols, and as many plain bytes.
+    /// Worst-case bytes one chunk holds in flight: its input and overlap, its output as bytes
+    /// (`max_out`), and the marker phase as `u16` twice over (the decoding buffer with its
+    /// window of markers, and the head copied out of it; see [`MARKER_PHASE_MAX`]).
     pub fn bytes_per_chunk(&self) -> u64 {
-        self.chunk + OVERLAP + 3 * self.max_out as u64
+        let marker_phase = (self.max_out.min(MARKER_PHASE_MAX) + WINDOW) as u64;
+        self.chunk + OVERLAP + self.max_out as u64 + 4 * marker_phase
     }
 
     /// How many chunks may be in flight at once within `budget` bytes, for `decoders` decoding
@@ -168,5 +171,14 @@ mod tests {
         assert_eq!(plan.in_flight(per * 100, 2), 3);
         // A budget smaller than one chunk still lets one through.
         assert_eq!(plan.in_flight(1, 4), 1);
+        // The marker phase is counted at its own cap, not as the whole chunk in `u16`: three
+        // chunks of 3 MiB (the page's parallel chunk, 2 decoders + 1) fit the budget.
+        let page = ChunkPlan::from_parts(100 << 20, 3 << 20, 10);
+        assert_eq!(page.in_flight(MEMORY_BUDGET, 2), 3);
+        assert!(
+            plan.bytes_per_chunk() < 7 << 20,
+            "{}",
+            plan.bytes_per_chunk()
+        );
     }
 }

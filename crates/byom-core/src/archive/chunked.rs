@@ -61,15 +61,26 @@ pub struct Decoded {
     pub tail_crc: Hasher,
 }
 
+/// Most symbols the marker phase of one chunk may produce. Weight-like data has a clean window
+/// after one or two blocks (tens of KiB); a chunk whose window is still not clean after this
+/// much output (long runs copied from before the chunk) is left to the in-order pass, which
+/// decodes it with the real window, as any chunk it doubts. Capping the phase on its own, not
+/// only with the chunk's output cap, is what keeps the `u16` worst case out of
+/// [`super::chunk_plan::ChunkPlan::bytes_per_chunk`]: since zlib-rs writes the rest as bytes,
+/// a chunk costs its input, its output and this.
+pub const MARKER_PHASE_MAX: usize = 512 << 10;
+
 /// Decode one chunk (any thread): with window markers (`u16`) until the last 32 KiB of output
-/// hold none (rapidgzip's switch; weight-like data gets there after one or two blocks), then
-/// as bytes with that window by zlib-rs ([`inflate_bytes`]), straight into [`Decoded::tail`]:
-/// most of the chunk is decoded by the sequential reader's own inflater.
+/// hold none (rapidgzip's switch; weight-like data gets there after one or two blocks; at most
+/// [`MARKER_PHASE_MAX`] symbols), then as bytes with that window by zlib-rs
+/// ([`inflate_bytes`]), straight into [`Decoded::tail`]: most of the chunk is decoded by the
+/// sequential reader's own inflater.
 pub fn decode_chunk(job: ChunkJob) -> ChunkResult {
+    let marker_cap = job.max_out.min(MARKER_PHASE_MAX);
     let mut symbols: Vec<u16> = Vec::with_capacity(4 * WINDOW);
     symbols.extend((0..WINDOW as u16).map(|i| MARKER + i));
     let decoded = match job.start_bit {
-        Some(bit) => inflate_markers(&job.input, bit, job.stop_bit, &mut symbols, job.max_out)
+        Some(bit) => inflate_markers(&job.input, bit, job.stop_bit, &mut symbols, marker_cap)
             .map(|outcome| (bit, outcome)),
         None => deflate::find_and_inflate(
             &job.input,
@@ -77,7 +88,7 @@ pub fn decode_chunk(job: ChunkJob) -> ChunkResult {
             job.stop_bit,
             job.stop_bit,
             &mut symbols,
-            job.max_out,
+            marker_cap,
         ),
     }
     .and_then(|(start_bit, mut outcome)| {
