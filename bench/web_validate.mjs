@@ -15,7 +15,7 @@
 // (FileReaderSync 4 MiB, the loop in Rust: validateBlob, BYOB 4 MiB, BYOB with read-ahead). Each round runs native once and each
 // reader once, so both sides see the same load; "per round" ratios compare runs of one round.
 //
-// `--floor` adds, in every round, the speed floor of one worker: the validator's inflater alone
+// `--floor` adds, after the rounds (as many again), the speed floor of one worker: the validator's inflater alone
 // and its whole gzip layer (inflate + CRC-32 + checks) over the package already in wasm memory
 // (byom-wasm's floor.rs: no reads, no copies, no tar walk), and the same two natively
 // (`cargo build --release -p byom-wasm --example floor`): no read loop can beat the first.
@@ -420,13 +420,6 @@ async function main() {
     // Interleave native and browser runs: on a shared, busy host both sides then see the same
     // load; each line says what the load was.
     for (let round = 0; round < RUNS; round++) {
-      if (FLOOR) {
-        const n = nativeFloor(file);
-        const b = await browserFloor(page);
-        floors.push({ native: n, browser: b });
-        console.log(`round ${round + 1}: floor: native inflate ${n.inflateOnly.ms.toFixed(0)} ms, gzip layer ${n.gzipLayer.ms.toFixed(0)} ms (load ${n.loadBefore.toFixed(2)} → ${n.loadAfter.toFixed(2)}); ` +
-          `wasm (${b.simd ? "SIMD" : "plain"}) inflate ${b.inflateOnly.ms.toFixed(0)} ms, gzip layer ${b.gzipLayer.ms.toFixed(0)} ms (load ${b.loadBefore.toFixed(2)} → ${b.loadAfter.toFixed(2)})`);
-      }
       if (!skipNative) {
         const run = nativeRun(cli, file);
         native.push(run);
@@ -444,6 +437,16 @@ async function main() {
           (native[round] ? ` = ${(native[round].ms / run.workerMs).toFixed(2)}× native this round` : "") +
           ` (load ${run.loadBefore.toFixed(2)} → ${run.loadAfter.toFixed(2)})`);
       }
+    }
+    // The floor's rounds come after the readers': its worker holds ~1.4 GiB (the file and wasm
+    // memory), and freeing that slowed the native run that followed it by up to 0.4 s.
+    for (let round = 0; FLOOR && round < RUNS; round++) {
+      const n = nativeFloor(file);
+      const b = await browserFloor(page);
+      floors.push({ native: n, browser: b });
+      console.log(`floor round ${round + 1}: native inflate ${n.inflateOnly.ms.toFixed(0)} ms, gzip layer ${n.gzipLayer.ms.toFixed(0)} ms (load ${n.loadBefore.toFixed(2)} → ${n.loadAfter.toFixed(2)}); ` +
+        `wasm (${b.simd ? "SIMD" : "plain"}) inflate ${b.inflateOnly.ms.toFixed(0)} ms, gzip layer ${b.gzipLayer.ms.toFixed(0)} ms (load ${b.loadBefore.toFixed(2)} → ${b.loadAfter.toFixed(2)})`);
+      await new Promise((ok) => setTimeout(ok, 3000));
     }
     if (PROFILE) {
       const run = await browserRun(page, pids, inspector, READERS[0], true);
