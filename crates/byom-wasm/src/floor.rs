@@ -23,16 +23,19 @@ pub fn inflate_only(gz: &[u8]) -> Result<u64, String> {
     let mut out = vec![0; PIECE];
     let mut input = &gz[start..];
     loop {
-        let before = inflater.total_in();
+        let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
         let status = inflater
             .decompress(input, &mut out, FlushDecompress::None)
             .map_err(|e| e.to_string())?;
         // total_in grew by what this call consumed, at most input.len().
-        input = &input[usize::try_from(inflater.total_in() - before).unwrap_or(input.len())..];
-        match status {
-            Status::StreamEnd => return Ok(inflater.total_out()),
-            _ if input.is_empty() => return Err("the deflate data ends early".into()),
-            _ => {}
+        input = &input[usize::try_from(inflater.total_in() - before_in).unwrap_or(input.len())..];
+        if status == Status::StreamEnd {
+            return Ok(inflater.total_out());
+        }
+        // With all input consumed the inflater may still hold output for a full buffer; only a
+        // call that moves nothing means the data ended early.
+        if (inflater.total_in(), inflater.total_out()) == (before_in, before_out) {
+            return Err("the deflate data ends early".into());
         }
     }
 }
