@@ -37,6 +37,9 @@ const RUNS = runsAt >= 0 ? Number(args[runsAt + 1]) : 3;
 const positional = args.filter((a, i) => !a.startsWith("--") && !["--runs", "--only"].includes(args[i - 1]));
 const PROFILE = args.includes("--profile");
 const FLOOR = args.includes("--floor");
+/** How often the worker's JS heap is sampled over CDP (BENCH_HEAP_MS; every sample costs CPU in
+ * node and the renderer, which a 2-core host takes from the readers being measured). */
+const HEAP_SAMPLE_MS = Number(process.env.BENCH_HEAP_MS || 20);
 
 /** The readers: label, worker read mode, chunk bytes, whether SIMD is forced off. */
 const ALL_READERS = [
@@ -153,7 +156,7 @@ async function browserRun(page, pids, inspector, reader, profile = false) {
     heap.samples += 1;
     heap.used = Math.max(heap.used, usage.usedSize);
     heap.backing = Math.max(heap.backing, usage.backingStorageSize || 0);
-  }, profile ? 1000 : 20);
+  }, profile ? 1000 : HEAP_SAMPLE_MS);
   const loadBefore = load1();
   const result = await page.evaluate(async ({ mode, chunk, readAhead, decoders }) => {
     const file = document.getElementById("bench-file").files[0];
