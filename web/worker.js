@@ -349,13 +349,14 @@ function validateInWasm(id, file, settings, chunkBytes) {
 async function handle(message) {
   const { type, id } = message;
   if (type === "validate") {
-    const chunkBytes = message.chunkBytes || (message.mode === "parallel" ? PARALLEL_CHUNK_BYTES : DEFAULT_CHUNK_BYTES);
+    // An explicit chunkBytes (tests, the benchmark) applies to whichever reader runs.
+    const chunkBytes = message.chunkBytes || DEFAULT_CHUNK_BYTES;
     const started = performance.now();
     const modes = { wasm: validateInWasm, stream: validateStream, js: validateInJs };
     let result = null;
     if (message.mode === "parallel") {
       const decoders = Math.max(1, message.decoders || navigator.hardwareConcurrency || 2);
-      result = await validateParallel(id, message.file, message.settings, chunkBytes, decoders);
+      result = await validateParallel(id, message.file, message.settings, message.chunkBytes || PARALLEL_CHUNK_BYTES, decoders);
     }
     if (!result || result.fallback) {
       const fallback = result && result.fallback;
