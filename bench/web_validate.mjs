@@ -356,8 +356,7 @@ function printFloor(floors, nativeBest, defaultRuns) {
     const ms = runs.map(pick);
     const best = Math.min(...ms);
     const vs = Number.isNaN(nativeBest) ? "—" : `${(nativeBest / best).toFixed(2)}×`;
-    const loads = runs.flatMap((r) => [r.loadBefore, r.loadAfter]);
-    console.log(`| ${label} | ${(best / 1000).toFixed(2)} s (${(median(ms) / 1000).toFixed(2)}) | ${vs} | ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} |`);
+    console.log(`| ${label} | ${(best / 1000).toFixed(2)} s (${(median(ms) / 1000).toFixed(2)}) | ${vs} | ${loadRange(runs)} |`);
   };
   console.log("\n## The floor: the validator's inflater with nothing else to do (package already in memory)\n");
   console.log("| stage | best (median) | native `byom validate` ÷ this | load average |\n|---|---|---|---|");

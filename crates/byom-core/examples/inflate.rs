@@ -10,31 +10,10 @@ use std::fs::File;
 use std::io::Read;
 use std::time::Instant;
 
+use byom_core::archive::gzip::member_header_len;
 use flate2::{Decompress, FlushDecompress, Status};
 use miniz_oxide::inflate::stream::{inflate, InflateState};
 use miniz_oxide::{DataFormat, MZFlush, MZStatus};
-
-/// Length of a gzip member header at the start of `b` (FEXTRA, FNAME, FCOMMENT, FHCRC).
-fn gzip_header_len(b: &[u8]) -> usize {
-    assert!(b.len() >= 10 && b[0] == 0x1f && b[1] == 0x8b, "not gzip");
-    let flags = b[3];
-    let mut i = 10;
-    if flags & 4 != 0 {
-        i += 2 + usize::from(u16::from_le_bytes([b[i], b[i + 1]]));
-    }
-    for bit in [8u8, 16] {
-        if flags & bit != 0 {
-            while b[i] != 0 {
-                i += 1;
-            }
-            i += 1;
-        }
-    }
-    if flags & 2 != 0 {
-        i += 2;
-    }
-    i
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -56,7 +35,7 @@ fn main() {
         }
         let mut chunk = &input[..n];
         if first {
-            chunk = &chunk[gzip_header_len(chunk)..];
+            chunk = &chunk[member_header_len(chunk).expect("not a gzip member header")..];
             first = false;
         }
         while !chunk.is_empty() || !done {

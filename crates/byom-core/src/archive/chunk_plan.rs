@@ -7,7 +7,7 @@
 //! finishes somewhere in there. Chunk 0 starts decoding exactly after the gzip header; every
 //! other chunk searches for a block boundary (see [`super::chunked::decode_chunk`]).
 
-use super::chunked::{ChunkJob, MARKER_PHASE_MAX};
+use super::chunked::{marker_phase_cap, ChunkJob};
 use super::deflate::WINDOW;
 use super::gzip::member_header_len;
 
@@ -95,9 +95,9 @@ impl ChunkPlan {
 
     /// Worst-case bytes one chunk holds in flight: its input and overlap, its output as bytes
     /// (`max_out`), and the marker phase as `u16` twice over (the decoding buffer with its
-    /// window of markers, and the head copied out of it; see [`MARKER_PHASE_MAX`]).
+    /// window of markers, and the head copied out of it; see [`marker_phase_cap`]).
     pub fn bytes_per_chunk(&self) -> u64 {
-        let marker_phase = (self.max_out.min(MARKER_PHASE_MAX) + WINDOW) as u64;
+        let marker_phase = (marker_phase_cap(self.max_out) + WINDOW) as u64;
         self.chunk + OVERLAP + self.max_out as u64 + 4 * marker_phase
     }
 

@@ -70,13 +70,18 @@ pub struct Decoded {
 /// a chunk costs its input, its output and this.
 pub const MARKER_PHASE_MAX: usize = 512 << 10;
 
+/// Most symbols the marker phase of a chunk with output cap `max_out` may produce.
+pub fn marker_phase_cap(max_out: usize) -> usize {
+    max_out.min(MARKER_PHASE_MAX)
+}
+
 /// Decode one chunk (any thread): with window markers (`u16`) until the last 32 KiB of output
 /// hold none (rapidgzip's switch; weight-like data gets there after one or two blocks; at most
 /// [`MARKER_PHASE_MAX`] symbols), then as bytes with that window by zlib-rs
 /// ([`inflate_bytes`]), straight into [`Decoded::tail`]: most of the chunk is decoded by the
 /// sequential reader's own inflater.
 pub fn decode_chunk(job: ChunkJob) -> ChunkResult {
-    let marker_cap = job.max_out.min(MARKER_PHASE_MAX);
+    let marker_cap = marker_phase_cap(job.max_out);
     let mut symbols: Vec<u16> = Vec::with_capacity(4 * WINDOW);
     symbols.extend((0..WINDOW as u16).map(|i| MARKER + i));
     let decoded = match job.start_bit {
