@@ -10,9 +10,11 @@ really ran. One process per mode over all fixtures keeps this cheap.
 
 from __future__ import annotations
 
+import array
 import io
 import json
 import os
+import random
 import tarfile
 
 import pytest
@@ -42,7 +44,7 @@ def test_parallel_inflate_reports_equal_sequential_on_every_fixture():
     assert par.returncode == seq.returncode
     assert par.stdout == seq.stdout, "a report differs between the parallel and sequential readers"
     trace = par.stderr.decode().splitlines()
-    ran = [t for t in trace if "chunks on 3 threads" in t]
+    ran = [t for t in trace if "bytes on 3 threads" in t]
     fell_back = [t for t in trace if "sequential instead" in t]
     # Most multi-chunk fixtures are decoded in parallel; the corrupt and multi-member ones are not.
     assert len(ran) >= minimum // 2, trace
@@ -67,10 +69,36 @@ def test_the_default_inflates_in_parallel_and_shows_its_progress_bar(tmp_path):
     env = os.environ | {"BYOM_INFLATE_TRACE": "1"}
     env.pop("BYOM_INFLATE_THREADS", None)
     parallel = run_on_tty([str(byom_bin()), "validate", str(package)], env, timeout=120)
-    assert b"parallel inflate: " in parallel and b"chunks on" in parallel, parallel[-2000:]
+    assert b"parallel inflate: " in parallel and b"chunks of" in parallel, parallel[-2000:]
     assert b"validating [" in parallel, "the parallel path draws the progress bar"
     sequential = run_on_tty(
         [str(byom_bin()), "validate", "--inflate-threads", "1", str(package)], env, timeout=120
     )
     assert b"parallel inflate" not in sequential
     assert b"validating [" in sequential
+
+
+def test_a_zeroed_layer_is_decoded_in_order_and_the_rest_stays_parallel(tmp_path):
+    # A zeroed (pruned, zero-initialised) layer inflates ~1000x: the chunk holding it goes far
+    # past any per-chunk output cap. It must be decoded in order by itself, not send the whole
+    # file back to the sequential reader, and the report must not change.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+        # fp32 weights (they compress a little, in Huffman-coded blocks the chunk search
+        # finds; os.urandom would be stored blocks, which it does not look for).
+        rng = random.Random(7)
+        weights = array.array("f", (rng.gauss(0.0, 0.02) for _ in range(3 << 20))).tobytes()
+        data = weights[: 6 << 20] + bytes(32 << 20) + weights[6 << 20 :]
+        info = tarfile.TarInfo("export_artifacts/model.pt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    package = tmp_path / "zeroed.tar.gz"
+    package.write_bytes(buf.getvalue())
+    args = ("validate", "--format", "json", "--no-progress", str(package))
+    seq = run_byom(byom_bin(), *args, env_extra={"BYOM_INFLATE_THREADS": "1"})
+    par = run_byom(byom_bin(), *args, env_extra={"BYOM_INFLATE_THREADS": "2", "BYOM_INFLATE_TRACE": "1"})
+    trace = par.stderr.decode()
+    assert "sequential instead" not in trace, trace
+    assert "chunks of 1048576 bytes on 2 threads" in trace and ", 1 decoded in order" in trace, trace
+    assert par.returncode == seq.returncode
+    assert par.stdout == seq.stdout

@@ -39,10 +39,18 @@ fn zlib_raw(raw: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-fn chunked(gz: &[u8], chunk: usize) -> Option<Vec<u8>> {
+/// `pick`'s high bits choose the output cap: a small one sends chunks to the in-order pass,
+/// whose piece size then varies (resuming zlib-rs at every kind of place).
+fn chunked(gz: &[u8], chunk: usize, pick: u8) -> Option<Vec<u8>> {
     let header = member_header_len(gz)?;
-    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, header as u64);
-    let (mut all, mut out, mut start) = (Vec::new(), Vec::new(), 0);
+    let max_out = if pick >> 6 == 0 {
+        1 << 20
+    } else {
+        64 + usize::from(pick & 63) * 32
+    };
+    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, header as u64)
+        .with_in_order_piece(1 + usize::from(pick & 15) * 97);
+    let (mut all, mut start) = (Vec::new(), 0);
     while start < gz.len() && !st.stream_ended() {
         let end = (start + chunk).min(gz.len());
         let job = ChunkJob {
@@ -50,10 +58,9 @@ fn chunked(gz: &[u8], chunk: usize) -> Option<Vec<u8>> {
             input: gz[start..(end + 4096).min(gz.len())].to_vec(),
             start_bit: (start == 0).then_some(header as u64 * 8),
             stop_bit: ((end - start) * 8) as u64,
-            max_out: 1 << 20,
+            max_out,
         };
-        st.accept(decode_chunk(job), &mut out).ok()?;
-        all.extend_from_slice(&out);
+        st.accept(decode_chunk(job), &mut |b| all.extend_from_slice(b)).ok()?;
         start = end;
     }
     let t = st.trailer_offset()? as usize;
@@ -78,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(Ok(o), z, "zlib byte phase ends elsewhere");
         assert!(a == b, "zlib byte phase gives other bytes");
     }
-    if let Some(ours) = chunked(bytes, 16 + usize::from(pick) * 8) {
+    if let Some(ours) = chunked(bytes, 16 + usize::from(pick) * 8, pick) {
         let mut d = flate2::read::GzDecoder::new(bytes);
         let mut reference = Vec::new();
         d.read_to_end(&mut reference).expect("zlib-rs refuses what the chunked reader accepted");

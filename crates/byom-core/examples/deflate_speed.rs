@@ -54,7 +54,6 @@ fn zlib(input: &[u8]) -> u64 {
 
 fn ours(gz: &[u8], header: usize, chunk: usize) -> (u64, f64, f64) {
     let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, header as u64);
-    let mut out = Vec::new();
     let (mut total, mut dec, mut stitch) = (0u64, 0f64, 0f64);
     let mut start = 0;
     while start + chunk < gz.len() {
@@ -69,12 +68,13 @@ fn ours(gz: &[u8], header: usize, chunk: usize) -> (u64, f64, f64) {
         });
         dec += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        if let Err(e) = st.accept(r, &mut out) {
+        let mut n = 0;
+        if let Err(e) = st.accept(r, &mut |b| n += b.len()) {
             eprintln!("stitch stopped at chunk {start}: {e}");
             break;
         }
         stitch += t.elapsed().as_secs_f64();
-        total += out.len() as u64;
+        total += n as u64;
         start = end;
     }
     (total, dec, stitch)

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use byom_core::archive::chunked::{decode_chunk, ChunkJob, Stitcher};
+use byom_core::archive::chunked::{decode_chunk, ChunkJob, Stitcher, MARKER_PHASE_MAX};
 use byom_core::archive::deflate::{inflate, inflate_bytes, inflate_markers, MARKER, WINDOW};
 use byom_core::archive::gzip::member_header_len;
 use byom_core::Limits;
@@ -178,11 +178,16 @@ fn random_bytes_never_disagree_with_zlib() {
 /// Decode a gzip file the way the CLI's parallel reader does (chunks decoded independently,
 /// stitched in order), single-threaded here.
 fn chunked(gz: &[u8], chunk: usize, max_out: usize) -> Result<Vec<u8>, String> {
+    chunked_with(gz, chunk, max_out, 1 << 20)
+}
+
+/// [`chunked`] with the in-order pass's piece size given.
+fn chunked_with(gz: &[u8], chunk: usize, max_out: usize, piece: usize) -> Result<Vec<u8>, String> {
     let header = member_header_len(gz).ok_or("header")?;
     let len = gz.len();
-    let mut st = Stitcher::new(&Limits::default(), len as u64, header as u64);
+    let mut st =
+        Stitcher::new(&Limits::default(), len as u64, header as u64).with_in_order_piece(piece);
     let mut all = Vec::new();
-    let mut out = Vec::new();
     let mut start = 0;
     // zlib-rs level 1 writes fixed-Huffman blocks of up to ~100 KiB compressed.
     let overlap = 1 << 20;
@@ -196,9 +201,8 @@ fn chunked(gz: &[u8], chunk: usize, max_out: usize) -> Result<Vec<u8>, String> {
             stop_bit: ((end - start) * 8) as u64,
             max_out,
         };
-        st.accept(decode_chunk(job), &mut out)
+        st.accept(decode_chunk(job), &mut |b| all.extend_from_slice(b))
             .map_err(|e| e.to_string())?;
-        all.extend_from_slice(&out);
         start = end;
     }
     let t = st.trailer_offset().ok_or("no end")? as usize;
@@ -224,8 +228,8 @@ fn chunked_decoding_equals_the_data() {
                 ),
             }
         }
-        // A cap smaller than a chunk's output is refused (then the sequential reader runs).
-        assert!(chunked(&gz, 1 << 20, 100_000).is_err());
+        // A chunk over its output cap is decoded by the in-order pass, in pieces.
+        assert!(chunked_with(&gz, 1 << 20, 100_000, 7_777).unwrap() == data);
     }
 }
 
@@ -403,7 +407,6 @@ fn gzip_flushed(data: &[u8], block: usize) -> Vec<u8> {
 
 #[test]
 fn a_chunk_whose_window_never_cleans_is_left_to_the_in_order_pass() {
-    use byom_core::archive::chunked::MARKER_PHASE_MAX;
     // 200 kB of weights, then a 20 KiB pattern repeated for 3 MB: every byte of the repeats
     // copies from 20 KiB back, so a chunk starting inside them only ever copies markers — its
     // window never becomes clean, and the marker phase would run to the chunk's end.
@@ -458,5 +461,69 @@ fn a_chunk_whose_window_never_cleans_is_left_to_the_in_order_pass() {
         decoded.head.len() < MARKER_PHASE_MAX / 4,
         "head {}",
         decoded.head.len()
+    );
+}
+
+#[test]
+fn a_zeroed_layer_is_decoded_in_order_in_bounded_pieces_and_the_rest_in_parallel() {
+    use byom_core::archive::chunked::IN_ORDER_PIECE;
+    // Weights, 8 MB of zeros (a pruned layer: ~8 kB compressed), weights.
+    let mut data = weights(300_000, 51);
+    data.resize(data.len() + (8 << 20), 0);
+    data.extend_from_slice(&weights(300_000, 52));
+    let gz = gzip(&data, 6);
+    let header = member_header_len(&gz).unwrap();
+    let chunk = 64 << 10;
+    let max_out = 2 * chunk + (1 << 20);
+    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, header as u64);
+    let (mut all, mut largest, mut start) = (Vec::new(), 0, 0);
+    while start < gz.len() && !st.stream_ended() {
+        let end = (start + chunk).min(gz.len());
+        let job = ChunkJob {
+            offset: start as u64,
+            input: gz[start..(end + (256 << 10)).min(gz.len())].to_vec(),
+            start_bit: (start == 0).then_some(header as u64 * 8),
+            stop_bit: ((end - start) * 8) as u64,
+            max_out,
+        };
+        st.accept(decode_chunk(job), &mut |b| {
+            largest = largest.max(b.len());
+            all.extend_from_slice(b);
+        })
+        .unwrap();
+        start = end;
+    }
+    // The one chunk holding the zeros went over its cap; the stream is still whole, and no
+    // piece handed on was larger than a chunk's cap or the in-order piece.
+    assert_eq!(st.in_order_chunks(), 1);
+    assert!(largest <= max_out.max(IN_ORDER_PIECE), "{largest}");
+    let t = st.trailer_offset().unwrap() as usize;
+    st.finish(&gz[t..]).unwrap();
+    assert!(all == data);
+}
+
+#[test]
+fn the_in_order_pass_stops_a_bomb_inside_its_blocks() {
+    use byom_core::archive::chunked::Doubt;
+    // 256 MiB of zeros: ~250 kB of deflate, far past the default 200× once past the 16 MiB
+    // grace. Its thread gives up at the chunk's cap; the in-order pass must stop near where
+    // the sequential reader would, not inflate it all first.
+    let zeros = vec![0u8; 256 << 20];
+    let gz = gzip(&zeros, 9);
+    let header = member_header_len(&gz).unwrap();
+    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, header as u64);
+    let job = ChunkJob {
+        offset: 0,
+        input: gz.clone(),
+        start_bit: Some(header as u64 * 8),
+        stop_bit: gz.len() as u64 * 8,
+        max_out: 1 << 20,
+    };
+    let mut handed = 0;
+    let verdict = st.accept(decode_chunk(job), &mut |b| handed += b.len());
+    assert_eq!(verdict, Err(Doubt::Ratio));
+    assert!(
+        handed < 24 << 20,
+        "{handed} bytes handed on before the doubt"
     );
 }

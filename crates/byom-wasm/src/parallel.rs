@@ -52,7 +52,6 @@ pub struct ParallelValidator {
     plan: ChunkPlan,
     stitcher: Option<Stitcher>,
     validator: Option<byom_core::Validator>,
-    out: Vec<u8>,
     accepted: usize,
 }
 
@@ -78,7 +77,6 @@ impl ParallelValidator {
             )),
             validator: Some(byom_core::Validator::new(&settings)),
             plan,
-            out: Vec::new(),
             accepted: 0,
         })
     }
@@ -147,9 +145,8 @@ impl ParallelValidator {
             decoded,
         };
         stitcher
-            .accept(result, &mut self.out)
+            .accept(result, &mut |bytes| validator.feed_inflated(bytes))
             .map_err(|d| JsError::new(&format!("doubt: {d}")))?;
-        validator.feed_inflated(&self.out);
         self.accepted += 1;
         Ok(())
     }

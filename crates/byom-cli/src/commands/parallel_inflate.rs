@@ -3,13 +3,14 @@
 //!
 //! The threads and the file reads live here; the decoding and the proof that the stitched
 //! stream equals the sequential reader's are the core's ([`byom_core::archive::chunked`]).
-//! Every doubt the core raises (corrupt data, a bomb, a multi-member or trailing-data file, a
-//! chunk too compressible for the memory bound, no block boundary) returns [`Fallback`]; the
+//! Every doubt the core raises (corrupt data, a bomb, a multi-member or trailing-data file, no
+//! block boundary within a chunk's overlap) returns [`Fallback`]; the
 //! caller then validates with the sequential reader from the start, so the report never
 //! depends on this path.
 //!
 //! Memory: at most `in_flight` chunks exist at once (read, decoding, or waiting for their turn),
-//! each its compressed bytes plus at most `max_out` 16-bit symbols, sized to stay near 48 MiB.
+//! within the core's budget ([`ChunkPlan::bytes_per_chunk`], [`MEMORY_BUDGET`]); a chunk the
+//! in-order pass decodes itself (over its cap) is handed on in bounded pieces.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -38,6 +39,10 @@ pub struct Fallback(pub String);
 #[derive(Debug, Default)]
 pub struct Stats {
     pub chunks: usize,
+    /// Compressed bytes per chunk (smaller than asked for compressible data).
+    pub chunk: u64,
+    /// Chunks the in-order pass decoded itself.
+    pub in_order: usize,
     pub threads: usize,
     pub in_flight: usize,
 }
@@ -79,8 +84,10 @@ pub fn validate(
         Condvar::new(),
     );
     let (tx, rx) = mpsc::channel::<(usize, std::io::Result<ChunkResult>)>();
-    let stats = Stats {
+    let mut stats = Stats {
         chunks: n,
+        chunk: plan.chunk,
+        in_order: 0,
         threads,
         in_flight,
     };
@@ -103,7 +110,10 @@ pub fn validate(
         for _ in rx.iter() {}
         result
     });
-    Ok(outcome.map(|report| (report, stats)))
+    Ok(outcome.map(|(report, in_order)| {
+        stats.in_order = in_order;
+        (report, stats)
+    }))
 }
 
 /// Decode claimed chunks until told to stop.
@@ -153,12 +163,11 @@ fn consume(
     plan: &ChunkPlan,
     settings: &Settings,
     progress: &mut dyn FnMut(u64),
-) -> Result<Report, Fallback> {
+) -> Result<(Report, usize), Fallback> {
     let (len, n) = (plan.file_len, plan.chunks);
     let mut stitcher = Stitcher::new(&settings.limits, len, plan.deflate_start);
     let mut validator = Validator::new(settings);
     let mut pending: BTreeMap<usize, ChunkResult> = BTreeMap::new();
-    let mut out = Vec::new();
     let mut expected = 0;
     while expected < n && !stitcher.stream_ended() && !validator.is_finished() {
         let Ok((i, result)) = rx.recv() else {
@@ -168,9 +177,8 @@ fn consume(
         pending.insert(i, result);
         while let Some(r) = pending.remove(&expected) {
             stitcher
-                .accept(r, &mut out)
+                .accept(r, &mut |bytes| validator.feed_inflated(bytes))
                 .map_err(|d| Fallback(d.to_string()))?;
-            validator.feed_inflated(&out);
             expected += 1;
             progress((expected as u64 * plan.chunk).min(len));
             let (lock, cv) = sched;
@@ -183,6 +191,7 @@ fn consume(
             }
         }
     }
+    let in_order = stitcher.in_order_chunks();
     if !validator.is_finished() {
         let Some(t) = stitcher.trailer_offset() else {
             return Err(Fallback("the deflate stream does not end".into()));
@@ -194,7 +203,7 @@ fn consume(
             .finish(&tail)
             .map_err(|d| Fallback(d.to_string()))?;
     }
-    Ok(validator.finish_inflated(len))
+    Ok((validator.finish_inflated(len), in_order))
 }
 
 fn read_at(file: &mut File, offset: u64, n: u64) -> std::io::Result<Vec<u8>> {

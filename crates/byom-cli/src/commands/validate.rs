@@ -214,8 +214,8 @@ fn validate_file(
             Ok((mut report, stats)) => {
                 if trace {
                     eprintln!(
-                        "byom: parallel inflate: {} chunks on {} threads ({} in flight)",
-                        stats.chunks, stats.threads, stats.in_flight
+                        "byom: parallel inflate: {} chunks of {} bytes on {} threads ({} in flight), {} decoded in order",
+                        stats.chunks, stats.chunk, stats.threads, stats.in_flight, stats.in_order
                     );
                 }
                 let sha = hasher

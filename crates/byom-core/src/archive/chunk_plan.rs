@@ -62,7 +62,8 @@ impl ChunkPlan {
         let chunk = chunk.max(MIN_CHUNK);
         let chunks = usize::try_from(file_len.div_ceil(chunk)).unwrap_or(usize::MAX);
         // Weights inflate ~1.1×: 2× the chunk plus 1 MiB for the block that crosses its end.
-        // More compressible data overflows it and goes to the sequential reader.
+        // A more compressible chunk (a zeroed layer) overflows it and is decoded by the
+        // in-order pass instead, in bounded pieces.
         let max_out = usize::try_from(chunk * 2 + (1 << 20)).unwrap_or(usize::MAX);
         ChunkPlan {
             file_len,

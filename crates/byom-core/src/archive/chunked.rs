@@ -9,8 +9,9 @@
 //! start, and the next chunk is accepted only if it started at exactly that bit. By induction
 //! every accepted chunk starts at a real block boundary and is decoded by a deterministic
 //! decoder, its window markers replaced by the real preceding bytes. A chunk that started
-//! elsewhere (a false boundary, or a stored/fixed block the search does not look for) is decoded
-//! again here from the right bit with the real window.
+//! elsewhere (a false boundary, or a stored/fixed block the search does not look for), or that
+//! its thread could not decode (over its output cap: a zeroed layer inflates 1000×), is decoded
+//! again here from the right bit with the real window, in pieces of bounded size.
 //!
 //! Anything else is a [`Doubt`]: the caller must discard what it fed and run the sequential
 //! reader from the start, which stays the reference for every verdict (corrupt data, bombs,
@@ -21,7 +22,9 @@
 
 use crc32fast::Hasher;
 
-use super::deflate::{self, inflate_bytes, inflate_markers, BlockEnd, MARKER, WINDOW};
+use super::deflate::{
+    self, inflate_bytes, inflate_markers, BlockEnd, ByteInflater, Fill, MARKER, WINDOW,
+};
 use super::gzip::RATIO_CHECK_INTERVAL;
 use crate::Limits;
 
@@ -74,6 +77,10 @@ pub const MARKER_PHASE_MAX: usize = 512 << 10;
 pub fn marker_phase_cap(max_out: usize) -> usize {
     max_out.min(MARKER_PHASE_MAX)
 }
+
+/// Output handed on at a time when the in-order pass decodes a chunk itself (a chunk the
+/// decoding threads could not, e.g. over its output cap): its memory, whatever the chunk holds.
+pub const IN_ORDER_PIECE: usize = 1 << 20;
 
 /// Decode one chunk (any thread): with window markers (`u16`) until the last 32 KiB of output
 /// hold none (rapidgzip's switch; weight-like data gets there after one or two blocks; at most
@@ -169,6 +176,14 @@ pub struct Stitcher {
     crc: Hasher,
     /// Next compressed offset at which the sequential reader checks the ratio.
     next_check: u64,
+    /// Reused buffer for resolved heads and in-order pieces.
+    piece: Vec<u8>,
+    /// Most bytes of one in-order piece ([`IN_ORDER_PIECE`] unless a test says otherwise).
+    piece_max: usize,
+    /// Chunks the in-order pass decoded itself.
+    in_order: usize,
+    /// [`Self::resolve`]'s table (64 KiB, built per chunk that has markers).
+    lut: Box<[u8; 1 << 16]>,
 }
 
 impl Stitcher {
@@ -183,7 +198,24 @@ impl Stitcher {
             total_out: 0,
             crc: Hasher::new(),
             next_check: RATIO_CHECK_INTERVAL,
+            piece: Vec::new(),
+            piece_max: IN_ORDER_PIECE,
+            in_order: 0,
+            lut: Box::new([0; 1 << 16]),
         }
+    }
+
+    /// The same, handing in-order output on in pieces of at most `bytes` (tests and fuzzing
+    /// use a few bytes, to resume decoding at every kind of place).
+    pub fn with_in_order_piece(mut self, bytes: usize) -> Self {
+        self.piece_max = bytes.max(1);
+        self
+    }
+
+    /// How many chunks this pass decoded itself (their decoding thread's result was an error,
+    /// over a cap, or started at the wrong bit), for traces and benchmarks.
+    pub fn in_order_chunks(&self) -> usize {
+        self.in_order
     }
 
     /// True once the final block was accepted (later chunks are not needed).
@@ -191,44 +223,89 @@ impl Stitcher {
         self.end_bit.is_some()
     }
 
-    /// Accept the next chunk in file order; its verified bytes replace `out`'s contents
-    /// (empty when the chunk was already covered by the previous one).
-    pub fn accept(&mut self, result: ChunkResult, out: &mut Vec<u8>) -> Result<(), Doubt> {
-        out.clear();
+    /// Accept the next chunk in file order, handing its verified bytes to `sink` in order (none
+    /// when the chunk was already covered by the previous one). Every check on a piece runs
+    /// before it is handed on; after a [`Doubt`] the caller discards all it was handed.
+    pub fn accept(
+        &mut self,
+        result: ChunkResult,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), Doubt> {
         let job = &result.job;
         let base = job.offset * 8;
         if self.end_bit.is_some() || self.next_bit >= base + job.stop_bit {
             return Ok(());
         }
         let rel = self.next_bit - base;
-        let blocks: Vec<BlockEnd>;
-        match result.decoded {
+        let before = self.total_out;
+        let mut piece = std::mem::take(&mut self.piece);
+        piece.clear();
+        let done = match result.decoded {
             Ok(d) if d.start_bit == rel => {
-                self.resolve(&d.head, out)?;
-                self.crc.update(out);
+                self.resolve(&d.head, &mut piece)?;
+                let out = piece.len() as u64 + d.tail.len() as u64;
+                self.check_total(before + out)?;
+                self.check_ratio(base, before, &d.outcome.blocks)?;
+                self.crc.update(&piece);
                 self.crc.combine(&d.tail_crc);
-                out.extend_from_slice(&d.tail);
-                blocks = d.outcome.blocks;
+                self.total_out += out;
+                self.slide_window(&piece);
+                self.slide_window(&d.tail);
+                sink(&piece);
+                sink(&d.tail);
                 self.advance(base, d.outcome.end_bit, d.outcome.stream_end);
+                Ok(())
             }
-            _ => {
-                // Decode again from the proven bit, with the real window (zlib-rs).
-                let mut buf = self.window.clone();
-                let outcome = inflate_bytes(&job.input, rel, job.stop_bit, &mut buf, job.max_out)
-                    .map_err(|e| Doubt::Undecodable(job.offset, e))?;
-                out.extend_from_slice(&buf[self.window.len()..]);
-                self.crc.update(out);
-                blocks = outcome.blocks;
-                self.advance(base, outcome.end_bit, outcome.stream_end);
+            _ => self.decode_in_order(job, rel, &mut piece, sink),
+        };
+        self.piece = piece;
+        done
+    }
+
+    /// Decode `job` from its bit `rel` with the real window (zlib-rs), in pieces of at most
+    /// [`IN_ORDER_PIECE`] bytes, each checked and handed on before the next is decoded: a
+    /// chunk far over the decoding threads' output cap costs time here, not memory.
+    fn decode_in_order(
+        &mut self,
+        job: &ChunkJob,
+        rel: u64,
+        piece: &mut Vec<u8>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), Doubt> {
+        self.in_order += 1;
+        let undecodable = |e| Doubt::Undecodable(job.offset, e);
+        let base = job.offset * 8;
+        let before = self.total_out;
+        let mut inflater = ByteInflater::new(&job.input, rel, &self.window).map_err(undecodable)?;
+        let mut blocks = Vec::new();
+        loop {
+            piece.clear();
+            let fill = inflater
+                .fill(&job.input, job.stop_bit, piece, self.piece_max, &mut blocks)
+                .map_err(undecodable)?;
+            let out = self.total_out + piece.len() as u64;
+            self.check_total(out)?;
+            self.check_ratio(base, before, &blocks)?;
+            blocks.clear();
+            // Inside one long block no block end bounds the output yet: the sequential reader
+            // checks at the next interval at the latest, and it would already have this much.
+            let reached = (base + inflater.bit()).div_ceil(8);
+            if self.ratio_exceeded(out, reached + RATIO_CHECK_INTERVAL) {
+                return Err(Doubt::Ratio);
+            }
+            self.crc.update(piece);
+            self.total_out = out;
+            self.slide_window(piece);
+            sink(piece);
+            if let Fill::Stopped {
+                end_bit,
+                stream_end,
+            } = fill
+            {
+                self.advance(base, end_bit, stream_end);
+                return Ok(());
             }
         }
-        self.check_ratio(base, &blocks)?;
-        self.total_out += out.len() as u64;
-        if self.total_out > self.limits.max_uncompressed_bytes {
-            return Err(Doubt::TooLarge);
-        }
-        self.slide_window(out);
-        Ok(())
     }
 
     /// After the last chunk: `tail` is everything in the file after the deflate data (it must
@@ -253,7 +330,7 @@ impl Stitcher {
             bit: self.file_len * 8,
             out: 0,
         }];
-        self.check_ratio(0, &end)?;
+        self.check_ratio(0, total, &end)?;
         if self.ratio_exceeded(total, self.file_len) {
             return Err(Doubt::Ratio);
         }
@@ -277,11 +354,18 @@ impl Stitcher {
             && out > self.limits.max_compression_ratio.saturating_mul(at)
     }
 
+    fn check_total(&self, out: u64) -> Result<(), Doubt> {
+        if out > self.limits.max_uncompressed_bytes {
+            return Err(Doubt::TooLarge);
+        }
+        Ok(())
+    }
+
     /// Every ratio check point up to each block end, bounded by that block's output.
-    /// `blocks` are relative to bit `base` and to the output before this chunk.
-    fn check_ratio(&mut self, base: u64, blocks: &[BlockEnd]) -> Result<(), Doubt> {
+    /// `blocks` are relative to bit `base` and to `before`, the output before this chunk.
+    fn check_ratio(&mut self, base: u64, before: u64, blocks: &[BlockEnd]) -> Result<(), Doubt> {
         for b in blocks {
-            let bound = self.total_out + b.out;
+            let bound = before + b.out;
             while self.next_check * 8 <= base + b.bit && self.next_check <= self.file_len {
                 if self.ratio_exceeded(bound, self.next_check) {
                     return Err(Doubt::Ratio);
@@ -292,20 +376,34 @@ impl Stitcher {
         Ok(())
     }
 
-    fn resolve(&self, symbols: &[u16], out: &mut Vec<u8>) -> Result<(), Doubt> {
-        // Markers index a 32 KiB window; only its last `window.len()` bytes exist.
+    /// Symbols to bytes, markers replaced from the window: one table lookup per symbol, no
+    /// branch (a chunk whose window never cleans holds markers all through its head, and this
+    /// runs on the one in-order thread; on the quantized benchmark package it took half the
+    /// time of a branch per symbol). The table
+    /// maps a literal to itself and marker `MARKER + i` to window byte `i`.
+    fn resolve(&mut self, symbols: &[u16], out: &mut Vec<u8>) -> Result<(), Doubt> {
+        if symbols.is_empty() {
+            return Ok(());
+        }
+        // Markers index a 32 KiB window; only its last `window.len()` bytes exist (fewer at
+        // the stream's start), and a marker before them is a back-reference before the start.
         let missing = WINDOW - self.window.len();
-        out.reserve(symbols.len());
-        for &s in symbols {
-            if s < 256 {
-                out.push(s as u8);
-            } else {
-                let i = usize::from(s - MARKER);
-                let Some(j) = i.checked_sub(missing) else {
-                    return Err(Doubt::BeforeStart);
-                };
-                out.push(self.window[j]);
+        if missing > 0 {
+            let before = u16::try_from(missing).map_or(u16::MAX, |m| MARKER.saturating_add(m));
+            if symbols.iter().any(|&s| (MARKER..before).contains(&s)) {
+                return Err(Doubt::BeforeStart);
             }
+        }
+        let lut = &mut *self.lut;
+        for (i, b) in lut[..256].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let markers = usize::from(MARKER);
+        lut[markers + missing..markers + WINDOW].copy_from_slice(&self.window);
+        let start = out.len();
+        out.resize(start + symbols.len(), 0);
+        for (d, &s) in out[start..].iter_mut().zip(symbols) {
+            *d = lut[usize::from(s)];
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ mod zlib;
 
 pub use decode::{inflate, inflate_markers, BlockEnd, Outcome, Symbol, MARKER, WINDOW};
 pub use search::find_and_inflate;
-pub use zlib::inflate_bytes;
+pub use zlib::{inflate_bytes, ByteInflater, Fill};
 
 /// Why a decode stopped without an answer. Deliberately coarse: the caller only falls back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

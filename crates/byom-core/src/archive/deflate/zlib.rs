@@ -128,68 +128,136 @@ pub fn inflate_bytes(
     out: &mut Vec<u8>,
     max_out: usize,
 ) -> Result<Outcome, Error> {
-    let prefix = out.len();
-    let byte = usize::try_from(start_bit / 8)
-        .ok()
-        .filter(|&b| b <= input.len())
-        .ok_or(Error::Truncated)?;
-    let mut zs = Stream::raw()?;
-    if prefix > 0 {
-        zs.set_dictionary(&out[prefix.saturating_sub(WINDOW)..])?;
-    }
-    let mut pos = byte;
-    let shift = (start_bit % 8) as u32;
-    if shift != 0 {
-        let b = *input.get(byte).ok_or(Error::Truncated)?;
-        zs.prime(8 - shift, b >> shift)?;
-        pos += 1;
-    }
+    let window = &out[out.len().saturating_sub(WINDOW)..];
+    let mut inflater = ByteInflater::new(input, start_bit, window)?;
     let mut blocks = Vec::new();
-    let mut last_bit = start_bit;
-    loop {
-        let produced = out.len() - prefix;
-        if out.capacity() - out.len() < MIN_ROOM {
-            let want = out.len().max(MIN_ROOM).min(max_out - produced);
-            out.reserve(want);
+    match inflater.fill(input, stop_bit, out, max_out, &mut blocks)? {
+        Fill::Full => Err(Error::OutputLimit),
+        Fill::Stopped {
+            end_bit,
+            stream_end,
+        } => Ok(Outcome {
+            end_bit,
+            stream_end,
+            blocks,
+            window_clean: false,
+        }),
+    }
+}
+
+/// Where a [`ByteInflater::fill`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// The room given is full; call again to go on.
+    Full,
+    /// A block ended at or past the stop bit (`end_bit`), or the final block ended.
+    Stopped { end_bit: u64, stream_end: bool },
+}
+
+/// zlib-rs decoding from a given bit with a given window, resumable: each [`Self::fill`]
+/// appends at most the room it is given and the next one goes on where it stopped (zlib keeps
+/// its own window), so a caller can hand a long output on in bounded pieces.
+pub struct ByteInflater {
+    zs: Stream,
+    /// Next byte of the input to hand to zlib.
+    pos: usize,
+    /// Bit of the last block end reported.
+    last_bit: u64,
+    /// Bytes produced by all calls so far (block ends count from the first of them).
+    produced: u64,
+}
+
+impl ByteInflater {
+    /// Start at bit `start_bit` of `input`, with `window` (at most its last 32 KiB are used)
+    /// as the bytes before it.
+    pub fn new(input: &[u8], start_bit: u64, window: &[u8]) -> Result<Self, Error> {
+        let byte = usize::try_from(start_bit / 8)
+            .ok()
+            .filter(|&b| b <= input.len())
+            .ok_or(Error::Truncated)?;
+        let mut zs = Stream::raw()?;
+        if !window.is_empty() {
+            zs.set_dictionary(&window[window.len().saturating_sub(WINDOW)..])?;
         }
-        let room = (out.capacity() - out.len()).min(max_out - produced);
-        let (ret, used, written) = zs.block(&input[pos..], &mut out.spare_capacity_mut()[..room]);
-        // SAFETY: zlib initialised the first `written` bytes of the spare capacity.
-        unsafe { out.set_len(out.len() + written) };
-        pos += used;
-        let bit = pos as u64 * 8 - zs.unused_bits();
-        match ret {
-            z::Z_OK | z::Z_BUF_ERROR => {
-                if zs.at_block_end() && bit > last_bit {
-                    last_bit = bit;
-                    blocks.push(BlockEnd {
-                        bit,
-                        out: (out.len() - prefix) as u64,
-                    });
-                    // The final block: stop here, before zlib byte-aligns for a trailer.
-                    let stream_end = zs.in_final_block();
-                    if stream_end || bit >= stop_bit {
-                        return Ok(Outcome {
-                            end_bit: bit,
-                            stream_end,
-                            blocks,
-                            window_clean: false,
-                        });
-                    }
-                } else if written == room {
-                    if out.len() - prefix >= max_out {
-                        return Err(Error::OutputLimit);
-                    }
-                } else if pos == input.len() {
-                    return Err(Error::Truncated);
-                } else if used == 0 && written == 0 {
-                    // No progress with input and room left: cannot happen with zlib; never loop.
-                    return Err(Error::Unavailable);
-                }
+        let mut pos = byte;
+        let shift = (start_bit % 8) as u32;
+        if shift != 0 {
+            let b = *input.get(byte).ok_or(Error::Truncated)?;
+            zs.prime(8 - shift, b >> shift)?;
+            pos += 1;
+        }
+        Ok(ByteInflater {
+            zs,
+            pos,
+            last_bit: start_bit,
+            produced: 0,
+        })
+    }
+
+    /// The input bit decoding has reached (zlib's bytes read less the bits it holds unused).
+    pub fn bit(&self) -> u64 {
+        self.pos as u64 * 8 - self.zs.unused_bits()
+    }
+
+    /// Decode on, appending at most `room` (> 0) bytes to `out`, until a block ends at or past
+    /// `stop_bit` or the final block ends. Every block end is pushed to `blocks`, its `out`
+    /// counted from this inflater's first byte. `input` must be the one given to [`Self::new`].
+    pub fn fill(
+        &mut self,
+        input: &[u8],
+        stop_bit: u64,
+        out: &mut Vec<u8>,
+        room: usize,
+        blocks: &mut Vec<BlockEnd>,
+    ) -> Result<Fill, Error> {
+        let prefix = out.len();
+        loop {
+            let filled = out.len() - prefix;
+            if out.capacity() - out.len() < MIN_ROOM {
+                let want = out.len().max(MIN_ROOM).min(room - filled);
+                out.reserve(want);
             }
-            // `Z_STREAM_END` only comes after the final block's `Z_BLOCK` stop, which returned.
-            z::Z_DATA_ERROR => return Err(zs.error()),
-            _ => return Err(Error::Unavailable),
+            let space = (out.capacity() - out.len()).min(room - filled);
+            let rest = input.get(self.pos..).ok_or(Error::Truncated)?;
+            let (ret, used, written) = self.zs.block(rest, &mut out.spare_capacity_mut()[..space]);
+            // SAFETY: zlib initialised the first `written` bytes of the spare capacity.
+            unsafe { out.set_len(out.len() + written) };
+            self.pos += used;
+            self.produced += written as u64;
+            let bit = self.bit();
+            match ret {
+                z::Z_OK | z::Z_BUF_ERROR => {
+                    if self.zs.at_block_end() && bit > self.last_bit {
+                        self.last_bit = bit;
+                        blocks.push(BlockEnd {
+                            bit,
+                            out: self.produced,
+                        });
+                        // The final block: stop here, before zlib byte-aligns for a trailer.
+                        let stream_end = self.zs.in_final_block();
+                        if stream_end || bit >= stop_bit {
+                            return Ok(Fill::Stopped {
+                                end_bit: bit,
+                                stream_end,
+                            });
+                        }
+                    } else if written == space {
+                        if out.len() - prefix >= room {
+                            return Ok(Fill::Full);
+                        }
+                    } else if self.pos == input.len() {
+                        return Err(Error::Truncated);
+                    } else if used == 0 && written == 0 {
+                        // No progress with input and room left: cannot happen with zlib; never
+                        // loop.
+                        return Err(Error::Unavailable);
+                    }
+                }
+                // `Z_STREAM_END` only comes after the final block's `Z_BLOCK` stop, which
+                // returned.
+                z::Z_DATA_ERROR => return Err(self.zs.error()),
+                _ => return Err(Error::Unavailable),
+            }
         }
     }
 }
