@@ -1,11 +1,15 @@
 """Write a >= 300 MB BYOM package holding a real fp32 state dict (torchvision vgg11, random
 weights, ~507 MiB) to target/bench/vgg11.tar.gz. Never committed; regenerate at will.
 
-    /work/main/.venv/bin/python bench/make_package.py [OUT_DIR] [compressible]
+    /work/main/.venv/bin/python bench/make_package.py [OUT_DIR] [compressible|zeroed]
 
 With `compressible`, the weights are rounded to multiples of 1/16 (like coarse quantization):
 the package then compresses several times, the case where parallel inflation has to hold far
 more output per chunk. It is written to OUT_DIR/vgg11_compressible.tar.gz.
+
+With `zeroed`, one layer (classifier.3, 64 MiB of fp32) is all zeros, as a pruned or
+zero-initialised layer is: the file still inflates ~1.2x overall, but one chunk of it inflates
+far past any per-chunk cap. Written to OUT_DIR/vgg11_zeroed.tar.gz.
 """
 import io
 import json
@@ -18,8 +22,10 @@ import torchvision
 
 out_dir = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/bench")
 out_dir.mkdir(parents=True, exist_ok=True)
-compressible = len(sys.argv) > 2 and sys.argv[2] == "compressible"
-pkg = out_dir / ("vgg11_compressible.tar.gz" if compressible else "vgg11.tar.gz")
+mode = sys.argv[2] if len(sys.argv) > 2 else ""
+assert mode in ("", "compressible", "zeroed"), mode
+compressible = mode == "compressible"
+pkg = out_dir / (f"vgg11_{mode}.tar.gz" if mode else "vgg11.tar.gz")
 pt = out_dir / "vgg11.pt"
 
 torch.manual_seed(0)
@@ -27,6 +33,8 @@ model = torchvision.models.vgg11(weights=None, num_classes=2).eval()
 state = model.state_dict()
 if compressible:
     state = {k: (v * 16).round() / 16 if v.is_floating_point() else v for k, v in state.items()}
+if mode == "zeroed":
+    state["classifier.3.weight"].zero_()
 torch.save(state, pt)
 
 shape = [1, 3, 224, 224]
