@@ -119,7 +119,7 @@ test("parallel mode with the plain (non-SIMD) build and 3 decoders: same reports
   assert.ok(parallel > 0, "no fixture ran in parallel with the plain build");
 });
 
-test("parallel mode: not gzip and one chunk fall back, saying why; a corrupt stream gets the default reader's report", async () => {
+test("parallel mode: not gzip and one chunk fall back, saying why; a corrupt stream gets the default reader's report; a zeroed region does not fall back", async () => {
   const results = await page.evaluate(async () => {
     const worker = new Worker("/worker.js", { type: "module" });
     await new Promise((ok) => { worker.onmessage = (e) => e.data.type === "ready" && ok(); });
@@ -135,12 +135,17 @@ test("parallel mode: not gzip and one chunk fall back, saying why; a corrupt str
     const corrupt = gz.slice();
     corrupt[Math.floor(corrupt.length / 2)] ^= 0x55;
     const notGzip = new TextEncoder().encode("not a gzip file at all ".repeat(1000));
+    // Noise, 4 MB of zeros (a zeroed layer: the chunk holding it inflates past its output
+    // cap), noise: that chunk is decoded by the validation worker itself, not a fallback.
+    const zeroed = new Uint8Array(await new Response(new Blob([noise, new Uint8Array(4 << 20), noise]).stream().pipeThrough(new CompressionStream("gzip"))).arrayBuffer());
     return {
       notGzip: await run(notGzip, "parallel", 4096),
       oneChunk: await run(gz, "parallel", 1 << 20),
       clean: await run(gz, "parallel", 4096),
       corrupt: await run(corrupt, "parallel", 4096),
       corruptDefault: await run(corrupt, "stream", 4096),
+      zeroed: await run(zeroed, "parallel", 4096),
+      zeroedDefault: await run(zeroed, "stream", 4096),
     };
   });
   assert.match(results.notGzip.fallback, /gzip header/);
@@ -152,6 +157,9 @@ test("parallel mode: not gzip and one chunk fall back, saying why; a corrupt str
   // ... and the corrupt one, whichever path took it, gets exactly the default reader's verdict.
   assert.equal(results.corrupt.report.valid, false);
   assert.deepEqual(results.corrupt.report, results.corruptDefault.report);
+  assert.equal(results.zeroed.fallback, undefined, `a zeroed region sent the file back: ${results.zeroed.fallback}`);
+  assert.equal(results.zeroed.decoders, 2);
+  assert.deepEqual(results.zeroed.report, results.zeroedDefault.report);
 });
 
 test("the page itself with ?read=parallel: the largest fixtures (many 3 MiB chunks) get the CLI's verdict and codes", { skip: !fixtures && "fixtures missing (LOUDLY skipped)" }, async () => {
