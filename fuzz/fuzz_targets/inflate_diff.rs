@@ -48,9 +48,9 @@ fn chunked(gz: &[u8], chunk: usize, pick: u8) -> Option<Vec<u8>> {
     } else {
         64 + usize::from(pick & 63) * 32
     };
-    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, header as u64)
+    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, &gz[..header])
         .with_in_order_piece(1 + usize::from(pick & 15) * 97);
-    let (mut all, mut start) = (Vec::new(), 0);
+    let (mut all, mut hashed, mut start) = (Vec::new(), Vec::new(), 0);
     while start < gz.len() && !st.stream_ended() {
         let end = (start + chunk).min(gz.len());
         let job = ChunkJob {
@@ -60,11 +60,18 @@ fn chunked(gz: &[u8], chunk: usize, pick: u8) -> Option<Vec<u8>> {
             stop_bit: ((end - start) * 8) as u64,
             max_out,
         };
-        st.accept(decode_chunk(job), &mut |b| all.extend_from_slice(b)).ok()?;
+        let result = decode_chunk(job);
+        let supplied = st.accept(&result, &mut |b| all.extend_from_slice(b)).ok()?;
+        // The bytes validated come from these copies, in order, with no gap.
+        if !supplied.is_empty() {
+            assert_eq!(result.job.offset + supplied.start as u64, hashed.len() as u64, "a gap");
+        }
+        hashed.extend_from_slice(&result.job.input[supplied]);
         start = end;
     }
     let t = st.trailer_offset()? as usize;
     st.finish(&gz[t.min(gz.len())..]).ok()?;
+    assert!(hashed == gz[..t], "the supplied ranges are not the file up to the trailer");
     Some(all)
 }
 

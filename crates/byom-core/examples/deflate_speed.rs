@@ -53,7 +53,7 @@ fn zlib(input: &[u8]) -> u64 {
 }
 
 fn ours(gz: &[u8], header: usize, chunk: usize) -> (u64, f64, f64) {
-    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, header as u64);
+    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, &gz[..header]);
     let (mut total, mut dec, mut stitch) = (0u64, 0f64, 0f64);
     let mut start = 0;
     while start + chunk < gz.len() {
@@ -69,7 +69,7 @@ fn ours(gz: &[u8], header: usize, chunk: usize) -> (u64, f64, f64) {
         dec += t.elapsed().as_secs_f64();
         let t = Instant::now();
         let mut n = 0;
-        if let Err(e) = st.accept(r, &mut |b| n += b.len()) {
+        if let Err(e) = st.accept(&r, &mut |b| n += b.len()) {
             eprintln!("stitch stopped at chunk {start}: {e}");
             break;
         }

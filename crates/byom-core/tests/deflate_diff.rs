@@ -186,8 +186,9 @@ fn chunked_with(gz: &[u8], chunk: usize, max_out: usize, piece: usize) -> Result
     let header = member_header_len(gz).ok_or("header")?;
     let len = gz.len();
     let mut st =
-        Stitcher::new(&Limits::default(), len as u64, header as u64).with_in_order_piece(piece);
+        Stitcher::new(&Limits::default(), len as u64, &gz[..header]).with_in_order_piece(piece);
     let mut all = Vec::new();
+    let mut hashed = Vec::new();
     let mut start = 0;
     // zlib-rs level 1 writes fixed-Huffman blocks of up to ~100 KiB compressed.
     let overlap = 1 << 20;
@@ -201,12 +202,26 @@ fn chunked_with(gz: &[u8], chunk: usize, max_out: usize, piece: usize) -> Result
             stop_bit: ((end - start) * 8) as u64,
             max_out,
         };
-        st.accept(decode_chunk(job), &mut |b| all.extend_from_slice(b))
+        let result = decode_chunk(job);
+        let supplied = st
+            .accept(&result, &mut |b| all.extend_from_slice(b))
             .map_err(|e| e.to_string())?;
+        // What a caller hashes: each chunk's own copy of the bytes it supplied, in order.
+        if !supplied.is_empty() {
+            assert_eq!(
+                result.job.offset + supplied.start as u64,
+                hashed.len() as u64
+            );
+        }
+        hashed.extend_from_slice(&result.job.input[supplied]);
         start = end;
     }
     let t = st.trailer_offset().ok_or("no end")? as usize;
     st.finish(&gz[t.min(len)..]).map_err(|e| e.to_string())?;
+    assert!(
+        hashed == gz[..t],
+        "the supplied ranges are not the file up to the trailer"
+    );
     Ok(all)
 }
 
@@ -475,7 +490,7 @@ fn a_zeroed_layer_is_decoded_in_order_in_bounded_pieces_and_the_rest_in_parallel
     let header = member_header_len(&gz).unwrap();
     let chunk = 64 << 10;
     let max_out = 2 * chunk + (1 << 20);
-    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, header as u64);
+    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, &gz[..header]);
     let (mut all, mut largest, mut start) = (Vec::new(), 0, 0);
     while start < gz.len() && !st.stream_ended() {
         let end = (start + chunk).min(gz.len());
@@ -486,7 +501,7 @@ fn a_zeroed_layer_is_decoded_in_order_in_bounded_pieces_and_the_rest_in_parallel
             stop_bit: ((end - start) * 8) as u64,
             max_out,
         };
-        st.accept(decode_chunk(job), &mut |b| {
+        st.accept(&decode_chunk(job), &mut |b| {
             largest = largest.max(b.len());
             all.extend_from_slice(b);
         })
@@ -511,7 +526,7 @@ fn the_in_order_pass_stops_a_bomb_inside_its_blocks() {
     let zeros = vec![0u8; 256 << 20];
     let gz = gzip(&zeros, 9);
     let header = member_header_len(&gz).unwrap();
-    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, header as u64);
+    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, &gz[..header]);
     let job = ChunkJob {
         offset: 0,
         input: gz.clone(),
@@ -520,10 +535,64 @@ fn the_in_order_pass_stops_a_bomb_inside_its_blocks() {
         max_out: 1 << 20,
     };
     let mut handed = 0;
-    let verdict = st.accept(decode_chunk(job), &mut |b| handed += b.len());
-    assert_eq!(verdict, Err(Doubt::Ratio));
+    let verdict = st.accept(&decode_chunk(job), &mut |b| handed += b.len());
+    assert_eq!(verdict.err(), Some(Doubt::Ratio));
     assert!(
         handed < 24 << 20,
         "{handed} bytes handed on before the doubt"
     );
+}
+
+#[test]
+fn two_copies_of_the_same_bytes_must_agree() {
+    use byom_core::archive::chunked::Doubt;
+    let data = weights(400_000, 61);
+    let gz = gzip(&data, 6);
+    let header = member_header_len(&gz).unwrap();
+    let chunk = 200_000;
+    let job = |start: usize, input: Vec<u8>| ChunkJob {
+        offset: start as u64,
+        input,
+        start_bit: (start == 0).then_some(header as u64 * 8),
+        stop_bit: (chunk.min(gz.len() - start) * 8) as u64,
+        max_out: 8 << 20,
+    };
+    let copy = |start: usize| gz[start..gz.len().min(start + chunk + (256 << 10))].to_vec();
+    // The header the plan parsed differs from chunk 0's copy of it (the file changed between
+    // the two reads): a doubt, before anything is handed on.
+    let mut other = gz[..header].to_vec();
+    other[4] ^= 1; // MTIME
+    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, &other);
+    let result = decode_chunk(job(0, copy(0)));
+    assert_eq!(
+        st.accept(&result, &mut |_| panic!("handed on")).err(),
+        Some(Doubt::Changed)
+    );
+
+    // Chunk 0 ends inside a byte; chunk 1's copy of that byte differs in the bits chunk 0
+    // decoded (chunk 1 itself never reads them): a doubt. With the same copy, it is accepted.
+    let mut st = Stitcher::new(&Limits::default(), gz.len() as u64, &gz[..header]);
+    let first = st.accept(&result, &mut |_| {}).unwrap();
+    assert_eq!(first.start, 0);
+    // Chunk 0 supplied up to and with the byte it ends in.
+    let second = decode_chunk(job(chunk, copy(chunk)));
+    let boundary_bit = second.decoded.as_ref().unwrap().start_bit;
+    assert!(
+        !boundary_bit.is_multiple_of(8),
+        "pick another seed: chunk 0 ends on a byte boundary"
+    );
+    let at = (boundary_bit / 8) as usize;
+    assert_eq!(chunk + at + 1, first.end);
+    let mut changed = copy(chunk);
+    changed[at] ^= 1; // the lowest bit: chunk 0's, never chunk 1's
+    let tampered = decode_chunk(job(chunk, changed));
+    assert_eq!(tampered.decoded.as_ref().unwrap().start_bit, boundary_bit);
+    let mut again = Stitcher::new(&Limits::default(), gz.len() as u64, &gz[..header]);
+    again.accept(&result, &mut |_| {}).unwrap();
+    assert_eq!(
+        again.accept(&tampered, &mut |_| {}).err(),
+        Some(Doubt::Changed)
+    );
+    // Chunk 1 supplies from the byte after that one.
+    assert_eq!(st.accept(&second, &mut |_| {}).unwrap().start, at + 1);
 }

@@ -73,7 +73,7 @@ impl ParallelValidator {
             stitcher: Some(Stitcher::new(
                 &settings.limits,
                 plan.file_len,
-                plan.deflate_start,
+                &head[..plan.deflate_start as usize],
             )),
             validator: Some(byom_core::Validator::new(&settings)),
             plan,
@@ -145,7 +145,7 @@ impl ParallelValidator {
             decoded,
         };
         stitcher
-            .accept(result, &mut |bytes| validator.feed_inflated(bytes))
+            .accept(&result, &mut |bytes| validator.feed_inflated(bytes))
             .map_err(|d| JsError::new(&format!("doubt: {d}")))?;
         self.accepted += 1;
         Ok(())

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::Path;
 use std::sync::{mpsc, Condvar, Mutex};
 use std::thread;
@@ -22,6 +23,7 @@ use std::thread;
 use byom_core::archive::chunk_plan::{ChunkPlan, HEADER_PROBE, MEMORY_BUDGET};
 use byom_core::archive::chunked::{decode_chunk, ChunkResult, Stitcher};
 use byom_core::{Report, Settings, Validator};
+use sha2::{Digest, Sha256};
 
 /// How the parallel reader runs.
 #[derive(Debug, Clone, Copy)]
@@ -53,8 +55,10 @@ struct Schedule {
     stop: bool,
 }
 
-/// Validate `path` (of `len` bytes) with the parallel inflater; the report has no sha256 yet.
-/// `progress` is told the compressed bytes accepted so far, in file order.
+/// Validate `path` (of `len` bytes) with the parallel inflater, and hash it: the report's
+/// sha256 is of the very copies of the bytes that were validated (each accepted chunk's input
+/// goes on to the hashing thread; the file is not read a second time). `progress` is told the
+/// compressed bytes accepted so far, in file order.
 pub fn validate(
     path: &Path,
     len: u64,
@@ -84,6 +88,7 @@ pub fn validate(
         Condvar::new(),
     );
     let (tx, rx) = mpsc::channel::<(usize, std::io::Result<ChunkResult>)>();
+    let (hash_tx, hash_rx) = mpsc::sync_channel::<ToHash>(HASH_QUEUE);
     let mut stats = Stats {
         chunks: n,
         chunk: plan.chunk,
@@ -92,7 +97,7 @@ pub fn validate(
         in_flight,
     };
 
-    let outcome = thread::scope(|s| {
+    let outcome = thread::scope(|s| -> std::io::Result<Result<(Report, usize), Fallback>> {
         for _ in 0..threads {
             let tx = tx.clone();
             let sched = &sched;
@@ -100,7 +105,14 @@ pub fn validate(
             s.spawn(move || worker(path, plan, sched, &tx));
         }
         drop(tx);
-        let result = consume(&rx, &sched, path, &plan, settings, progress);
+        let hasher = s.spawn(move || hash(path, &hash_rx));
+        let header = &head[..plan.deflate_start as usize];
+        let pipes = Pipes {
+            decoded: &rx,
+            sched: &sched,
+            hash: &hash_tx,
+        };
+        let result = consume(&pipes, path, &plan, header, settings, progress);
         let (lock, cv) = &sched;
         if let Ok(mut g) = lock.lock() {
             g.stop = true;
@@ -108,12 +120,65 @@ pub fn validate(
         cv.notify_all();
         // Drain so that no worker blocks on a full queue (the channel is unbounded anyway).
         for _ in rx.iter() {}
-        result
-    });
+        // After a fallback the hasher gets no final message and stops at the channel's end.
+        drop(hash_tx);
+        let sha = hasher
+            .join()
+            .map_err(|_| std::io::Error::other("hashing thread panicked"))??;
+        Ok(result.map(|(mut report, in_order)| {
+            report.sha256 = sha;
+            (report, in_order)
+        }))
+    })?;
     Ok(outcome.map(|(report, in_order)| {
         stats.in_order = in_order;
         (report, stats)
     }))
+}
+
+/// What the hashing thread is handed, in file order.
+enum ToHash {
+    /// `bytes[range]` are the file's next bytes.
+    Bytes(Vec<u8>, Range<usize>),
+    /// Read the rest of the file from where the hash has got to (validation stopped early at
+    /// a fatal error; the package's hash is still of the whole file), then finish.
+    Rest,
+    /// Everything was handed; finish.
+    Done,
+}
+
+/// Most pieces waiting for the hashing thread (each an accepted chunk's input, ~1.25 MiB).
+const HASH_QUEUE: usize = 4;
+
+/// The hashing thread: the package's sha256 from the pieces it is handed, `None` if it was
+/// not told to finish (the parallel path fell back).
+fn hash(path: &Path, rx: &mpsc::Receiver<ToHash>) -> std::io::Result<Option<String>> {
+    let mut h = Sha256::new();
+    let mut at = 0u64;
+    for piece in rx {
+        match piece {
+            ToHash::Bytes(bytes, range) => {
+                h.update(&bytes[range.clone()]);
+                at += range.len() as u64;
+            }
+            ToHash::Rest => {
+                let mut file = File::open(path)?;
+                file.seek(SeekFrom::Start(at))?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    match file.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => h.update(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Ok(Some(hex::encode(h.finalize())));
+            }
+            ToHash::Done => return Ok(Some(hex::encode(h.finalize()))),
+        }
+    }
+    Ok(None)
 }
 
 /// Decode claimed chunks until told to stop.
@@ -155,17 +220,32 @@ fn worker(
     }
 }
 
+/// How the in-order consumer talks to the other threads.
+struct Pipes<'a> {
+    /// Decoded chunks from the workers, in any order.
+    decoded: &'a mpsc::Receiver<(usize, std::io::Result<ChunkResult>)>,
+    /// Permits for the workers (one back per accepted chunk).
+    sched: &'a (Mutex<Schedule>, Condvar),
+    /// Accepted chunks' inputs, in file order, to the hashing thread.
+    hash: &'a mpsc::SyncSender<ToHash>,
+}
+
 /// Stitch chunks in order into the validator.
 fn consume(
-    rx: &mpsc::Receiver<(usize, std::io::Result<ChunkResult>)>,
-    sched: &(Mutex<Schedule>, Condvar),
+    pipes: &Pipes,
     path: &Path,
     plan: &ChunkPlan,
+    header: &[u8],
     settings: &Settings,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(Report, usize), Fallback> {
+    let Pipes {
+        decoded: rx,
+        sched,
+        hash: hash_tx,
+    } = *pipes;
     let (len, n) = (plan.file_len, plan.chunks);
-    let mut stitcher = Stitcher::new(&settings.limits, len, plan.deflate_start);
+    let mut stitcher = Stitcher::new(&settings.limits, len, header);
     let mut validator = Validator::new(settings);
     let mut pending: BTreeMap<usize, ChunkResult> = BTreeMap::new();
     let mut expected = 0;
@@ -176,9 +256,12 @@ fn consume(
         let result = result.map_err(|e| Fallback(format!("read error: {e}")))?;
         pending.insert(i, result);
         while let Some(r) = pending.remove(&expected) {
-            stitcher
-                .accept(r, &mut |bytes| validator.feed_inflated(bytes))
+            let supplied = stitcher
+                .accept(&r, &mut |bytes| validator.feed_inflated(bytes))
                 .map_err(|d| Fallback(d.to_string()))?;
+            hash_tx
+                .send(ToHash::Bytes(r.job.input, supplied))
+                .map_err(|_| Fallback("the hashing thread stopped".into()))?;
             expected += 1;
             progress((expected as u64 * plan.chunk).min(len));
             let (lock, cv) = sched;
@@ -202,6 +285,16 @@ fn consume(
         stitcher
             .finish(&tail)
             .map_err(|d| Fallback(d.to_string()))?;
+        // The trailer is hashed from the copy its checks read.
+        let n = tail.len();
+        hash_tx
+            .send(ToHash::Bytes(tail, 0..n))
+            .and_then(|()| hash_tx.send(ToHash::Done))
+            .map_err(|_| Fallback("the hashing thread stopped".into()))?;
+    } else {
+        hash_tx
+            .send(ToHash::Rest)
+            .map_err(|_| Fallback("the hashing thread stopped".into()))?;
     }
     Ok((validator.finish_inflated(len), in_order))
 }

@@ -11,7 +11,6 @@ use std::fs::File;
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -196,11 +195,6 @@ fn validate_file(
     let trace = std::env::var_os("BYOM_INFLATE_TRACE").is_some_and(|v| !v.is_empty());
     let len = std::fs::metadata(path)?.len();
     if let Some(opts) = parallel.filter(|o| len > o.chunk) {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let hasher = {
-            let (path, cancel) = (path.to_path_buf(), Arc::clone(&cancel));
-            thread::spawn(move || sha256_file(&path, &cancel))
-        };
         let mut bar = Progress::when(progress, len);
         let outcome = parallel_inflate::validate(path, len, settings, opts, &mut |done| {
             if let Some(bar) = &mut bar {
@@ -211,22 +205,16 @@ fn validate_file(
             bar.clear();
         }
         match outcome? {
-            Ok((mut report, stats)) => {
+            Ok((report, stats)) => {
                 if trace {
                     eprintln!(
                         "byom: parallel inflate: {} chunks of {} bytes on {} threads ({} in flight), {} decoded in order",
                         stats.chunks, stats.chunk, stats.threads, stats.in_flight, stats.in_order
                     );
                 }
-                let sha = hasher
-                    .join()
-                    .map_err(|_| std::io::Error::other("hashing thread panicked"))??;
-                report.sha256 = Some(sha);
                 return Ok(report);
             }
             Err(parallel_inflate::Fallback(why)) => {
-                cancel.store(true, Ordering::Relaxed);
-                let _ = hasher.join();
                 if trace {
                     eprintln!("byom: parallel inflate: sequential instead: {why}");
                 }
@@ -234,24 +222,6 @@ fn validate_file(
         }
     }
     validate_sequential(path, settings, progress)
-}
-
-/// The package sha256, read on its own thread beside the parallel inflater.
-fn sha256_file(path: &Path, cancel: &AtomicBool) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(std::io::Error::other("cancelled"));
-        }
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(hex::encode(h.finalize())),
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Validate one file in 1 MiB chunks, hashing the same chunks on a second thread.

@@ -20,6 +20,8 @@
 //! compressed offset where it checks the ratio, the output of all blocks that end at or after
 //! that offset (more than any inflater can have produced there) is within the ratio.
 
+use std::ops::Range;
+
 use crc32fast::Hasher;
 
 use super::deflate::{
@@ -160,6 +162,8 @@ pub enum Doubt {
     NoEnd,
     #[error("the gzip trailer is not exactly the last 8 bytes, or does not match")]
     Trailer,
+    #[error("two reads of the same bytes of the file differ (it changed while being read)")]
+    Changed,
 }
 
 /// Accepts decoded chunks in order and hands out the verified inflated bytes.
@@ -184,15 +188,25 @@ pub struct Stitcher {
     in_order: usize,
     /// [`Self::resolve`]'s table (64 KiB, built per chunk that has markers).
     lut: Box<[u8; 1 << 16]>,
+    /// The gzip member header as the plan parsed it (chunk 0's input must start with it).
+    header: Vec<u8>,
+    /// File offset up to which accepted chunks' inputs supplied the bytes (see
+    /// [`Self::accept`]).
+    supplied_to: u64,
+    /// The byte holding [`Self::next_bit`] when it is not byte-aligned, as the previous chunk's
+    /// input had it: `(file offset, value)`. The next chunk decodes its other bits from its
+    /// own copy, which must agree.
+    boundary: Option<(u64, u8)>,
 }
 
 impl Stitcher {
-    /// `deflate_start`: file offset after the gzip header (see [`super::gzip::member_header_len`]).
-    pub fn new(limits: &Limits, file_len: u64, deflate_start: u64) -> Self {
+    /// `header`: the gzip member header (the file's first [`super::gzip::member_header_len`]
+    /// bytes) as the caller read and parsed it; the deflate data starts after it.
+    pub fn new(limits: &Limits, file_len: u64, header: &[u8]) -> Self {
         Stitcher {
             limits: limits.clone(),
             file_len,
-            next_bit: deflate_start * 8,
+            next_bit: header.len() as u64 * 8,
             end_bit: None,
             window: Vec::with_capacity(WINDOW),
             total_out: 0,
@@ -202,6 +216,9 @@ impl Stitcher {
             piece_max: IN_ORDER_PIECE,
             in_order: 0,
             lut: Box::new([0; 1 << 16]),
+            header: header.to_vec(),
+            supplied_to: 0,
+            boundary: None,
         }
     }
 
@@ -226,40 +243,88 @@ impl Stitcher {
     /// Accept the next chunk in file order, handing its verified bytes to `sink` in order (none
     /// when the chunk was already covered by the previous one). Every check on a piece runs
     /// before it is handed on; after a [`Doubt`] the caller discards all it was handed.
+    ///
+    /// Returns the range of `result.job.input` whose bytes this chunk supplied to the validated
+    /// stream (its part of the gzip header, the deflate data, the byte its last block ends
+    /// in), so that a caller hashing the package hashes exactly the copies that were validated:
+    /// over all chunks, the file from 0 to [`Self::trailer_offset`], in order, once. Where two
+    /// copies of the file meet (the header read before planning and chunk 0's; the byte a chunk
+    /// ends inside and the next chunk's copy of it) they must agree, else [`Doubt::Changed`].
     pub fn accept(
         &mut self,
-        result: ChunkResult,
+        result: &ChunkResult,
         sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<(), Doubt> {
+    ) -> Result<Range<usize>, Doubt> {
         let job = &result.job;
         let base = job.offset * 8;
         if self.end_bit.is_some() || self.next_bit >= base + job.stop_bit {
-            return Ok(());
+            return Ok(0..0);
+        }
+        if job.offset == 0 && !job.input.starts_with(&self.header) {
+            return Err(Doubt::Changed);
+        }
+        if let Some((at, byte)) = self.boundary {
+            let index = at
+                .checked_sub(job.offset)
+                .and_then(|i| usize::try_from(i).ok());
+            if index.and_then(|i| job.input.get(i)) != Some(&byte) {
+                return Err(Doubt::Changed);
+            }
         }
         let rel = self.next_bit - base;
-        let before = self.total_out;
         let mut piece = std::mem::take(&mut self.piece);
         piece.clear();
-        let done = match result.decoded {
-            Ok(d) if d.start_bit == rel => {
-                self.resolve(&d.head, &mut piece)?;
-                let out = piece.len() as u64 + d.tail.len() as u64;
-                self.check_total(before + out)?;
-                self.check_ratio(base, before, &d.outcome.blocks)?;
-                self.crc.update(&piece);
-                self.crc.combine(&d.tail_crc);
-                self.total_out += out;
-                self.slide_window(&piece);
-                self.slide_window(&d.tail);
-                sink(&piece);
-                sink(&d.tail);
-                self.advance(base, d.outcome.end_bit, d.outcome.stream_end);
-                Ok(())
-            }
+        let done = match &result.decoded {
+            Ok(d) if d.start_bit == rel => self.accept_decoded(base, d, &mut piece, sink),
             _ => self.decode_in_order(job, rel, &mut piece, sink),
         };
         self.piece = piece;
-        done
+        done?;
+        let end = self.next_bit.div_ceil(8);
+        // Both ends lie in this chunk's input: it starts at or before where the previous chunk
+        // stopped and its decoding read up to `end`.
+        let within = |at: u64| {
+            at.checked_sub(job.offset)
+                .and_then(|i| usize::try_from(i).ok())
+                .filter(|&i| i <= job.input.len())
+        };
+        let supplied = within(self.supplied_to)
+            .zip(within(end))
+            .map(|(from, to)| from..to)
+            .ok_or(Doubt::Changed)?;
+        self.supplied_to = end;
+        // Inside this chunk's input: its decoding read that byte.
+        let at = self.next_bit / 8;
+        self.boundary = (!self.next_bit.is_multiple_of(8))
+            .then(|| usize::try_from(at - job.offset).ok())
+            .flatten()
+            .and_then(|i| job.input.get(i))
+            .map(|&byte| (at, byte));
+        Ok(supplied)
+    }
+
+    /// A chunk its thread decoded from the proven bit: resolve its markers, check, hand on.
+    fn accept_decoded(
+        &mut self,
+        base: u64,
+        d: &Decoded,
+        piece: &mut Vec<u8>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), Doubt> {
+        let before = self.total_out;
+        self.resolve(&d.head, piece)?;
+        let out = piece.len() as u64 + d.tail.len() as u64;
+        self.check_total(before + out)?;
+        self.check_ratio(base, before, &d.outcome.blocks)?;
+        self.crc.update(piece);
+        self.crc.combine(&d.tail_crc);
+        self.total_out += out;
+        self.slide_window(piece);
+        self.slide_window(&d.tail);
+        sink(piece);
+        sink(&d.tail);
+        self.advance(base, d.outcome.end_bit, d.outcome.stream_end);
+        Ok(())
     }
 
     /// Decode `job` from its bit `rel` with the real window (zlib-rs), in pieces of at most
