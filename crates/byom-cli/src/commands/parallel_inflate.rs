@@ -147,8 +147,9 @@ enum ToHash {
     Done,
 }
 
-/// Most pieces waiting for the hashing thread (each an accepted chunk's input, ~1.25 MiB).
-const HASH_QUEUE: usize = 4;
+/// Most pieces waiting for the hashing thread (each an accepted chunk's input, ~1.25 MiB, beside
+/// the chunks in flight; SHA-256 runs ~4× faster than one core inflates, so it rarely waits).
+const HASH_QUEUE: usize = 2;
 
 /// The hashing thread: the package's sha256 from the pieces it is handed, `None` if it was
 /// not told to finish (the parallel path fell back).

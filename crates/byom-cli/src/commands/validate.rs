@@ -47,9 +47,10 @@ pub struct Args {
     #[arg(long)]
     no_progress: bool,
     /// Inflate on this many threads (0 = all cores, the default; 1 = the sequential reader
-    /// only). Two-stage parallel gunzip: the report is the same byte for byte, and any doubt
-    /// (corrupt data, a bomb, several gzip members, highly compressible data) falls back to
-    /// the sequential reader, which decides.
+    /// only). Two-stage parallel gunzip: the report is the same byte for byte, a chunk too
+    /// compressible for its output cap is decoded in order, and any doubt (corrupt data, a
+    /// bomb, several gzip members, trailing data) falls back to the sequential reader, which
+    /// decides.
     #[arg(
         long,
         env = "BYOM_INFLATE_THREADS",
