@@ -444,8 +444,10 @@ impl Stitcher {
     /// Symbols to bytes, markers replaced from the window: one table lookup per symbol, no
     /// branch (a chunk whose window never cleans holds markers all through its head, and this
     /// runs on the one in-order thread; on the quantized benchmark package it took half the
-    /// time of a branch per symbol). The table
-    /// maps a literal to itself and marker `MARKER + i` to window byte `i`.
+    /// time of a branch per symbol). The table maps a literal to itself and marker
+    /// `MARKER + i` to window byte `i`; the values between never come out of the decoder (a
+    /// malformed message from the page's decoding worker could hold them: they become 0, and
+    /// the stream's CRC-32 refuses the result).
     fn resolve(&mut self, symbols: &[u16], out: &mut Vec<u8>) -> Result<(), Doubt> {
         if symbols.is_empty() {
             return Ok(());
