@@ -10,6 +10,8 @@
 # Single-core and parallel inflation side by side (`--inflate-threads 0` = all cores), with
 # rapidgzip as the reference parallel gunzip when it is on PATH (`pip install rapidgzip`; not a
 # test requirement) or $RAPIDGZIP names it.
+#   THREADS="2 4 8" bench/validate.sh   # also `--inflate-threads N` and `rapidgzip -P N` for each N,
+#                                  with the speed-up over one core (the issue's 4-core goal: >= 3x)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -35,6 +37,7 @@ measure() { # label, command...
   done
   printf '%-34s %8.2f s %8.2f s %9.1f MiB   load %s\n' "$label" "$best_wall" "$best_cpu" \
     "$(awk "BEGIN{print $best_rss/1024}")" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  LAST_WALL=$best_wall
 }
 
 ls -l "$PKG"
@@ -42,6 +45,11 @@ cat /dev/null "$PKG" > /dev/null # warm the page cache
 printf '%-34s %10s %10s %13s\n' "what" "wall" "CPU" "peak RSS"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 measure "byom validate --inflate-threads 1" $T/release/byom validate --no-progress --inflate-threads 1 "$PKG"
+ONE=$LAST_WALL
+for n in ${THREADS:-}; do
+  measure "byom validate --inflate-threads $n" $T/release/byom validate --no-progress --inflate-threads "$n" "$PKG"
+  echo "  $(awk "BEGIN{printf \"%.2f\", $ONE/$LAST_WALL}")x the one-core run"
+done
 measure "byom validate (default: all cores)" $T/release/byom validate --no-progress --inflate-threads 0 "$PKG"
 BYOM_INFLATE_TRACE=1 $T/release/byom validate --no-progress --inflate-threads 0 "$PKG" 2>&1 >/dev/null | sed 's/^/  /' || true
 measure "bare inflate (zlib-rs)"          $T/release/examples/inflate "$PKG" zlib-rs
@@ -51,6 +59,7 @@ RG=${RAPIDGZIP:-$(command -v rapidgzip || true)}
 if [ -n "$RG" ]; then
   measure "rapidgzip -P 1 (reference)"      "$RG" -d -c -P 1 "$PKG"
   measure "rapidgzip -P $(nproc) (reference)" "$RG" -d -c -P "$(nproc)" "$PKG"
+  for n in ${THREADS:-}; do measure "rapidgzip -P $n (reference)" "$RG" -d -c -P "$n" "$PKG"; done
 else
   echo "rapidgzip not found: pip install rapidgzip (or set RAPIDGZIP) for the parallel reference"
 fi
