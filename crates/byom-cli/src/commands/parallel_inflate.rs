@@ -41,7 +41,7 @@ pub struct Fallback(pub String);
 #[derive(Debug, Default)]
 pub struct Stats {
     pub chunks: usize,
-    /// Compressed bytes per chunk (smaller than asked for compressible data).
+    /// Compressed bytes per chunk.
     pub chunk: u64,
     /// Chunks the in-order pass decoded itself.
     pub in_order: usize,
