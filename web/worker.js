@@ -229,8 +229,9 @@ function dropDecoders() {
  * Parallel inflate: chunks are decoded on `count` workers, accepted in file order. Resolves to
  * the same {report, bytesRead, stages} as the other loops, or to {fallback: why} when the file must be
  * read sequentially (not gzip, one chunk, or any doubt: corrupt data, a bomb, trailing data;
- * a chunk over its output cap is decoded by the validation worker itself, in bounded pieces). Events are held back until the parallel
- * result stands, so a fallback never shows an issue twice.
+ * a chunk over its output cap is decoded by the validation worker itself, in bounded pieces).
+ * Events are held back until the parallel result stands, so a fallback never shows an issue
+ * twice.
  */
 async function validateParallel(id, file, settings, chunkBytes, count) {
   const head = new Uint8Array(new FileReaderSync().readAsArrayBuffer(file.slice(0, byom.ParallelValidator.headerProbe())));

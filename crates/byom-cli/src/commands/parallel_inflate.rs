@@ -165,15 +165,7 @@ fn hash(path: &Path, rx: &mpsc::Receiver<ToHash>) -> std::io::Result<Option<Stri
             ToHash::Rest => {
                 let mut file = File::open(path)?;
                 file.seek(SeekFrom::Start(at))?;
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    match file.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => h.update(&buf[..n]),
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+                std::io::copy(&mut file, &mut h)?;
                 return Ok(Some(hex::encode(h.finalize())));
             }
             ToHash::Done => return Ok(Some(hex::encode(h.finalize()))),

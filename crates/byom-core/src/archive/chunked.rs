@@ -260,14 +260,17 @@ impl Stitcher {
         if self.end_bit.is_some() || self.next_bit >= base + job.stop_bit {
             return Ok(0..0);
         }
+        // Index of file offset `at` in this chunk's input (its end included).
+        let within = |at: u64| {
+            at.checked_sub(job.offset)
+                .and_then(|i| usize::try_from(i).ok())
+                .filter(|&i| i <= job.input.len())
+        };
         if job.offset == 0 && !job.input.starts_with(&self.header) {
             return Err(Doubt::Changed);
         }
         if let Some((at, byte)) = self.boundary {
-            let index = at
-                .checked_sub(job.offset)
-                .and_then(|i| usize::try_from(i).ok());
-            if index.and_then(|i| job.input.get(i)) != Some(&byte) {
+            if within(at).and_then(|i| job.input.get(i)) != Some(&byte) {
                 return Err(Doubt::Changed);
             }
         }
@@ -283,11 +286,6 @@ impl Stitcher {
         let end = self.next_bit.div_ceil(8);
         // Both ends lie in this chunk's input: it starts at or before where the previous chunk
         // stopped and its decoding read up to `end`.
-        let within = |at: u64| {
-            at.checked_sub(job.offset)
-                .and_then(|i| usize::try_from(i).ok())
-                .filter(|&i| i <= job.input.len())
-        };
         let supplied = within(self.supplied_to)
             .zip(within(end))
             .map(|(from, to)| from..to)
@@ -296,7 +294,7 @@ impl Stitcher {
         // Inside this chunk's input: its decoding read that byte.
         let at = self.next_bit / 8;
         self.boundary = (!self.next_bit.is_multiple_of(8))
-            .then(|| usize::try_from(at - job.offset).ok())
+            .then(|| within(at))
             .flatten()
             .and_then(|i| job.input.get(i))
             .map(|&byte| (at, byte));
